@@ -1,0 +1,352 @@
+"""Alert-to-provider latency and sustained throughput of the alert spine.
+
+Starts `balise serve` (and optionally more web processes and `balise dispatch`
+processes), creates DEVICES people with five consenting contacts and a device each,
+posts prevention alerts (one SMS to each of the five contacts) at a fixed rate over
+HTTP, and times every message's arrival at a webhook sink on loopback, in its own
+process.
+
+Latency is measured two ways, both printed:
+  server: from the alert's created_at, stored by the server when the request reached
+          it (after authentication, just before the transaction), to the sink;
+  client: from the moment the client sent the request (an upper bound: it includes
+          the client's connection and the server's queueing) to the sink.
+Throughput: alerts accepted per second while sending, and alerts fully delivered
+(all five messages at the sink) per second from the first send to the last arrival.
+
+    # SQLite (a fresh database in a temporary directory)
+    python bench/dispatch_latency.py --rate 20 --duration 10
+    # PostgreSQL (the database is created if missing; its tables are reused)
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/balise_proof_bench \\
+        python bench/dispatch_latency.py --fresh --rate 200 --duration 10 --dispatchers 1
+
+Bounded: at most --duration seconds of sending, --drain seconds of waiting, loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+
+
+# -- the sink, in its own process -------------------------------------------------------
+
+
+def sink_main(port_pipe, stop_event, results_pipe) -> None:
+    """A minimal keep-alive HTTP/1.1 server: notes (wall time, Idempotency-Key) per request."""
+    arrivals: list[tuple[float, str]] = []
+    reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                at = time.time()
+                length, key = 0, ""
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    name = name.strip().lower()
+                    if name == b"content-length":
+                        length = int(value)
+                    elif name == b"idempotency-key":
+                        key = value.strip().decode()
+                if length:
+                    await reader.readexactly(length)
+                arrivals.append((at, key))
+                writer.write(reply)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        port_pipe.send(server.sockets[0].getsockname()[1])
+        while not stop_event.is_set():
+            await asyncio.sleep(0.05)
+        server.close()
+
+    asyncio.run(main())
+    results_pipe.send(arrivals)
+
+
+# -- processes -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def balise(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    out = open(log, "ab")
+    return subprocess.Popen([sys.executable, "-m", "balise", *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: the server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+# -- data -------------------------------------------------------------------------------
+
+
+def setup_people(count: int) -> list[str]:
+    """COUNT people with five consenting contacts and a device each; returns the tokens."""
+    from django.contrib.auth.hashers import make_password
+    from django.db import transaction
+
+    from balise.associations.models import Association
+    from balise.devices.models import Device, DeviceCredential, hash_token
+    from balise.people.models import Contact, Person
+
+    tag = uuid.uuid4().hex[:8]
+    with transaction.atomic():
+        association = Association.objects.create(name=f"Bench {tag}", slug=f"bench-{tag}", on_call_number="+33472000000")
+        cancel, duress = make_password("2468"), make_password("1357")
+        people = Person.objects.bulk_create(
+            Person(association=association, display_name=f"P{i}", cancel_pin_hash=cancel, duress_pin_hash=duress)
+            for i in range(count)
+        )
+        Contact.objects.bulk_create(
+            Contact(person=p, position=j, name=f"C{j}", phone=f"+3361{i:05d}{j:02d}", consent=Contact.Consent.ACCEPTED)
+            for i, p in enumerate(people) for j in range(1, 6)
+        )
+        devices = Device.objects.bulk_create(
+            Device(association=association, holder=p, kind=Device.Kind.STATION, hardware_id=f"bench-{tag}-{i}",
+                   status=Device.Status.ASSIGNED)
+            for i, p in enumerate(people)
+        )
+        tokens = [f"bal_bench_{tag}_{i}_{uuid.uuid4().hex}" for i in range(count)]
+        DeviceCredential.objects.bulk_create(
+            DeviceCredential(device=d, token_hash=hash_token(t), prefix=t[:8]) for d, t in zip(devices, tokens)
+        )
+    return tokens
+
+
+# -- load -------------------------------------------------------------------------------
+
+
+async def send_alerts(bases: list[str], tokens: list[str], rate: float, count: int, sent_at: dict, errors: list) -> float:
+    """Open loop: alert i leaves at i / RATE, whatever the server's answers."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            client_id = str(uuid.uuid4())
+            now = datetime.now(timezone.utc).isoformat()
+            body = {"client_id": client_id, "kind": "prevention", "gesture": "single", "triggered_at": now,
+                    "fixes": [{"id": str(uuid.uuid4()), "lat": 45.76, "lon": 4.83, "accuracy_m": 10,
+                               "recorded_at": now, "source": "gps"}]}
+            token = tokens[i % len(tokens)]
+            sent_at[client_id] = time.time()
+            try:
+                r = await client.post(f"{bases[i % len(bases)]}/api/v1/alerts", json=body,
+                                      headers={"Authorization": f"Bearer {token}"})
+                if r.status_code != 201:
+                    errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
+            except httpx.HTTPError as exc:
+                errors.append(type(exc).__name__)
+
+        start = time.monotonic()
+        tasks = []
+        for i in range(count):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        return time.monotonic() - start
+
+
+def quantiles(values: list[float]) -> str:
+    if not values:
+        return "no data"
+    values = sorted(values)
+
+    def q(p: float) -> float:
+        return values[min(len(values) - 1, max(0, round(p * (len(values) - 1))))] * 1000
+
+    return f"p50 {q(0.5):7.1f} ms   p95 {q(0.95):7.1f} ms   p99 {q(0.99):7.1f} ms   max {values[-1] * 1000:7.1f} ms"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=20, help="alerts per second")
+    parser.add_argument("--duration", type=float, default=10, help="seconds of sending (bounded to 120)")
+    parser.add_argument("--devices", type=int, default=500, help="people, five contacts each")
+    parser.add_argument("--servers", type=int, default=1, help="`balise serve` processes (the first runs a dispatcher)")
+    parser.add_argument("--dispatchers", type=int, default=0, help="extra `balise dispatch` processes (PostgreSQL)")
+    parser.add_argument("--no-serve-dispatcher", action="store_true", help="no dispatcher inside balise serve")
+    parser.add_argument("--warmup", type=int, default=20, help="alerts sent first and left out of the figures")
+    parser.add_argument("--drain", type=float, default=60, help="seconds to wait for the last messages")
+    parser.add_argument("--keep", action="store_true", help="leave the SQLite data directory in place")
+    parser.add_argument("--fresh", action="store_true",
+                        help="PostgreSQL: drop and re-create the database named in DATABASE_URL first (open alerts"
+                             " left by earlier runs would escalate and be audited during this one)")
+    args = parser.parse_args()
+    duration = min(args.duration, 120)
+    count = max(1, int(args.rate * duration))
+
+    data_dir = os.environ.get("BALISE_DATA_DIR") or tempfile.mkdtemp(prefix="balise-bench-")
+    os.environ["BALISE_DATA_DIR"] = data_dir
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "balise.settings")
+    sys.path.insert(0, str(SRC))
+    database = os.environ.get("DATABASE_URL", "")
+    if database.startswith("postgres"):
+        create_pg_database(database, fresh=args.fresh)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", interactive=False, verbosity=0)
+    engine = connection.vendor
+
+    ctx = multiprocessing.get_context("spawn")
+    port_r, port_w = ctx.Pipe(False)
+    res_r, res_w = ctx.Pipe(False)
+    stop = ctx.Event()
+    sink = ctx.Process(target=sink_main, args=(port_w, stop, res_w), daemon=True)
+    sink.start()
+    sink_port = port_r.recv()
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BALISE_")}
+    env.update(PYTHONPATH=str(SRC), BALISE_DATA_DIR=data_dir, BALISE_PROVIDERS="webhook",
+               BALISE_WEBHOOK_URL=f"http://127.0.0.1:{sink_port}/", BALISE_LOG_LEVEL="WARNING",
+               BALISE_SECRET_KEY="bench-only-secret-key")
+    for name in os.environ:
+        if name.startswith("BALISE_") and name not in ("BALISE_DATA_DIR",):
+            env[name] = os.environ[name]  # let the caller tune the dispatcher (BALISE_DISPATCH_*)
+    logs = Path(data_dir) / "bench-logs"
+    logs.mkdir(exist_ok=True)
+    procs, bases = [], []
+    for i in range(args.servers):
+        port = free_port()
+        serve_args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+        if i > 0 or args.no_serve_dispatcher:
+            serve_args.append("--no-dispatcher")
+        procs.append(balise(serve_args, env, logs / f"serve-{i}.log"))
+        bases.append(f"http://127.0.0.1:{port}")
+    for i in range(args.dispatchers):
+        procs.append(balise(["dispatch"], env, logs / f"dispatch-{i}.log"))
+    try:
+        for base, proc in zip(bases, procs):
+            wait_http(f"{base}/health", proc)
+        tokens = setup_people(args.devices)
+        from balise.alerts.models import Alert
+        from balise.dispatch.models import Delivery
+
+        sent_at: dict[str, float] = {}
+        errors: list[str] = []
+        if args.warmup:
+            asyncio.run(send_alerts(bases, tokens, max(args.rate, 20), args.warmup, {}, errors))
+            time.sleep(2)
+        errors.clear()
+        t0 = time.time()
+        send_seconds = asyncio.run(send_alerts(bases, tokens, args.rate, count, sent_at, errors))
+        expected = {}
+        deadline = time.monotonic() + args.drain
+        while time.monotonic() < deadline:
+            alerts = dict(Alert.objects.filter(client_id__in=list(sent_at)).values_list("pk", "client_id"))
+            rows = list(Delivery.objects.filter(alert_id__in=list(alerts)).values_list("id", "alert_id", "state"))
+            if rows and all(state in ("sent", "failed") for _, _, state in rows) and len(alerts) + len(errors) >= count:
+                break
+            time.sleep(0.5)
+        expected = {str(d): a for d, a, _ in rows}
+        created = {pk: ts.timestamp() for pk, ts in Alert.objects.filter(pk__in=list(alerts)).values_list("pk", "created_at")}
+    finally:
+        stop.set()
+        arrivals = res_r.recv() if res_r.poll(30) else []
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    first_at: dict[str, float] = {}
+    duplicates = 0
+    for at, key in arrivals:
+        if key in expected:
+            if key in first_at:
+                duplicates += 1
+            first_at.setdefault(key, at)
+    server_lat, client_lat = [], []
+    last_arrival = t0
+    for key, at in first_at.items():
+        alert_id = expected[key]
+        server_lat.append(at - created[alert_id])
+        client_lat.append(at - sent_at[str(alerts[alert_id])])
+        last_arrival = max(last_arrival, at)
+    delivered_alerts = len({expected[k] for k in first_at})
+    missing = len(expected) - len(first_at)
+    span = last_arrival - t0
+
+    print(f"balise dispatch latency  engine={engine}  servers={args.servers}  extra dispatchers={args.dispatchers}"
+          f"  cpus={os.cpu_count()}")
+    print(f"offered: {count} alerts at {args.rate:g}/s over {send_seconds:.1f} s, {args.devices} devices,"
+          f" 5 contacts each ({len(expected)} messages expected)")
+    print(f"accepted: {len(alerts)} alerts ({len(alerts) / send_seconds:.1f}/s while sending), request errors: {len(errors)}"
+          + (f" e.g. {errors[0]}" if errors else ""))
+    print(f"delivered: {len(first_at)} messages for {delivered_alerts} alerts; missing {missing}; duplicates {duplicates}")
+    print(f"sustained: {delivered_alerts / span:.1f} alerts/s fully delivered ({len(first_at) / span:.0f} messages/s),"
+          f" first send to last arrival {span:.1f} s")
+    print(f"latency from server receipt (alert created_at) to the sink:  {quantiles(server_lat)}")
+    print(f"latency from client send (upper bound) to the sink:          {quantiles(client_lat)}")
+    if not args.keep and not os.environ.get("DATABASE_URL"):
+        import shutil
+
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return 0 if missing == 0 and not errors else 1
+
+
+def create_pg_database(url: str, fresh: bool) -> None:
+    import psycopg
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = parts._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if fresh:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from balise.cli import main
+
+sys.exit(main())

@@ -1,0 +1,65 @@
+from django.contrib import admin, messages
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from balise.alerts.models import Acknowledgement, Alert, AlertEvent
+from balise.associations.scoping import AssociationScopedAdmin
+from balise.tracking.actions import NotAllowed, answer_alert
+
+
+class EventInline(admin.TabularInline):
+    model = AlertEvent
+    extra = 0
+    can_delete = False
+    fields = ("at", "kind", "data")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class AcknowledgementInline(admin.TabularInline):
+    model = Acknowledgement
+    extra = 0
+    can_delete = False
+    fields = ("at", "who", "channel", "answer")
+    readonly_fields = fields
+    verbose_name_plural = _("answers of contacts and staff")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("who"))
+    def who(self, ack):
+        if ack.contact_id:
+            return ack.contact.name
+        if ack.staff_id:
+            return ack.staff.get_username()
+        return _("on-call line")
+
+
+@admin.register(Alert)
+class AlertAdmin(AssociationScopedAdmin):
+    list_display = ("id", "kind", "state", "duress", "person", "created_at", "acknowledged_at")
+    list_filter = ("kind", "state", "duress")
+    readonly_fields = [f.name for f in Alert._meta.fields]
+    inlines = [AcknowledgementInline, EventInline]
+    actions = ["acknowledge"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description=_("Acknowledge: the association is on it (stops the escalation)"))
+    def acknowledge(self, request, queryset):
+        done = 0
+        for alert in queryset:  # already scoped to the staff member's associations
+            try:
+                answer_alert(alert, channel=Acknowledgement.Channel.STAFF, staff=request.user)
+                done += 1
+            except NotAllowed:
+                pass
+        self.message_user(request, ngettext("%(n)d alert acknowledged.", "%(n)d alerts acknowledged.", done) % {"n": done},
+                          messages.SUCCESS if done else messages.WARNING)

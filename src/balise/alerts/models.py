@@ -1,0 +1,122 @@
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Kind(models.TextChoices):
+    PREVENTION = "prevention", _("prevention")
+    EMERGENCY = "emergency", _("emergency")
+    ALARM = "alarm", _("alarm")
+    TEST = "test", _("test")
+
+
+class Alert(models.Model):
+    class State(models.TextChoices):
+        OPEN = "open", _("open")
+        ACKNOWLEDGED = "acknowledged", _("acknowledged")
+        RESOLVED = "resolved", _("resolved")
+        CANCELLED = "cancelled", _("cancelled")
+
+    client_id = models.UUIDField(unique=True)
+    device = models.ForeignKey("devices.Device", on_delete=models.PROTECT, related_name="alerts")
+    person = models.ForeignKey("people.Person", on_delete=models.PROTECT, related_name="alerts")
+    association = models.ForeignKey("associations.Association", on_delete=models.PROTECT, related_name="alerts")
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
+    gesture = models.CharField(_("gesture"), max_length=10, blank=True)
+    state = models.CharField(_("state"), max_length=12, choices=State.choices, default=State.OPEN)
+    # Fencing token: bumped by every acknowledgement, cancel and resolution, so that
+    # timers and escalation deliveries written before it become no-ops.
+    epoch = models.PositiveIntegerField(default=0)
+    duress = models.BooleanField(_("cancelled under duress"), default=False)
+    record = models.BooleanField(_("recording requested"), default=False)
+    sms_sent_by_device = models.BooleanField(_("SMS already sent by the device"), default=False)
+    # Index of the next step of the escalation chain.
+    escalation_step = models.PositiveSmallIntegerField(default=0)
+    triggered_at = models.DateTimeField(_("triggered (device clock)"), null=True, blank=True)
+    created_at = models.DateTimeField(_("received"), auto_now_add=True, db_index=True)
+    acknowledged_at = models.DateTimeField(_("acknowledged"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("alert")
+        verbose_name_plural = _("alerts")
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in (self.State.OPEN, self.State.ACKNOWLEDGED)
+
+    @property
+    def device_state(self) -> str:
+        """The state shown to the device: an alert cancelled under duress looks cancelled."""
+        if self.duress:
+            return self.State.CANCELLED
+        return self.state
+
+
+class LocationFix(models.Model):
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="fixes")
+    client_id = models.UUIDField(null=True, blank=True)
+    lat = models.FloatField()
+    lon = models.FloatField()
+    accuracy_m = models.FloatField(null=True, blank=True)
+    recorded_at = models.DateTimeField()
+    source = models.CharField(max_length=12, default="unknown")
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("location fix")
+        verbose_name_plural = _("location fixes")
+        ordering = ["recorded_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["alert", "client_id"], name="one_fix_per_client_id")]
+
+
+class Acknowledgement(models.Model):
+    class Channel(models.TextChoices):
+        PAGE = "page", _("live page")
+        SMS = "sms", _("SMS reply")
+        VOICE = "voice", _("keypad during a call")
+        STAFF = "staff", _("staff")
+
+    class Answer(models.TextChoices):
+        ON_MY_WAY = "on_my_way", _("on my way")
+        CALLED_POLICE = "called_police", _("called the police")
+        CANNOT_HELP = "cannot_help", _("cannot help")
+        ACKNOWLEDGED = "acknowledged", _("acknowledged")
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="acknowledgements")
+    contact = models.ForeignKey("people.Contact", on_delete=models.SET_NULL, null=True, blank=True)
+    staff = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    answer = models.CharField(max_length=16, choices=Answer.choices, default=Answer.ACKNOWLEDGED)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("acknowledgement")
+        verbose_name_plural = _("acknowledgements")
+        ordering = ["at", "id"]
+
+
+class AlertEvent(models.Model):
+    """The append-only timeline of an alert."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    kind = models.CharField(max_length=40)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("timeline event")
+        verbose_name_plural = _("timeline events")
+        ordering = ["at", "id"]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("alert events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("alert events are append-only")

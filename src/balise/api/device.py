@@ -1,0 +1,148 @@
+"""The device API: what buttons, stations and phone apps call. Views stay thin: they
+parse, call an action, and shape the answer."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.utils import timezone
+from ninja import Router, Status
+
+from balise.alerts import actions
+from balise.alerts.models import Alert
+from balise.api.errors import error_response
+from balise.api.schemas import (
+    AlertIn,
+    AlertOut,
+    CancelIn,
+    CancelOut,
+    ContactsOut,
+    ErrorOut,
+    FixesIn,
+    FixesOut,
+    HeartbeatIn,
+    HeartbeatOut,
+)
+from balise.devices.actions import record_heartbeat
+
+router = Router(tags=["device"])
+
+HEARTBEAT_INTERVAL_S = 300
+ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut}
+
+
+def _fixes(items) -> list[actions.FixIn]:
+    return [
+        actions.FixIn(lat=f.lat, lon=f.lon, accuracy_m=f.accuracy_m, recorded_at=f.recorded_at, source=f.source,
+                      client_id=f.id)
+        for f in items
+    ]
+
+
+def _alert_out(alert: Alert) -> dict:
+    return {
+        "id": alert.pk,
+        "client_id": alert.client_id,
+        "kind": alert.kind,
+        "state": alert.device_state,
+        "acknowledged": alert.acknowledged_at is not None and not alert.duress,
+        "created_at": alert.created_at,
+        "fixes": alert.fixes.count(),
+    }
+
+
+def _own_alert(request, client_id: uuid.UUID) -> Alert | None:
+    return Alert.objects.select_related("person").filter(client_id=client_id, device=request.auth).first()
+
+
+def _alert_error(exc: actions.AlertError):
+    fields = [{"field": exc.field, "message": str(exc)}] if exc.field else None
+    return error_response(exc.status, exc.code, str(exc), fields)
+
+
+@router.post("/alerts", response={200: AlertOut, 201: AlertOut, **ERRORS}, summary="Raise an alert (idempotent on client_id)")
+def create_alert(request, payload: AlertIn):
+    try:
+        alert, created = actions.create_alert(
+            request.auth, client_id=payload.client_id, kind=payload.kind, gesture=payload.gesture,
+            triggered_at=payload.triggered_at, fixes=_fixes(payload.fixes),
+            sms_sent_by_device=payload.sms_sent_by_device,
+            sms_sent_to_contacts=frozenset(payload.sms_sent_to_contacts),
+        )
+    except actions.AlertError as exc:
+        return _alert_error(exc)
+    return Status(201 if created else 200, _alert_out(alert))
+
+
+@router.get("/alerts/{client_id}", response={200: AlertOut, **ERRORS}, summary="Read an alert's status")
+def read_alert(request, client_id: uuid.UUID):
+    alert = _own_alert(request, client_id)
+    if alert is None:
+        return error_response(404, "not_found", "no such alert for this device")
+    return Status(200, _alert_out(alert))
+
+
+@router.post("/alerts/{client_id}/fixes", response={200: FixesOut, **ERRORS}, summary="Add location fixes")
+def add_fixes(request, client_id: uuid.UUID, payload: FixesIn):
+    alert = _own_alert(request, client_id)
+    if alert is None:
+        return error_response(404, "not_found", "no such alert for this device")
+    try:
+        accepted, duplicates = actions.add_fixes(alert, _fixes(payload.fixes))
+    except actions.AlertError as exc:
+        return _alert_error(exc)
+    return Status(200, {"accepted": accepted, "duplicates": duplicates})
+
+
+@router.post("/alerts/{client_id}/cancel", response={200: CancelOut, **ERRORS}, summary="Cancel with the PIN")
+def cancel_alert(request, client_id: uuid.UUID, payload: CancelIn):
+    alert = _own_alert(request, client_id)
+    if alert is None:
+        return error_response(404, "not_found", "no such alert for this device")
+    try:
+        actions.cancel_alert(alert, payload.pin)
+    except actions.AlertError as exc:
+        return _alert_error(exc)
+    # The same answer for the cancel and the duress PIN, whatever the alert's real state.
+    return Status(200, {"client_id": alert.client_id, "state": "cancelled"})
+
+
+@router.post("/heartbeat", response={200: HeartbeatOut, **ERRORS}, summary="Report device health")
+def heartbeat(request, payload: HeartbeatIn):
+    connected = payload.button_connected
+    if connected is None and payload.buttons:
+        connected = all(b.connected for b in payload.buttons)
+    battery = payload.battery_percent
+    if battery is None and payload.buttons:
+        levels = [b.battery_percent for b in payload.buttons if b.battery_percent is not None]
+        battery = min(levels) if levels else None
+    record_heartbeat(request.auth, battery_percent=battery, button_connected=connected,
+                     station_version=payload.station_version)
+    open_alerts = Alert.objects.filter(device=request.auth, state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED])
+    return Status(200, {
+        "server_time": timezone.now(),
+        "heartbeat_interval_s": HEARTBEAT_INTERVAL_S,
+        # What the device should still be working on; an alert cancelled under duress
+        # is not listed, exactly as if it had been cancelled.
+        "open_alerts": [
+            {"client_id": a.client_id, "kind": a.kind, "state": a.state} for a in open_alerts if not a.duress
+        ],
+    })
+
+
+@router.get("/contacts", response={200: ContactsOut, **ERRORS}, summary="The person's trusted contacts")
+def contacts(request):
+    person = request.auth.holder
+    if person is None:
+        return error_response(409, "device_not_assigned", "this device is not assigned to a person")
+    return Status(200, {
+        "person": {"display_name": person.display_name, "language": person.language},
+        "association": {"name": person.association.name, "on_call_number": person.association.on_call_number},
+        "contacts": [
+            {"id": c.pk, "position": c.position, "name": c.name, "phone": c.phone, "language": c.language,
+             "consent": c.consent}
+            for c in person.contacts.all()
+        ],
+    })
+
+

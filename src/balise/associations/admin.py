@@ -1,0 +1,23 @@
+from django.contrib import admin
+
+from balise.associations.models import Association, Membership
+from balise.associations.scoping import AssociationScopedAdmin
+
+
+@admin.register(Association)
+class AssociationAdmin(AssociationScopedAdmin):
+    association_path = "pk"
+    list_display = ("name", "slug", "on_call_number")
+    prepopulated_fields = {"slug": ("name",)}
+
+    def get_queryset(self, request):
+        qs = admin.ModelAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return qs
+        return qs.filter(memberships__user=request.user)
+
+
+@admin.register(Membership)
+class MembershipAdmin(AssociationScopedAdmin):
+    list_display = ("user", "association", "role")
+    list_filter = ("role",)

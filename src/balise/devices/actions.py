@@ -1,0 +1,46 @@
+"""Device operations: pairing (issuing a token), revoking, authenticating, heartbeats."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import transaction
+from django.utils import timezone
+
+from balise.devices.models import Device, DeviceCredential, hash_token
+
+
+def issue_token(device: Device) -> str:
+    """Create a credential for DEVICE and return the token; only its hash is stored."""
+    token = "bal_" + secrets.token_urlsafe(32)
+    DeviceCredential.objects.create(device=device, token_hash=hash_token(token), prefix=token[:8])
+    return token
+
+
+def revoke_tokens(device: Device) -> int:
+    return device.credentials.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def authenticate_token(token: str) -> Device | None:
+    if not token or len(token) > 200:
+        return None
+    credential = (
+        DeviceCredential.objects.select_related("device", "device__association")
+        .filter(token_hash=hash_token(token), revoked_at__isnull=True)
+        .first()
+    )
+    if credential is None or credential.device.status in (Device.Status.LOST, Device.Status.RETIRED):
+        return None
+    return credential.device
+
+
+def record_heartbeat(device: Device, *, battery_percent=None, button_connected=None, station_version="") -> None:
+    with transaction.atomic():
+        fields = {"last_seen_at": timezone.now()}
+        if battery_percent is not None:
+            fields["battery_percent"] = battery_percent
+        if button_connected is not None:
+            fields["button_connected"] = button_connected
+        if station_version:
+            fields["station_version"] = station_version
+        Device.objects.filter(pk=device.pk).update(**fields)

@@ -1,0 +1,57 @@
+"""Outbox rows claimed with a lease, shared by alert deliveries and messages to contacts.
+
+A row is due when it is pending and its next attempt has come, or when it is being sent
+by someone whose lease has run out (a crashed dispatcher). Claiming marks it as being
+sent by the claimer until the lease expires; the outcome is recorded only by the
+claimer still holding it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import F, Q
+
+PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
+
+
+def due(model, now: datetime):
+    return model.objects.filter(
+        Q(state=PENDING, next_attempt_at__lte=now) | Q(state=SENDING, lease_until__lt=now)
+    ).order_by("next_attempt_at")
+
+
+def claim(model, owner: str, limit: int, now: datetime) -> list:
+    """Lease up to LIMIT due rows to OWNER and return their ids; call it inside a
+    transaction. Other dispatchers skip rows locked here (PostgreSQL); on SQLite the
+    transaction itself serialises claims."""
+    rows = due(model, now)
+    if connection.features.has_select_for_update_skip_locked:
+        rows = rows.select_for_update(skip_locked=True)
+    ids = list(rows.values_list("id", flat=True)[:limit])
+    if ids:
+        model.objects.filter(id__in=ids).update(
+            state=SENDING, lease_owner=owner, attempts=F("attempts") + 1,
+            lease_until=now + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS),
+        )
+    return ids
+
+
+def held(model, row_id, owner: str):
+    """The row, if OWNER still holds its lease."""
+    return model.objects.filter(id=row_id, lease_owner=owner, state=SENDING)
+
+
+def outcome_fields(outcome, attempts: int, now: datetime) -> tuple[str, dict]:
+    """What a send's outcome writes on its row: ("sent" | "failed" | "retry", fields)."""
+    from balise.dispatch.dispatcher import backoff_seconds
+
+    cleared = {"lease_owner": "", "lease_until": None, "provider": outcome.provider}
+    if outcome.ok:
+        return "sent", {"state": SENT, "provider_ref": outcome.provider_ref, "sent_at": now, "last_error": "", **cleared}
+    if outcome.permanent or attempts >= settings.DISPATCH_MAX_ATTEMPTS:
+        return "failed", {"state": FAILED, "last_error": outcome.error[:300], **cleared}
+    retry_at = now + timedelta(seconds=backoff_seconds(attempts, outcome.retry_after))
+    return "retry", {"state": PENDING, "next_attempt_at": retry_at, "last_error": outcome.error[:300], **cleared}

@@ -1,0 +1,172 @@
+"""The words of every SMS and voice message, rendered at send time in the recipient's
+language, from the alert's latest location fix."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from django.utils import formats, timezone, translation
+from django.utils.translation import gettext as _
+
+from balise.tracking.places import nearest
+from balise.tracking.tokens import tracking_url
+
+# GSM 03.38 basic set plus its extension table: characters an SMS can carry without
+# falling back to UCS-2 (which cuts a message part from 160 to 70 characters).
+GSM7 = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ ÆæßÉ!\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
+    "abcdefghijklmnopqrstuvwxyzäöñüà" "^{}\\[~]|€"
+)
+_REPLACEMENTS = {"’": "'", "‘": "'", "“": '"', "”": '"', "«": '"', "»": '"', "–": "-", "—": "-", "…": "...", "±": "+/-", "\u00a0": " ", "\u202f": " "}
+
+
+def to_gsm7(text: str) -> str:
+    """Replace characters outside GSM-7 by their closest GSM-7 spelling (ê -> e)."""
+    out = []
+    for ch in text:
+        if ch in GSM7:
+            out.append(ch)
+            continue
+        if ch in _REPLACEMENTS:
+            out.append(_REPLACEMENTS[ch])
+            continue
+        base = unicodedata.normalize("NFD", ch)[0]
+        out.append(base if base in GSM7 else "?")
+    return "".join(out)
+
+
+def kind_words(kind: str) -> str:
+    return {
+        "prevention": _("feels in danger (prevention alert)"),
+        "emergency": _("is in grave danger (emergency alert)"),
+        "alarm": _("is in grave danger, alarm triggered (alarm alert)"),
+        "test": _("is testing her button (test, no action needed)"),
+    }[kind]
+
+
+def _near(fix) -> str:
+    """", near Lyon 2e (Rhône)": the nearest locality, when it is known at once."""
+    place = nearest(fix.lat, fix.lon)
+    return _(", near %(place)s") % {"place": place.label()} if place else ""
+
+
+def _where(fix) -> str:
+    if fix is None:
+        return _("Position not known yet.")
+    when = formats.time_format(timezone.localtime(fix.recorded_at), "H:i")
+    near = _near(fix)
+    if fix.accuracy_m is not None:
+        return _("Position %(lat).5f, %(lon).5f within %(acc)d m at %(time)s%(near)s.") % {
+            "lat": fix.lat, "lon": fix.lon, "acc": round(fix.accuracy_m), "time": when, "near": near,
+        }
+    return _("Position %(lat).5f, %(lon).5f at %(time)s%(near)s.") % {
+        "lat": fix.lat, "lon": fix.lon, "time": when, "near": near,
+    }
+
+
+def _where_spoken(fix, wait: float = 0.0) -> str:
+    """The location as a voice reads it: the nearest place first (digits alone help
+    nobody on the phone), then the coordinates for whoever writes them down."""
+    if fix is None:
+        return _("Her position is not known yet.")
+    values = {"time": formats.time_format(timezone.localtime(fix.recorded_at), "H:i"),
+              "lat": f"{fix.lat:.5f}", "lon": f"{fix.lon:.5f}"}
+    place = nearest(fix.lat, fix.lon, wait=wait)
+    if place is None:
+        return _("At %(time)s she was at latitude %(lat)s, longitude %(lon)s. The map is in the text message.") % values
+    values["place"] = place.label()
+    if fix.accuracy_m is not None:
+        values["acc"] = round(fix.accuracy_m)
+        return _("At %(time)s she was near %(place)s, within %(acc)d metres: latitude %(lat)s, longitude %(lon)s. "
+                 "The map is in the text message.") % values
+    return _("At %(time)s she was near %(place)s: latitude %(lat)s, longitude %(lon)s. "
+             "The map is in the text message.") % values
+
+
+def answer_words(answer: str) -> str:
+    return {
+        "on_my_way": _("is on the way"),
+        "called_police": _("called the police"),
+        "cannot_help": _("cannot help"),
+        "acknowledged": _("is on it"),
+    }.get(answer, _("is on it"))
+
+
+def responder_name(ack) -> str:
+    if ack.contact_id is not None:
+        return ack.contact.name
+    if ack.staff_id is not None:
+        return _("Her association")
+    return _("The association's on-call line")
+
+
+def voice_parts(alert, fix, wait: float = 0.0) -> tuple[str, str, str]:
+    """(intro, location, prompt) of a call: the intro is what her own recording replaces."""
+    name = alert.person.display_name
+    if alert.duress:
+        intro = _("Balise alert. %(name)s is in grave danger: her alert was cancelled under duress. Do not call her.") % {"name": name}
+    else:
+        intro = _("Balise alert. %(name)s %(what)s.") % {"name": name, "what": kind_words(alert.kind)}
+    prompt = _("Call 17 or 112. Press 1 if you are going to help.")
+    return intro, _where_spoken(fix, wait), prompt
+
+
+def render(template: str, *, channel: str, language: str, alert, contact_id, fix) -> str:
+    with translation.override(language):
+        name = alert.person.display_name
+        if template in ("alert", "duress") and channel == "voice":
+            return " ".join(voice_parts(alert, fix))
+        if template == "alert":
+            head = _("BALISE ALERT: %(name)s %(what)s.") % {"name": name, "what": kind_words(alert.kind)}
+        elif template == "duress":
+            head = _("BALISE ALERT: %(name)s is in grave danger: her alert was cancelled under duress, do not call her.") % {"name": name}
+        elif template == "cancelled":
+            return _finish(channel, _("Balise: %(name)s cancelled her alert. No action needed.") % {"name": name})
+        elif template == "resolved":
+            return _finish(channel, _("Balise: the alert of %(name)s is closed. Thank you.") % {"name": name})
+        elif template == "test":
+            head = _("Balise TEST from %(name)s: the button works. No action needed.") % {"name": name}
+            return _finish(channel, f"{head} {_where(fix)}")
+        elif template == "ack":
+            return _finish(channel, _ack_notice(alert, contact_id))
+        elif template == "reply_unclear":
+            return _finish(channel, _("Balise: several alerts reached you; answer from the link of each: %(link)s") % {
+                "link": tracking_url(alert.pk, contact_id)})
+        else:
+            raise ValueError(f"unknown message template {template!r}")
+        todo = _("Call 17 or 112 (deaf or unable to speak: SMS 114).")
+        if channel == "voice":
+            text = f"{head} {_where(fix)} {todo}"
+        else:
+            link = tracking_url(alert.pk, contact_id)
+            text = f"{head} {_where(fix)} {_('Live map:')} {link} {todo} {_('Reply OK if you are going to help.')}"
+        return _finish(channel, text)
+
+
+def _ack_notice(alert, contact_id) -> str:
+    """Someone is on it: the first answer that acknowledged the alert."""
+    ack = (alert.acknowledgements.exclude(answer="cannot_help").select_related("contact").order_by("at", "id").first())
+    who = responder_name(ack) if ack else _("Someone")
+    what = answer_words(ack.answer) if ack else answer_words("acknowledged")
+    return _("Balise: %(who)s %(what)s for %(name)s. Follow: %(link)s") % {
+        "who": who, "what": what, "name": alert.person.display_name, "link": tracking_url(alert.pk, contact_id),
+    }
+
+
+def render_contact_message(template: str, contact, link: str) -> str:
+    """Messages to a contact outside any alert."""
+    with translation.override(contact.language):
+        name = contact.person.display_name
+        if template == "invitation":
+            text = _("Balise: %(name)s asks you to be one of her trusted contacts, to be warned if she is in danger. "
+                     "Read and answer here: %(link)s") % {"name": name, "link": link}
+        elif template == "stepped_down":
+            text = _("Balise: you are no longer a trusted contact of %(name)s. To come back: %(link)s") % {
+                "name": name, "link": link}
+        else:
+            raise ValueError(f"unknown contact message template {template!r}")
+        return to_gsm7(text)
+
+
+def _finish(channel: str, text: str) -> str:
+    return to_gsm7(text) if channel == "sms" else text

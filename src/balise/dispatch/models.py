@@ -1,0 +1,107 @@
+import uuid
+
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Channel(models.TextChoices):
+    SMS = "sms", _("SMS")
+    VOICE = "voice", _("voice call")
+
+
+class OutboxMessage(models.Model):
+    """What every outbox row has: the attempts, the lease of whoever is sending it, and
+    the provider's answer (see balise.dispatch.leases). Its id is the idempotency key."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    provider = models.CharField(_("provider"), max_length=40, blank=True)
+    provider_ref = models.CharField(_("provider reference"), max_length=200, blank=True)
+    lease_owner = models.CharField(max_length=80, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.CharField(_("last error"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class Delivery(OutboxMessage):
+    """One message of one alert to one recipient on one channel: the dispatcher's outbox.
+
+    Its id is the idempotency key handed to providers: a re-send after a crash carries
+    the same key, so a provider that saw the first attempt can drop the second.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("pending")
+        SENDING = "sending", _("sending")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+        CANCELLED = "cancelled", _("cancelled")
+
+    class Purpose(models.TextChoices):
+        ALERT = "alert", _("alert")
+        ESCALATION = "escalation", _("escalation")
+        NOTICE = "notice", _("notice")
+
+    alert = models.ForeignKey("alerts.Alert", on_delete=models.CASCADE, related_name="deliveries")
+    contact = models.ForeignKey("people.Contact", on_delete=models.SET_NULL, null=True, blank=True)
+    recipient = models.CharField(_("recipient"), max_length=20)
+    language = models.CharField(max_length=5, default="fr")
+    channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
+    purpose = models.CharField(_("purpose"), max_length=12, choices=Purpose.choices, default=Purpose.ALERT)
+    # The message template to render at send time (see balise.dispatch.messages).
+    template = models.CharField(max_length=40, default="alert")
+    # Escalation and notice deliveries only go out while the alert's epoch is this one.
+    epoch = models.PositiveIntegerField(default=0)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
+
+    class Meta:
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"]),
+            models.Index(fields=["state", "lease_until"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.purpose} -> {self.contact_id or 'association'} ({self.state})"
+
+
+class EscalationTimer(models.Model):
+    """A due escalation step, stored as a row so that a restart never loses it."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("pending")
+        RUNNING = "running", _("running")
+        FIRED = "fired", _("fired")
+        STALE = "stale", _("stale")
+
+    alert = models.ForeignKey("alerts.Alert", on_delete=models.CASCADE, related_name="timers")
+    step = models.PositiveSmallIntegerField()
+    epoch = models.PositiveIntegerField()
+    due_at = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    lease_owner = models.CharField(max_length=80, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    fired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("escalation timer")
+        verbose_name_plural = _("escalation timers")
+        indexes = [models.Index(fields=["state", "due_at"])]
+
+
+class DispatcherBeat(models.Model):
+    """Liveness of each dispatcher process, for the health endpoint."""
+
+    name = models.CharField(max_length=80, unique=True)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+    sent = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveBigIntegerField(default=0)

@@ -1,0 +1,104 @@
+"""Writing work for the dispatcher: delivery rows and escalation timers.
+
+Every function here runs inside the caller's transaction, so an alert and its work are
+committed together or not at all; the dispatchers are woken once it commits.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from balise.dispatch import wakeup
+from balise.dispatch.models import Delivery, EscalationTimer
+from balise.dispatch.plans import Send, plan_for
+
+
+def recipients(alert, audience: str, rank: int | None = None) -> list[tuple[object | None, str, str]]:
+    """(contact or None, phone, language) for an audience of ALERT, or for its RANK-th
+    member only (1-based, in the person's order of contacts)."""
+    if audience == "on_call":
+        number = alert.association.on_call_number
+        return [(None, number, "fr")] if number else []
+    contacts = list(alert.person.contacts.all())
+    if audience == "consenting":
+        contacts = [c for c in contacts if c.has_consented]
+    if rank is not None:
+        contacts = contacts[rank - 1:rank]
+    return [(c, c.phone, c.language) for c in contacts]
+
+
+def write_deliveries(
+    alert, sends: tuple[Send, ...], *, purpose: str, template: str, skip_sms: bool = False,
+    skip_sms_to: frozenset[int] = frozenset(),
+) -> list[Delivery]:
+    """SKIP_SMS / SKIP_SMS_TO: the device already texted everyone / these contacts itself."""
+    now = timezone.now()
+    rows = []
+    seen = set()
+    for send in sends:
+        if skip_sms and send.channel == "sms":
+            continue
+        for contact, phone, language in recipients(alert, send.audience, send.rank):
+            if send.channel == "sms" and contact is not None and contact.pk in skip_sms_to:
+                continue
+            if (phone, send.channel) in seen:
+                continue
+            seen.add((phone, send.channel))
+            rows.append(
+                Delivery(
+                    alert=alert, contact=contact, recipient=phone, language=language, channel=send.channel,
+                    purpose=purpose, template=template, epoch=alert.epoch, next_attempt_at=now, created_at=now,
+                )
+            )
+    Delivery.objects.bulk_create(rows)
+    if rows:
+        wake_dispatchers()
+    return rows
+
+
+def write_notices(alert, contacts, template: str) -> list[Delivery]:
+    """An SMS to each of CONTACTS about a change of the alert (cancelled, someone on it)."""
+    now = timezone.now()
+    rows = [
+        Delivery(
+            alert=alert, contact=c, recipient=c.phone, language=c.language, channel="sms", purpose="notice",
+            template=template, epoch=alert.epoch, next_attempt_at=now, created_at=now,
+        )
+        for c in contacts
+    ]
+    Delivery.objects.bulk_create(rows)
+    if rows:
+        wake_dispatchers()
+    return rows
+
+
+def arm_next_step(alert) -> EscalationTimer | None:
+    """Arm a timer for the alert's next escalation step, if its chain has one."""
+    chain = plan_for(alert.association, alert.kind).chain
+    if alert.escalation_step >= len(chain):
+        return None
+    step = chain[alert.escalation_step]
+    timer = EscalationTimer.objects.create(
+        alert=alert, step=alert.escalation_step, epoch=alert.epoch, due_at=timezone.now() + timedelta(seconds=step.after_s)
+    )
+    if step.after_s == 0:
+        wake_dispatchers()
+    return timer
+
+
+def cancel_pending(alert, purposes: tuple[str, ...]) -> int:
+    return Delivery.objects.filter(alert=alert, state=Delivery.State.PENDING, purpose__in=purposes).update(
+        state=Delivery.State.CANCELLED, last_error="alert closed before sending"
+    )
+
+
+def wake_dispatchers() -> None:
+    """Wake the dispatchers once the current transaction commits."""
+    if connection.vendor == "postgresql":
+        # NOTIFY inside a transaction is delivered at commit, and dropped on rollback.
+        with connection.cursor() as cursor:
+            cursor.execute("NOTIFY balise_dispatch")
+    transaction.on_commit(wakeup.local_event.set)

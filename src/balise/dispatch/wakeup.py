@@ -1,0 +1,44 @@
+"""Immediate wake-up of dispatchers: an in-process event set on commit, and on
+PostgreSQL a LISTEN connection that sets the same event when another process NOTIFYs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.db import connection
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "balise_dispatch"
+local_event = threading.Event()
+
+
+class PostgresListener(threading.Thread):
+    """Sets EVENT whenever a NOTIFY arrives on the dispatch channel; reconnects on error."""
+
+    def __init__(self, event: threading.Event, stop: threading.Event):
+        super().__init__(name="balise-listen", daemon=True)
+        self.event = event
+        self.stop = stop
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        params.pop("prepare_threshold", None)
+        while not self.stop.is_set():
+            try:
+                with psycopg.connect(autocommit=True, **params) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.ready.set()
+                    self.event.set()  # anything written while we were not listening
+                    while not self.stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self.event.set()
+            except Exception as exc:  # a lost connection must never stop the dispatcher
+                log.warning("dispatch listener reconnecting after %s", type(exc).__name__)
+                self.stop.wait(1.0)

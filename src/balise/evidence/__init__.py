@@ -1,0 +1,1 @@
+"""The evidence vault: receives sealed recordings, keeps them, logs every access, exports."""

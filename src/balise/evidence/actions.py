@@ -1,0 +1,448 @@
+"""Evidence operations: receive records, issue truncation notices, keep custody, export.
+
+Every access to a case (listen, export, legal hold, deletion) first commits a custody
+record naming who, when, why and under which legal reference; the access happens only
+once that record is written. Staff reach only cases of their own associations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone as dt_timezone
+from pathlib import Path
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from balise.alerts.models import Alert
+from balise.associations.scoping import association_ids
+from balise_evidence import bag, crypto, intake, ledger, tsa
+from balise_evidence.canonical import b64e
+
+from . import conf
+from .models import Case, CustodyRecord, DeviceKey, LogEntry, Record, TimestampToken
+
+log = logging.getLogger("balise.evidence")
+
+
+class EvidenceError(Exception):
+    def __init__(self, code: str, message, status: int = 409, field: str | None = None, retry: bool = False):
+        super().__init__(str(message))
+        self.code, self.message, self.status, self.field, self.retry = code, str(message), status, field, retry
+
+
+# --- keys -----------------------------------------------------------------------------
+
+
+def server_keys() -> dict:
+    k = conf.keys()
+    return {
+        "seal_public_pem": k.seal.public_pem,
+        "seal_fingerprint": k.seal.fingerprint,
+        "signing_public_pem": k.signer.public_pem,
+        "signing_fingerprint": k.signer.fingerprint,
+        "export_public_pem": k.exporter.public_pem,
+        "export_fingerprint": k.exporter.fingerprint,
+    }
+
+
+def register_device_key(device, public_key_pem: str) -> tuple[DeviceKey, bool]:
+    """Register the device's P-256 public key; idempotent for the same key. A device
+    has one active key: a different one needs staff to revoke the old one first."""
+    try:
+        key = crypto.load_device_public_key(public_key_pem)
+    except crypto.CryptoError:
+        raise EvidenceError("invalid", _("public_key_pem must be an ECDSA P-256 public key in PEM"), 422,
+                            "public_key_pem") from None
+    fp = crypto.fingerprint(key)
+    with transaction.atomic():
+        existing = DeviceKey.objects.filter(fingerprint=fp).first()
+        if existing is not None:
+            if existing.device_id != device.pk or existing.revoked_at is not None:
+                raise EvidenceError("key_taken", _("this key is registered to another device or revoked"), 409,
+                                    "public_key_pem")
+            return existing, False
+        if DeviceKey.objects.filter(device=device, revoked_at__isnull=True).exists():
+            raise EvidenceError("key_exists", _("this device already has an evidence key"), 409, "public_key_pem")
+        return DeviceKey.objects.create(device=device, public_key_pem=crypto.public_pem(key), fingerprint=fp), True
+
+
+# --- at rest --------------------------------------------------------------------------
+
+
+def _case_key(case: Case) -> bytes:
+    if case.wrapped_key is None:
+        raise EvidenceError("destroyed", _("this case has been destroyed"), 410)
+    return crypto.open_blob(conf.keys().master, f"case|{case.session}".encode(), bytes(case.wrapped_key))
+
+
+def _new_wrapped_key(session: uuid.UUID) -> bytes:
+    return crypto.seal_blob(conf.keys().master, f"case|{session}".encode(), os.urandom(32))
+
+
+def _ciphertext(case: Case, case_key: bytes, record: Record) -> bytes:
+    return crypto.open_blob(case_key, record.header_sha256.encode(), bytes(record.blob))
+
+
+# --- receiving records ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accepted:
+    entry: LogEntry
+    duplicate: bool
+    conflict: bool
+
+    def as_json(self) -> dict:
+        return {"receipt": json.loads(bytes(self.entry.data)), "signature": b64e(bytes(self.entry.signature)),
+                "sha256": self.entry.sha256, "duplicate": self.duplicate, "conflict": self.conflict}
+
+
+def _now_text(now: datetime) -> str:
+    return now.astimezone(dt_timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _append_log(case: Case, body: dict, kind: str, record: Record | None) -> LogEntry:
+    entry = ledger.append(ledger.Head(case.log_index, case.log_head), body, conf.keys().signer)
+    row = LogEntry.objects.create(case=case, index=entry.body["index"], kind=kind, record=record, data=entry.data,
+                                  sha256=entry.sha256, signature=entry.signature)
+    case.log_index, case.log_head = row.index, row.sha256
+    return row
+
+
+def _device_key(device) -> DeviceKey:
+    key = DeviceKey.objects.filter(device=device, revoked_at__isnull=True).first()
+    if key is None:
+        raise EvidenceError("no_device_key", _("register the device's evidence key first"), 409, "header.device_key")
+    return key
+
+
+def _open_case(device, device_key: DeviceKey, header: dict) -> Case:
+    alert = None
+    if header.get("alert"):
+        try:
+            alert = Alert.objects.filter(client_id=uuid.UUID(header["alert"]), device=device).first()
+        except ValueError:
+            alert = None
+    session = uuid.UUID(header["session"])
+    try:
+        with transaction.atomic():
+            return Case.objects.create(
+                reference=f"BAL-{timezone.now():%Y}-{secrets.token_hex(4).upper()}", session=session,
+                association_id=device.association_id, device=device, device_key=device_key,
+                person_id=device.holder_id, alert=alert, wrapped_key=_new_wrapped_key(session))
+    except IntegrityError:
+        return Case.objects.get(session=session)
+
+
+def _known(case: Case, header: dict | None, case_key: bytes) -> intake.Known:
+    """What the checks of ``header`` need (all the records for a close record or None)."""
+    rows = Record.objects.filter(case=case)
+    if header is not None and header["kind"] != "close":
+        rows = rows.filter(Q(kind="open") | Q(kind="close") | Q(seq__in=[header["seq"] - 1, header["seq"]]))
+        rows = rows.defer("blob")  # the ciphertexts are needed only to check a close record
+    by_hash = {r.header_sha256: r for r in rows}
+    return intake.Known(
+        records={h: json.loads(bytes(r.header)) for h, r in by_hash.items()},
+        ciphertext_of=lambda digest: _ciphertext(case, case_key, by_hash[digest]),
+    )
+
+
+def _locked_case(session: str) -> Case | None:
+    rows = list(Case.objects.select_for_update().select_related("device_key").filter(session=session)[:1])
+    return rows[0] if rows else None
+
+
+def accept_record(device, body) -> Accepted:
+    """Check and store one uploaded record; returns its signed receipt. Idempotent."""
+    header, _sig, _ct = intake.parse(body)  # shape errors first, before any lookup
+    now = timezone.now()
+    with transaction.atomic():
+        case = _locked_case(header["session"])
+        if case is None:
+            if header["kind"] != "open":
+                raise EvidenceError("predecessor_missing", _("the open record of this session has not arrived"),
+                                    409, "header.prev", retry=True)
+            device_key = _device_key(device)
+            intake.check(body, device_public_key=crypto.load_device_public_key(device_key.public_key_pem),
+                         seal_key=conf.keys().seal, known=intake.Known(), max_cipher_bytes=conf.max_segment_bytes())
+            _open_case(device, device_key, header)
+            case = _locked_case(header["session"])
+        if case.device_id != device.pk:
+            raise EvidenceError("forbidden", _("this session belongs to another device"), 403, "header.session")
+        if case.state == Case.State.DESTROYED:
+            raise EvidenceError("destroyed", _("this case has been destroyed"), 410, "header.session")
+        case_key = _case_key(case)
+        verdict = intake.check(body, device_public_key=crypto.load_device_public_key(case.device_key.public_key_pem),
+                               seal_key=conf.keys().seal, known=_known(case, header, case_key),
+                               max_cipher_bytes=conf.max_segment_bytes())
+        if verdict.duplicate:
+            entry = LogEntry.objects.select_related("record").get(case=case, record__header_sha256=verdict.sha256,
+                                                                  kind="receipt")
+            return Accepted(entry, True, entry.record.conflict)
+        record = Record.objects.create(
+            case=case, seq=header["seq"], kind=header["kind"], header=verdict.header_bytes,
+            header_sha256=verdict.sha256, signature=verdict.signature, conflict=verdict.conflict,
+            cipher_sha256=header.get("cipher_sha256", ""),
+            blob=None if verdict.ciphertext is None else crypto.seal_blob(case_key, verdict.sha256.encode(),
+                                                                          verdict.ciphertext))
+        entry = _append_log(case, ledger.receipt_body(session=header["session"], at=_now_text(now), header=header,
+                                                      header_sha256=verdict.sha256, conflict=verdict.conflict),
+                            "receipt", record)
+        case.last_record_at = now
+        if header["kind"] == "segment" and not verdict.conflict:
+            case.segments += 1
+        sealed = header["kind"] == "close" and not verdict.conflict
+        if sealed:
+            case.recording, case.closed_at = Case.Recording.CLOSED, now
+            if case.state == Case.State.ACTIVE:
+                case.state = Case.State.SEALED
+        elif case.recording == Case.Recording.TRUNCATED:
+            case.recording = Case.Recording.RECORDING  # late records: the notice stays in the log, superseded
+        case.save(update_fields=["log_index", "log_head", "last_record_at", "segments", "recording", "closed_at",
+                                 "state"])
+    if sealed:
+        timestamp_log_head(case)
+    return Accepted(entry, False, verdict.conflict)
+
+
+def timestamp_log_head(case: Case) -> TimestampToken | None:
+    """An RFC 3161 token on the last log entry, when a TSA is configured. Best effort:
+    an unreachable authority leaves the case untimestamped, never unreceived."""
+    authority = conf.tsa()
+    if authority is None:
+        return None
+    entry = LogEntry.objects.filter(case=case).order_by("-index").first()
+    try:
+        token = tsa.request(bytes(entry.data), authority.url, authority.ca_file, authority.cert_file)
+    except tsa.TimestampError as exc:
+        log.warning("evidence timestamp failed for case %s: %s", case.reference, exc)
+        return None
+    return TimestampToken.objects.create(case=case, log_index=entry.index, token=token)
+
+
+# --- truncation and scheduled deletion ----------------------------------------------------
+
+
+def issue_truncation_notices(now: datetime | None = None) -> list[Case]:
+    """A server-signed notice for every recording silent too long without a close record."""
+    now = now or timezone.now()
+    silence = conf.silence_seconds()
+    done = []
+    candidates = Case.objects.filter(recording=Case.Recording.RECORDING,
+                                     last_record_at__lt=now - timedelta(seconds=silence)).values_list("pk", flat=True)
+    for pk in candidates:
+        with transaction.atomic():
+            case = Case.objects.select_for_update().get(pk=pk)
+            if case.recording != Case.Recording.RECORDING or case.last_record_at >= now - timedelta(seconds=silence):
+                continue
+            last = Record.objects.filter(case=case, conflict=False).order_by("-seq").first()
+            _append_log(case, ledger.truncation_body(
+                session=str(case.session), at=_now_text(now), last_seq=last.seq, last_record_sha256=last.header_sha256,
+                last_received_at=_now_text(case.last_record_at), silence_seconds=silence), "truncation", None)
+            case.recording, case.truncated_at = Case.Recording.TRUNCATED, now
+            if case.state == Case.State.ACTIVE:
+                case.state = Case.State.SEALED
+            case.save()
+        timestamp_log_head(case)
+        done.append(case)
+    return done
+
+
+def destroy_due(now: datetime | None = None) -> list[Case]:
+    now = now or timezone.now()
+    done = []
+    for case in Case.objects.filter(state=Case.State.DELETION_PENDING, deletion_due_at__lte=now):
+        _custody(case, SYSTEM, "destroy", _("scheduled deletion reached its date"), "")
+        with transaction.atomic():
+            case = Case.objects.select_for_update().get(pk=case.pk)
+            if case.state != Case.State.DELETION_PENDING:
+                continue
+            Record.objects.filter(case=case).update(blob=None)  # the one deliberate non-append
+            case.wrapped_key, case.key_destroyed_at, case.state = None, now, Case.State.DESTROYED
+            case.save()
+        done.append(case)
+    return done
+
+
+def sweep(now: datetime | None = None) -> dict:
+    return {"truncated": len(issue_truncation_notices(now)), "destroyed": len(destroy_due(now))}
+
+
+# --- custody and staff access ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str  # staff | device | system
+    label: str
+    user: object = None
+
+    def as_json(self) -> dict:
+        return {"kind": self.kind, "id": getattr(self.user, "pk", None), "name": self.label}
+
+
+SYSTEM = Actor("system", "balise")
+
+
+def staff(user) -> Actor:
+    return Actor("staff", user.get_username(), user)
+
+
+def scoped_cases(user):
+    if user.is_superuser:
+        return Case.objects.all()
+    return Case.objects.filter(association__in=association_ids(user))
+
+
+def case_for(user, reference: str) -> Case:
+    case = scoped_cases(user).filter(reference=reference).first()
+    if case is None:
+        raise EvidenceError("not_found", _("no such case"), 404, "reference")
+    return case
+
+
+def _custody(case: Case, actor: Actor, action: str, reason, legal_reference: str, details: dict | None = None):
+    """Commit the custody record of an access; the access may happen only after this."""
+    if actor.kind == "staff" and not str(reason).strip():
+        raise EvidenceError("reason_required", _("say why you access this evidence"), 422, "reason")
+    with transaction.atomic():
+        case = Case.objects.select_for_update().get(pk=case.pk)
+        entry = ledger.append(ledger.Head(case.custody_index, case.custody_head), ledger.custody_body(
+            case=case.reference, at=_now_text(timezone.now()), actor=actor.as_json(), action=action,
+            reason=str(reason), legal_reference=legal_reference, details=details), conf.keys().signer)
+        row = CustodyRecord.objects.create(
+            case=case, index=entry.body["index"], action=action, actor=actor.user, actor_label=actor.label,
+            reason=str(reason), legal_reference=legal_reference, data=entry.data, sha256=entry.sha256,
+            signature=entry.signature)
+        Case.objects.filter(pk=case.pk).update(custody_index=row.index, custody_head=row.sha256)
+    return row
+
+
+def _stream(case: Case) -> bytes:
+    case_key = _case_key(case)
+    last = Record.objects.filter(case=case, conflict=False).exclude(kind="open").order_by("-seq").first()
+    if last is None:
+        return b""
+    known = _known(case, None, case_key)
+    return b"".join(audio for _h, audio in intake.chain_audio(known, last.header_sha256, conf.keys().seal))
+
+
+def listen(user, reference: str, reason: str, legal_reference: str) -> bytes:
+    """The original Ogg Opus stream, after the custody record."""
+    case = case_for(user, reference)
+    _case_key(case)
+    _custody(case, staff(user), "listen", reason, legal_reference)
+    return _stream(case)
+
+
+def export(user, reference: str, reason: str, legal_reference: str, out: Path) -> Path:
+    """Write the signed export package of a case to ``out`` (a .zip), after the custody record."""
+    case = case_for(user, reference)
+    _case_key(case)
+    _custody(case, staff(user), "export", reason, legal_reference)
+    case.refresh_from_db()
+    k = conf.keys()
+    authority = conf.tsa()
+    case_key = _case_key(case)
+    records = [bag.StoredRecord(r.seq, r.kind, bytes(r.header), bytes(r.signature), r.header_sha256,
+                                None if r.blob is None else _ciphertext(case, case_key, r), r.conflict)
+               for r in Record.objects.filter(case=case).order_by("seq", "received_at")]
+    keys = {"device.pem": case.device_key.public_key_pem, "server-signing.pem": k.signer.public_pem,
+            "server-seal.pem": k.seal.public_pem, "export.pem": k.exporter.public_pem}
+    if authority and authority.ca_file:
+        keys["tsa-ca.pem"] = Path(authority.ca_file).read_text()
+        if authority.cert_file:
+            keys["tsa.pem"] = Path(authority.cert_file).read_text()
+    inp = bag.ExportInput(
+        case={"reference": case.reference, "session": str(case.session), "association": case.association.name,
+              "device": case.device.hardware_id, "alert": str(case.alert.client_id) if case.alert else None,
+              "state": case.get_state_display(), "recording": case.get_recording_display()},
+        records=records,
+        stream=_stream(case),
+        log=[bag.Signed(bytes(e.data), bytes(e.signature)) for e in case.log.order_by("index")],
+        custody=[bag.Signed(bytes(c.data), bytes(c.signature)) for c in case.custody.order_by("index")],
+        keys=keys,
+        timestamps=[(f"log-{t.log_index:06d}", bytes(t.token), f"data/log/{t.log_index:06d}.json")
+                    for t in case.timestamps.order_by("log_index")],
+    )
+    stamp = None
+    if authority:
+        def stamp(data: bytes) -> bytes:
+            return tsa.request(data, authority.url, authority.ca_file, authority.cert_file)
+    try:
+        return bag.build(inp, k.exporter, out, stamp)
+    except tsa.TimestampError as exc:
+        raise EvidenceError("timestamp", _("the timestamp authority failed: %(error)s") % {"error": exc}, 502) from None
+
+
+def _transition(case: Case, allowed: set[str], to: str, **fields) -> Case:
+    with transaction.atomic():
+        case = Case.objects.select_for_update().get(pk=case.pk)
+        if case.state not in allowed:
+            raise EvidenceError("state", _("not possible in state %(state)s") % {"state": case.get_state_display()})
+        case.state = to
+        for name, value in fields.items():
+            setattr(case, name, value)
+        case.save()
+    return case
+
+
+LIVE = {Case.State.ACTIVE, Case.State.SEALED, Case.State.RETAINED}
+
+
+def place_legal_hold(user, reference: str, reason: str, legal_reference: str) -> Case:
+    case = case_for(user, reference)
+    if not legal_reference.strip():
+        raise EvidenceError("legal_reference_required", _("a legal hold needs a legal reference"), 422, "legal_reference")
+    _custody(case, staff(user), "legal_hold", reason, legal_reference)
+    return _transition(case, LIVE | {Case.State.DELETION_PENDING}, Case.State.LEGAL_HOLD, deletion_due_at=None)
+
+
+def release_legal_hold(user, reference: str, reason: str, legal_reference: str) -> Case:
+    case = case_for(user, reference)
+    _custody(case, staff(user), "release_hold", reason, legal_reference)
+    return _transition(case, {Case.State.LEGAL_HOLD}, Case.State.RETAINED)
+
+
+def retain(user, reference: str, reason: str, legal_reference: str) -> Case:
+    case = case_for(user, reference)
+    _custody(case, staff(user), "retain", reason, legal_reference)
+    return _transition(case, {Case.State.SEALED}, Case.State.RETAINED)
+
+
+def _schedule_deletion(case: Case, actor: Actor, reason, legal_reference: str, by_device: bool) -> Case:
+    if case.state not in LIVE:
+        raise EvidenceError("state", _("not possible in state %(state)s") % {"state": case.get_state_display()})
+    due = timezone.now() + timedelta(seconds=conf.deletion_delay_seconds(by_device))
+    _custody(case, actor, "deletion_request", reason, legal_reference, {"due_at": _now_text(due)})
+    return _transition(case, LIVE, Case.State.DELETION_PENDING, deletion_due_at=due, state_before_deletion=case.state)
+
+
+def request_deletion(user, reference: str, reason: str, legal_reference: str) -> Case:
+    return _schedule_deletion(case_for(user, reference), staff(user), reason, legal_reference, by_device=False)
+
+
+def request_deletion_by_device(device, session: uuid.UUID) -> Case:
+    """A deletion asked from the device is never immediate (it may be coerced): it is
+    scheduled after the device delay, during which staff can cancel it."""
+    case = Case.objects.filter(session=session, device=device).first()
+    if case is None:
+        raise EvidenceError("not_found", _("no such session for this device"), 404, "session")
+    if case.state == Case.State.DELETION_PENDING:
+        return case
+    return _schedule_deletion(case, Actor("device", device.hardware_id), _("requested from the device"), "", True)
+
+
+def cancel_deletion(user, reference: str, reason: str, legal_reference: str) -> Case:
+    case = case_for(user, reference)
+    _custody(case, staff(user), "cancel_deletion", reason, legal_reference)
+    return _transition(case, {Case.State.DELETION_PENDING}, case.state_before_deletion or Case.State.SEALED,
+                       deletion_due_at=None)

@@ -1,0 +1,67 @@
+"""Device API for evidence, mounted at /api/v1/evidence/. Thin: parse, call an action,
+shape the answer. Errors are JSON {"error", "message", "fields", "retry"}."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from django.http import JsonResponse
+from ninja import Router, Schema
+
+from balise_evidence.intake import IntakeError
+
+from . import actions
+
+router = Router(tags=["evidence"])
+
+
+class DeviceKeyIn(Schema):
+    public_key_pem: str
+
+
+def _error(status: int, code: str, message: str, field: str | None, retry: bool = False) -> JsonResponse:
+    body = {"error": code, "message": message, "retry": retry}
+    if field:
+        body["fields"] = [{"field": field, "message": message}]
+    return JsonResponse(body, status=status)
+
+
+def _refused(exc: IntakeError | actions.EvidenceError) -> JsonResponse:
+    return _error(exc.status, exc.code, exc.message, exc.field, exc.retry)
+
+
+@router.get("/keys", summary="The server's evidence public keys (seal, receipts, exports)")
+def keys(request):
+    return actions.server_keys()
+
+
+@router.post("/device-key", summary="Register this device's evidence signing key (ECDSA P-256)")
+def device_key(request, payload: DeviceKeyIn):
+    try:
+        key, created = actions.register_device_key(request.auth, payload.public_key_pem)
+    except actions.EvidenceError as exc:
+        return _refused(exc)
+    return JsonResponse({"fingerprint": key.fingerprint}, status=201 if created else 200)
+
+
+@router.post("/records", summary="Upload one sealed record; returns its signed receipt (idempotent)")
+def records(request):
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "invalid", "the body must be JSON", "body")
+    try:
+        accepted = actions.accept_record(request.auth, body)
+    except (IntakeError, actions.EvidenceError) as exc:
+        return _refused(exc)
+    return JsonResponse(accepted.as_json(), status=200 if accepted.duplicate else 201)
+
+
+@router.post("/sessions/{session}/deletion", summary="Ask for deletion (scheduled, never immediate)")
+def deletion(request, session: uuid.UUID):
+    try:
+        case = actions.request_deletion_by_device(request.auth, session)
+    except actions.EvidenceError as exc:
+        return _refused(exc)
+    return JsonResponse({"state": case.state, "due_at": case.deletion_due_at.isoformat()}, status=202)

@@ -1,0 +1,152 @@
+"""Evidence data. Records, log entries and custody records are append-only: a saved row
+is never updated nor deleted (destroying a case drops the stored ciphertexts and the
+case key in one deliberate query; headers, hashes, log and custody remain)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from balise_evidence.canonical import ZERO_HASH
+
+
+class AppendOnly(models.Model):
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ValueError(f"{type(self).__name__} rows are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError(f"{type(self).__name__} rows are append-only")
+
+
+class DeviceKey(models.Model):
+    """A device's evidence signing key (ECDSA P-256), registered at enrolment."""
+
+    device = models.ForeignKey("devices.Device", on_delete=models.PROTECT, related_name="evidence_keys")
+    public_key_pem = models.TextField(_("public key"))
+    fingerprint = models.CharField(_("fingerprint"), max_length=64, unique=True)
+    registered_at = models.DateTimeField(_("registered"), auto_now_add=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("device signing key")
+        verbose_name_plural = _("device signing keys")
+
+
+class Case(models.Model):
+    """One recording session and everything kept about it."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active", _("active")
+        SEALED = "sealed", _("sealed")
+        RETAINED = "retained", _("retained")
+        LEGAL_HOLD = "legal_hold", _("legal hold")
+        DELETION_PENDING = "deletion_pending", _("deletion pending")
+        DESTROYED = "destroyed", _("destroyed")
+
+    class Recording(models.TextChoices):
+        RECORDING = "recording", _("recording")
+        CLOSED = "closed", _("closed")
+        TRUNCATED = "truncated", _("truncated")
+
+    reference = models.CharField(_("reference"), max_length=32, unique=True)
+    session = models.UUIDField(_("session"), unique=True)
+    association = models.ForeignKey("associations.Association", on_delete=models.PROTECT, related_name="evidence_cases")
+    device = models.ForeignKey("devices.Device", on_delete=models.PROTECT, related_name="evidence_cases")
+    device_key = models.ForeignKey(DeviceKey, on_delete=models.PROTECT, related_name="cases")
+    person = models.ForeignKey("people.Person", on_delete=models.PROTECT, null=True, blank=True, related_name="evidence_cases")
+    alert = models.ForeignKey("alerts.Alert", on_delete=models.SET_NULL, null=True, blank=True, related_name="evidence_cases")
+    state = models.CharField(_("state"), max_length=20, choices=State.choices, default=State.ACTIVE)
+    recording = models.CharField(_("recording"), max_length=12, choices=Recording.choices, default=Recording.RECORDING)
+    wrapped_key = models.BinaryField(null=True, editable=False)
+    key_destroyed_at = models.DateTimeField(_("key destroyed"), null=True, blank=True)
+    opened_at = models.DateTimeField(_("opened"), auto_now_add=True)
+    last_record_at = models.DateTimeField(_("last record received"), null=True, blank=True)
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    truncated_at = models.DateTimeField(_("truncation notice"), null=True, blank=True)
+    deletion_due_at = models.DateTimeField(_("deletion due"), null=True, blank=True)
+    state_before_deletion = models.CharField(max_length=20, blank=True)
+    segments = models.PositiveIntegerField(_("segments"), default=0)
+    log_index = models.IntegerField(default=-1)
+    log_head = models.CharField(max_length=64, default=ZERO_HASH)
+    custody_index = models.IntegerField(default=-1)
+    custody_head = models.CharField(max_length=64, default=ZERO_HASH)
+
+    class Meta:
+        verbose_name = _("evidence case")
+        verbose_name_plural = _("evidence cases")
+        indexes = [models.Index(fields=["recording", "last_record_at"]), models.Index(fields=["state", "deletion_due_at"])]
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class Record(AppendOnly):
+    """A record as the device signed it; a segment's ciphertext as received, sealed
+    again under the case key."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="records")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=8)
+    header = models.BinaryField()
+    header_sha256 = models.CharField(max_length=64)
+    signature = models.BinaryField()
+    blob = models.BinaryField(null=True)
+    cipher_sha256 = models.CharField(max_length=64, blank=True)
+    conflict = models.BooleanField(_("second version"), default=False)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["case", "header_sha256"], name="evidence_record_once")]
+        indexes = [models.Index(fields=["case", "seq"])]
+
+
+class LogEntry(AppendOnly):
+    """The session log: every receipt and truncation notice, hash-chained and signed."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="log")
+    index = models.PositiveIntegerField()
+    kind = models.CharField(max_length=12)
+    record = models.ForeignKey(Record, on_delete=models.PROTECT, null=True, related_name="receipts")
+    data = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    signature = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["case", "index"], name="evidence_log_index_once")]
+
+
+class CustodyRecord(AppendOnly):
+    """Who accessed the case, when, why, under which legal reference: written before the access."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="custody")
+    index = models.PositiveIntegerField()
+    action = models.CharField(_("action"), max_length=24)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)
+    actor_label = models.CharField(_("by"), max_length=150)
+    reason = models.TextField(_("reason"))
+    legal_reference = models.CharField(_("legal reference"), max_length=200, blank=True)
+    data = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    signature = models.BinaryField()
+    at = models.DateTimeField(_("at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("custody record")
+        verbose_name_plural = _("custody records")
+        constraints = [models.UniqueConstraint(fields=["case", "index"], name="evidence_custody_index_once")]
+
+
+class TimestampToken(AppendOnly):
+    """An RFC 3161 token from the configured authority on a log entry."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="timestamps")
+    log_index = models.PositiveIntegerField()
+    token = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)

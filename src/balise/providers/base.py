@@ -1,0 +1,55 @@
+"""The one interface every SMS and voice provider implements, and its typed errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ProviderError(Exception):
+    """Base of provider failures; the subclass decides what the dispatcher does next."""
+
+
+class PermanentError(ProviderError):
+    """The recipient cannot be reached this way (invalid number, refused): do not retry."""
+
+
+class UnavailableError(ProviderError):
+    """The provider did not take the message (down, 5xx, refused connection): fail over."""
+
+
+class RateLimitedError(ProviderError):
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AmbiguousError(ProviderError):
+    """The request may have been taken (timeout after sending): retry with the same key."""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    key: str  # the delivery id: idempotency key for the provider
+    channel: str  # "sms" or "voice"
+    to: str  # E.164
+    text: str
+    language: str
+    alert_id: int
+    alert_kind: str
+    purpose: str
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_ref: str = ""
+
+
+class Provider:
+    name = "base"
+    channels: tuple[str, ...] = ("sms", "voice")
+
+    def send(self, message: OutgoingMessage) -> SendResult:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass

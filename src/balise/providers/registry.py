@@ -1,0 +1,31 @@
+"""Builds the ordered provider list from settings. Tests patch `build_providers`: the
+one seam between Balise and the outside world."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from balise.providers.base import Provider
+
+
+def build_providers() -> list[Provider]:
+    providers: list[Provider] = []
+    for name in settings.PROVIDERS:
+        if name == "console":
+            from balise.providers.console import ConsoleProvider
+
+            providers.append(ConsoleProvider(settings.CONSOLE_OUTBOX))
+        elif name.startswith("webhook"):
+            # "webhook" reads BALISE_WEBHOOK_URL; "webhook2" reads BALISE_WEBHOOK2_URL, etc.
+            from balise.providers.webhook import WebhookProvider
+            from balise.settings import env
+
+            suffix = name[len("webhook"):].upper()
+            url = env(f"BALISE_WEBHOOK{suffix}_URL") if suffix else settings.WEBHOOK_URL
+            secret = env(f"BALISE_WEBHOOK{suffix}_SECRET") if suffix else settings.WEBHOOK_SECRET
+            providers.append(WebhookProvider(url, settings.PROVIDER_TIMEOUT, secret, name=name))
+        else:
+            raise ValueError(f"unknown provider {name!r} in BALISE_PROVIDERS")
+    if not providers:
+        raise ValueError("BALISE_PROVIDERS names no provider")
+    return providers

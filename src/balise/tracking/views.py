@@ -1,0 +1,250 @@
+"""Contact pages: the live alert page (/a/<token>) and the consent page (/c/<token>).
+
+The token in the URL is the only credential: it is signed, scoped to one alert and one
+contact (or to one contact for the consent page), and checked on every request. A bad,
+altered, foreign or expired token gets the same plain page, with nothing about anyone.
+Tokens never reach the logs: error responses are marked as already logged, and pages
+send no Referer to tile servers or maps apps.
+
+POSTs here are exempt from CSRF checks on purpose: the unguessable token in the URL is
+the capability, which a forging site cannot know, and a misconfigured proxy must never
+stop a contact from answering an alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from urllib.parse import urlsplit
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from balise.alerts.models import Acknowledgement, Alert
+from balise.people.models import Contact
+from balise.tracking import actions
+from balise.tracking.present import link_expired, page_state, version
+from balise.tracking.tokens import make_consent_token, read_consent_token, read_token
+
+# An SSE stream checks for changes this often, sends the whole state at least this
+# often (ages change), and ends after a while so that a proxy never holds it forever
+# (the browser reconnects by itself).
+SSE_POLL_S = 1.0
+SSE_REFRESH_S = 15.0
+SSE_MAX_S = 300.0
+
+
+def _tiles_origin() -> str:
+    url = settings.MAP_TILES_URL
+    if not url:
+        return ""
+    parts = urlsplit(url.replace("{s}", "*"))
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def _private(response, *, csp: bool = True):
+    """Headers of every contact page: never cached, never indexed, no Referer (the URL
+    holds the token), and a strict content policy."""
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    if csp:
+        img = " ".join(filter(None, ["'self'", "data:", _tiles_origin()]))
+        response["Content-Security-Policy"] = (
+            f"default-src 'self'; img-src {img}; script-src 'self'; style-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+        )
+    # Django logs 4xx responses with their path, which holds the token.
+    response._has_been_logged = True
+    return response
+
+
+def _error(request, status: int = 404):
+    return _private(render(request, "tracking/invalid.html", status=status))
+
+
+def _language(contact) -> str:
+    """Contact pages speak the contact's language, whatever the browser says."""
+    return contact.language if contact is not None else settings.LANGUAGE_CODE
+
+
+def _resolve(token: str):
+    """(alert, contact or None, expired) for a valid token, else None."""
+    scope = read_token(token)
+    if scope is None:
+        return None
+    alert = Alert.objects.select_related("person", "association").filter(pk=scope.alert_id).first()
+    if alert is None:
+        return None
+    contact = None
+    if scope.contact_id is not None:
+        contact = Contact.objects.filter(pk=scope.contact_id, person_id=alert.person_id).first()
+        if contact is None:
+            return None
+    return alert, contact, link_expired(alert, timezone.now())
+
+
+@require_GET
+def alert_page(request, token: str):
+    found = _resolve(token)
+    if found is None:
+        return _error(request)
+    alert, contact, expired = found
+    if expired:
+        return _error(request, 410)
+    translation.activate(_language(contact))
+    state = page_state(alert, contact)
+    context = {
+        "token": token, "state": state, "contact": contact,
+        "answers": [(value, label) for value, label in _answer_choices()],
+        "tiles_url": settings.MAP_TILES_URL, "tiles_attribution": settings.MAP_TILES_ATTRIBUTION,
+        "consent_token": make_consent_token(contact) if contact else "",
+        "answered": request.GET.get("answered") == "1",
+    }
+    return _private(render(request, "tracking/alert.html", context))
+
+
+def _answer_choices():
+    from django.utils.translation import gettext as _
+
+    return [
+        (Acknowledgement.Answer.ON_MY_WAY, _("I am on my way")),
+        (Acknowledgement.Answer.CALLED_POLICE, _("I called the police")),
+        (Acknowledgement.Answer.CANNOT_HELP, _("I cannot help")),
+    ]
+
+
+@require_GET
+def alert_state(request, token: str):
+    """The polling fallback: the page's state as JSON."""
+    found = _resolve(token)
+    if found is None or found[2]:
+        return _private(JsonResponse({"error": "invalid_link"}, status=404 if found is None else 410), csp=False)
+    alert, contact, _expired = found
+    with translation.override(_language(contact)):
+        return _private(JsonResponse(page_state(alert, contact)), csp=False)
+
+
+@csrf_exempt
+@require_POST
+def alert_answer(request, token: str):
+    found = _resolve(token)
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    if found is None or found[2]:
+        if wants_json:
+            return _private(JsonResponse({"error": "invalid_link"}, status=404 if found is None else 410), csp=False)
+        return _error(request, 404 if found is None else 410)
+    alert, contact, _expired = found
+    translation.activate(_language(contact))
+    answer = request.POST.get("answer", "")
+    if answer not in actions.CONTACT_ANSWERS:
+        if wants_json:
+            return _private(JsonResponse({"error": "invalid_answer"}, status=400), csp=False)
+        return redirect(reverse("tracking:alert", args=[token]))
+    try:
+        actions.answer_alert(alert, channel=Acknowledgement.Channel.PAGE, answer=answer, contact=contact)
+    except actions.NotAllowed:
+        if wants_json:
+            alert.refresh_from_db()
+            return _private(JsonResponse({"error": "alert_closed", "state": page_state(alert, contact)}, status=409), csp=False)
+        return redirect(reverse("tracking:alert", args=[token]))
+    alert.refresh_from_db()
+    if wants_json:
+        return _private(JsonResponse(page_state(alert, contact)), csp=False)
+    return redirect(reverse("tracking:alert", args=[token]) + "?answered=1")
+
+
+class _Watcher:
+    """The SSE loop's state: sends the page state when it changed, or now and then."""
+
+    def __init__(self, alert_id: int, contact):
+        self.alert_id = alert_id
+        self.contact = contact
+        self.seen = None
+        self.last_sent = 0.0
+        self.started = time.monotonic()
+        self.done = False
+
+    def poll(self) -> str:
+        now = time.monotonic()
+        if now - self.started > SSE_MAX_S:
+            self.done = True
+            return ""
+        current = version(self.alert_id)
+        if current == self.seen and now - self.last_sent < SSE_REFRESH_S:
+            return ": keep-alive\n\n" if now - self.last_sent >= SSE_REFRESH_S / 2 else ""
+        alert = Alert.objects.select_related("person").get(pk=self.alert_id)
+        if link_expired(alert, timezone.now()):
+            self.done = True
+            return "event: expired\ndata: {}\n\n"
+        self.seen = current
+        self.last_sent = now
+        with translation.override(_language(self.contact)):
+            state = page_state(alert, self.contact)
+        if not state["active"]:
+            self.done = True  # closed: one last state, then the page stops listening
+        return f"data: {json.dumps(state, separators=(',', ':'))}\n\n"
+
+
+def _sync_stream(watcher: _Watcher):
+    yield "retry: 3000\n\n"
+    while not watcher.done:
+        chunk = watcher.poll()
+        if chunk:
+            yield chunk
+        if not watcher.done:
+            time.sleep(SSE_POLL_S)
+
+
+async def _async_stream(watcher: _Watcher):
+    yield "retry: 3000\n\n"
+    poll = sync_to_async(watcher.poll)
+    while not watcher.done:
+        chunk = await poll()
+        if chunk:
+            yield chunk
+        if not watcher.done:
+            await asyncio.sleep(SSE_POLL_S)
+
+
+@require_GET
+def alert_events(request, token: str):
+    """Server-sent events: the page's state each time it changes, while the alert is open."""
+    found = _resolve(token)
+    if found is None or found[2]:
+        return _private(HttpResponse(status=404 if found is None else 410), csp=False)
+    alert, contact, _expired = found
+    watcher = _Watcher(alert.pk, contact)
+    # Under ASGI (balise serve) the stream is async and holds no thread; under WSGI a
+    # thread per stream.
+    stream = _async_stream(watcher) if isinstance(request, ASGIRequest) else _sync_stream(watcher)
+    response = StreamingHttpResponse(stream, content_type="text/event-stream")
+    response["X-Accel-Buffering"] = "no"
+    return _private(response, csp=False)
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def consent(request, token: str):
+    """The invitation page: who asks, what it means, accept or decline; step down later."""
+    contact = read_consent_token(token)
+    if contact is None:
+        return _error(request)
+    translation.activate(contact.language)
+    if request.method == "POST":
+        choice = request.POST.get("choice", "")
+        if choice not in ("accept", "decline"):
+            return _private(render(request, "tracking/consent.html", {
+                "contact": contact, "person": contact.person, "error": True}, status=400))
+        actions.set_consent(contact, accept=choice == "accept")
+        return redirect(reverse("tracking:consent", args=[token]) + "?done=1")
+    return _private(render(request, "tracking/consent.html", {
+        "contact": contact, "person": contact.person, "done": request.GET.get("done") == "1"}))

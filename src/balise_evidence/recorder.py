@@ -1,0 +1,158 @@
+"""The station-side recorder: microphone -> Ogg Opus -> sealed, signed segments.
+
+Usage (see docs/evidence.md, "Wiring the station")::
+
+    recorder = Recorder(device_key, server_seal_public_key, alert=alert_client_id)
+    session = RecordingSession(microphone, recorder)
+    for upload in session.run(stop_event.is_set):   # blocks while recording
+        queue.put(upload.to_json())                  # the station's durable queue
+
+The recorder keeps no key that decrypts what it has produced: the session root key is
+sealed to the server and dropped at once, and each segment key comes from a one-way
+chain whose previous links are forgotten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from . import crypto, records
+from .audio import RATE, Microphone, OpusEncoder
+from .canonical import sha256_hex
+from .ogg import Cut, Segmenter
+from .records import SealedUpload
+
+Clock = Callable[[], int]
+
+
+class RecorderError(Exception):
+    pass
+
+
+@dataclass
+class Recorder:
+    device_key: crypto.DeviceKey
+    server_seal_public: object  # X25519PublicKey
+    alert: str | None = None
+    session: str = field(default_factory=records.new_session_id)
+    segment_seconds: int = 5
+    wall_us: Clock = lambda: time.time_ns() // 1000  # noqa: E731
+    mono_us: Clock = lambda: time.monotonic_ns() // 1000  # noqa: E731
+    random: crypto.Random = os.urandom
+
+    def __post_init__(self) -> None:
+        self._segmenter = Segmenter(self.segment_seconds)
+        self._chain: bytes | None = None
+        self._seq = 0
+        self._prev: str | None = None
+        self._receipt: str | None = None
+        self._stream_hash = hashlib.sha256()
+        self._stream_len = 0
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self) -> SealedUpload:
+        if self._prev is not None:
+            raise RecorderError("the session is already open")
+        root = self.random(32)
+        sealed = crypto.seal_session_key(self.server_seal_public, self.session, root, self.random)
+        self._chain = crypto.first_chain_key(root)
+        del root  # only the sealed copy leaves; the chain key cannot go back to it
+        header = records.open_header(
+            session=self.session, device_key=self.device_key.fingerprint,
+            server_key=crypto.fingerprint(self.server_seal_public), sealed_key=sealed, alert=self.alert,
+            wall_us=self.wall_us(), mono_us=self.mono_us(), segment_seconds=self.segment_seconds,
+            receipt=self._receipt,
+        )
+        return self._sign(header)
+
+    def feed(self, stream_bytes: bytes) -> list[SealedUpload]:
+        """Feed Ogg Opus stream bytes; returns the segments completed by them."""
+        self._require_open()
+        return [self._segment(cut) for cut in self._segmenter.feed(stream_bytes)]
+
+    def close(self, final_bytes: bytes = b"", reason: str = "stopped") -> list[SealedUpload]:
+        """The last stream bytes (the muxer's trailer), the last segment and the close record."""
+        uploads = self.feed(final_bytes)
+        uploads += [self._segment(cut) for cut in self._segmenter.finish()]
+        header = records.close_header(
+            session=self.session, seq=self._seq + 1, prev=self._prev, device_key=self.device_key.fingerprint,
+            stream_len=self._stream_len, stream_sha256=self._stream_hash.hexdigest(), segments=self._seq,
+            reason=reason, wall_us=self.wall_us(), mono_us=self.mono_us(), receipt=self._receipt,
+        )
+        uploads.append(self._sign(header))
+        self._chain = None
+        self._closed = True
+        return uploads
+
+    def note_receipt(self, receipt_sha256: str) -> None:
+        """The hash of the latest server receipt seen; the next header carries it."""
+        self._receipt = receipt_sha256
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self._prev is None or self._closed:
+            raise RecorderError("the session is not open")
+
+    def _segment(self, cut: Cut) -> SealedUpload:
+        seq = self._seq + 1
+        key = crypto.segment_key(self._chain)
+        self._chain = crypto.next_chain_key(self._chain)  # forget the link that made ``key``
+        nonce = self.random(12)
+        ciphertext = crypto.encrypt_segment(key, nonce, self.session, seq, cut.data)
+        del key
+        header = records.segment_header(
+            session=self.session, seq=seq, prev=self._prev, device_key=self.device_key.fingerprint,
+            offset=cut.offset, audio=cut.data, ciphertext=ciphertext, nonce=nonce,
+            granule_start=cut.granule_start, granule_end=cut.granule_end,
+            wall_us=self.wall_us(), mono_us=self.mono_us(), receipt=self._receipt,
+        )
+        self._stream_hash.update(cut.data)
+        self._stream_len += len(cut.data)
+        self._seq = seq
+        return self._sign(header, ciphertext)
+
+    def _sign(self, header: dict, ciphertext: bytes | None = None) -> SealedUpload:
+        upload = SealedUpload(header, self.device_key.sign(records.canonical(header)), ciphertext)
+        self._prev = sha256_hex(upload.header_bytes)
+        return upload
+
+
+@dataclass
+class RecordingSession:
+    """Microphone + encoder + recorder. ``run`` yields sealed uploads as they are made."""
+
+    microphone: Microphone
+    recorder: Recorder
+    chunk_samples: int = RATE // 10
+    realtime: bool = False  # pace a simulated microphone at the speed of a real one
+    sleep: Callable[[float], None] = time.sleep
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False,
+            reason: str | Callable[[], str] = "stopped") -> Iterator[SealedUpload]:
+        """``reason`` (or what it returns once ``should_stop`` said yes) goes in the close record."""
+        encoder = OpusEncoder()
+        yield self.recorder.open()
+        ended = False
+        while not should_stop():
+            pcm = self.microphone.read(self.chunk_samples)
+            if not pcm:
+                ended = True
+                break
+            yield from self.recorder.feed(encoder.write(pcm))
+            if self.realtime:
+                self.sleep(len(pcm) / 2 / RATE)
+        why = "source-ended" if ended else (reason() if callable(reason) else reason)
+        yield from self.recorder.close(encoder.close(), reason=why)
+
+
+def record_all(microphone: Microphone, recorder: Recorder) -> list[SealedUpload]:
+    """Record a finite source to the end (tests, demos)."""
+    return list(RecordingSession(microphone, recorder).run())
+

@@ -1,0 +1,3 @@
+from balise_station.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,192 @@
+"""Evidence on the station: enrolment (device key, pinned server keys) and the upload lane.
+
+Enrolment, once (first run, or ``balise-station enrol``): the station creates its
+ECDSA P-256 key (``state_dir/evidence-device-key.pem``, mode 0600), registers it
+(``POST /evidence/device-key``), then pins the server's seal and receipt-signing
+keys from ``GET /evidence/keys`` (trust on first use: never replaced afterwards).
+
+The upload lane sends the evidence queue (``Outbox.evidence_*``) one record at a
+time, FIFO within each session. A record's local copy goes only once the
+server's receipt has been checked against the pinned signing key; transient
+failures (offline, 5xx, 429, ``predecessor_missing``) keep it with a backoff; a
+permanent refusal sets it aside for the association and the lane goes on. It
+never competes with an alert: each upload waits until no alert attempt is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from balise_evidence import crypto
+from balise_evidence.records import SealedUpload
+from balise_evidence.uploader import Receipt, UploadRejected, UploadRetry
+from balise_station.api import DeviceApi, Outcome
+from balise_station.delivery import Backoff
+from balise_station.outbox import EvidenceRow, Outbox
+
+log = logging.getLogger(__name__)
+
+EVIDENCE_BACKOFF = Backoff(1.0, 60.0)
+KEYS_META = "evidence_server_keys"
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    """The server's evidence keys as pinned at enrolment."""
+
+    seal_public_pem: str
+    signing_public_pem: str
+    seal_fingerprint: str
+    signing_fingerprint: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> ServerKeys | None:
+        try:
+            keys = cls(str(data["seal_public_pem"]), str(data["signing_public_pem"]),
+                       str(data["seal_fingerprint"]), str(data["signing_fingerprint"]))
+            crypto.load_seal_public_key(keys.seal_public_pem)
+            crypto.load_public_pem(keys.signing_public_pem)
+        except (KeyError, TypeError, ValueError, crypto.CryptoError):
+            return None
+        return keys
+
+    def to_json(self) -> dict[str, str]:
+        return {"seal_public_pem": self.seal_public_pem, "signing_public_pem": self.signing_public_pem,
+                "seal_fingerprint": self.seal_fingerprint, "signing_fingerprint": self.signing_fingerprint}
+
+
+def load_or_create_device_key(path: Path) -> crypto.DeviceKey:
+    """The station's evidence signing key; created once (0600, never rewritten)."""
+    try:
+        return crypto.DeviceKey.from_pem(path.read_bytes())
+    except FileNotFoundError:
+        pass
+    key = crypto.DeviceKey.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(key.to_pem())
+        f.flush()
+        os.fsync(f.fileno())
+    log.info("evidence device key created (%s)", key.fingerprint[:16])
+    return key
+
+
+def pinned_keys(outbox: Outbox) -> ServerKeys | None:
+    return ServerKeys.from_json(outbox.meta(KEYS_META))
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    keys: ServerKeys | None
+    error: str = ""
+    retry: bool = True
+
+    @property
+    def done(self) -> bool:
+        return self.keys is not None
+
+
+async def enrol(api: DeviceApi, outbox: Outbox, device_key: crypto.DeviceKey) -> Enrolment:
+    """Registers the device key (idempotent) and pins the server's keys on first use."""
+    if outbox.meta("evidence_device_key") != device_key.fingerprint:
+        result = await api.register_evidence_key(device_key.public_pem)
+        if not result.ok:
+            permanent = result.outcome is Outcome.PERMANENT
+            if result.status == 409:
+                return Enrolment(None, "the server holds another evidence key for this device "
+                                       "(the association must revoke it)", retry=False)
+            return Enrolment(None, f"device key not registered: {result.error}", retry=not permanent)
+        outbox.set_meta("evidence_device_key", device_key.fingerprint)
+    keys = pinned_keys(outbox)
+    if keys is None:
+        result = await api.evidence_keys()
+        keys = ServerKeys.from_json(result.body) if result.ok else None
+        if keys is None:
+            return Enrolment(None, f"server keys not fetched: {result.error or 'unexpected reply'}",
+                             retry=result.outcome is not Outcome.PERMANENT)
+        outbox.set_meta(KEYS_META, keys.to_json())
+        log.info("evidence keys pinned: seal %s, signing %s", keys.seal_fingerprint[:16],
+                 keys.signing_fingerprint[:16])
+    return Enrolment(keys)
+
+
+class RecordUploader(Protocol):
+    def upload(self, upload: SealedUpload) -> Receipt: ...
+
+
+class EvidenceLane:
+    """Sends the evidence queue to the server, FIFO per session (blocking uploads run in a thread)."""
+
+    def __init__(self, outbox: Outbox, uploader: Callable[[], RecordUploader | None],
+                 alerts_idle: Callable[[], Awaitable[Any]],
+                 on_receipt: Callable[[str, str], None] = lambda session, sha256: None,
+                 clock: Callable[[], float] = time.time, rand: Callable[[], float] = random.random,
+                 backoff: Backoff = EVIDENCE_BACKOFF) -> None:
+        self.outbox = outbox
+        self.uploader = uploader
+        self.alerts_idle = alerts_idle
+        self.on_receipt = on_receipt
+        self.clock = clock
+        self.rand = rand
+        self.backoff = backoff
+        self._wake = asyncio.Event()
+        self.last_receipt_ts: float | None = None
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def send(self, row: EvidenceRow, uploader: RecordUploader) -> bool:
+        """One attempt for one record; True when the queue moved on (receipt, or set aside)."""
+        await self.alerts_idle()
+        try:
+            receipt = await asyncio.to_thread(uploader.upload, SealedUpload.from_json(row.body))
+        except UploadRetry as exc:
+            delay = self.backoff.delay(row.attempts, self.rand())
+            self.outbox.evidence_retry(row.id, self.clock() + delay, str(exc))
+            log.info("evidence %s:%d not delivered (%s); retry in %.1f s", row.session[:8], row.seq, exc, delay)
+            return False
+        except UploadRejected as exc:
+            self.outbox.evidence_rejected(row.id, exc.status, f"{exc.code} {exc.field or ''}".strip())
+            log.error("evidence %s:%d refused by the server for good (%s %s): kept aside for the association",
+                      row.session[:8], row.seq, exc.status, exc.code)
+            return True
+        except Exception as exc:  # a bug or a corrupt row must not stop the lane
+            delay = self.backoff.delay(row.attempts, self.rand())
+            self.outbox.evidence_retry(row.id, self.clock() + delay, type(exc).__name__)
+            log.exception("evidence %s:%d upload failed", row.session[:8], row.seq)
+            return False
+        self.outbox.evidence_delivered(row.id, receipt.sha256)
+        self.last_receipt_ts = self.clock()
+        self.on_receipt(row.session, receipt.sha256)
+        return True
+
+    async def drain(self) -> None:
+        """Everything due now: each session's records in order, until one has to wait."""
+        uploader = self.uploader()
+        if uploader is None:
+            return
+        progressed = True
+        while progressed:
+            progressed = False
+            for head in self.outbox.evidence_heads(self.clock()):
+                progressed |= await self.send(head, uploader)
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            await self.drain()
+            until = self.outbox.next_evidence_attempt() if self.uploader() is not None else None
+            timeout = None if until is None else max(0.0, until - self.clock())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass

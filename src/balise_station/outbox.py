@@ -1,0 +1,487 @@
+"""The durable local queue: alerts, fixes, heartbeats and evidence waiting for the server.
+
+Everything the station owes the server is written here (SQLite, WAL,
+synchronous=FULL) before the first attempt, so a crash, a restart or a long
+offline period delays it but never loses it. Alerts carry the client id they
+were born with: every retry is the same alert. What the server refuses for
+good (a 4xx other than 408/429) is dropped from the queue and recorded in
+``dropped``.
+
+The evidence lane holds the sealed records of the room recordings: one row per
+record, FIFO per session, deleted only once the server's signed receipt has been
+checked; a record the server refuses for good is set aside (``state =
+'rejected'``, body kept), never deleted.
+
+The copy of the person's contacts and the record of the SMS the station sent
+itself through its modem live here too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    client_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    gesture TEXT NOT NULL,
+    button TEXT NOT NULL DEFAULT '',
+    triggered_at TEXT NOT NULL,
+    created_ts REAL NOT NULL,
+    fixes TEXT NOT NULL,
+    sms_sent_by_device INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending',      -- pending | delivered | dropped
+    closed INTEGER NOT NULL DEFAULT 0,          -- the server closed it (no more fixes)
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ts REAL NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    delivered_ts REAL,
+    server_id INTEGER,
+    fallback TEXT NOT NULL DEFAULT 'none'       -- none | done | partial | failed | skipped
+);
+CREATE TABLE IF NOT EXISTS fixes (
+    id TEXT PRIMARY KEY,
+    client_id TEXT NOT NULL REFERENCES alerts(client_id),
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',      -- pending | sent | dropped
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ts REAL NOT NULL DEFAULT 0,
+    created_ts REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fixes_pending ON fixes(state, client_id);
+CREATE TABLE IF NOT EXISTS heartbeat (
+    id INTEGER PRIMARY KEY CHECK (id = 1),      -- only the latest one matters
+    payload TEXT NOT NULL,
+    created_ts REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ts REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS fallback_sms (
+    client_id TEXT NOT NULL,
+    contact_id TEXT NOT NULL,
+    state TEXT NOT NULL,                        -- sent | failed
+    detail TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL,
+    PRIMARY KEY (client_id, contact_id)
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    payload TEXT NOT NULL,
+    fetched_ts REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dropped (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    what TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    status INTEGER,
+    error TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS evidence (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session TEXT NOT NULL,
+    seq INTEGER NOT NULL,                       -- the record's seq in its session: 0 open, 1..n, n+1 close
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,                         -- SealedUpload.to_json()
+    state TEXT NOT NULL DEFAULT 'pending',      -- pending | rejected (kept for the association)
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ts REAL NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    created_ts REAL NOT NULL,
+    UNIQUE (session, seq)
+);
+CREATE INDEX IF NOT EXISTS evidence_pending ON evidence(state, session, seq);
+CREATE TABLE IF NOT EXISTS evidence_sessions (
+    session TEXT PRIMARY KEY,
+    alert TEXT NOT NULL,
+    started_ts REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'recording',    -- recording | closed | interrupted (no close record)
+    records INTEGER NOT NULL DEFAULT 0,         -- records made
+    delivered INTEGER NOT NULL DEFAULT 0,       -- records with a checked receipt
+    last_receipt TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    ended_ts REAL
+);
+"""
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    client_id: str
+    kind: str
+    gesture: str
+    button: str
+    triggered_at: str
+    created_ts: float
+    fixes: list[dict[str, Any]]
+    sms_sent_by_device: bool
+    state: str
+    closed: bool
+    attempts: int
+    next_attempt_ts: float
+    last_error: str
+    fallback: str
+    delivered_ts: float | None = None
+
+    def payload(self, sms_sent_to_contacts: list[int] | None = None) -> dict[str, Any]:
+        """The body of ``POST /alerts``; ``sms_sent_to_contacts``: contacts the modem already texted."""
+        return {
+            "client_id": self.client_id,
+            "kind": self.kind,
+            "gesture": self.gesture,
+            "triggered_at": self.triggered_at,
+            "fixes": self.fixes,
+            "sms_sent_by_device": self.sms_sent_by_device,
+            "sms_sent_to_contacts": sorted(sms_sent_to_contacts or []),
+        }
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    id: int
+    session: str
+    seq: int
+    kind: str
+    body: dict[str, Any]
+    state: str
+    attempts: int
+    next_attempt_ts: float
+
+
+class Outbox:
+    """SQLite-backed queue. Every method is one short transaction; safe from several threads."""
+
+    def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)  # contacts' numbers live here
+        os.close(fd)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -- alerts -------------------------------------------------------------
+    def add_alert(self, client_id: str, kind: str, gesture: str, triggered_at: str,
+                  fixes: list[dict[str, Any]], button: str = "") -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO alerts (client_id, kind, gesture, button, triggered_at, created_ts, fixes)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (client_id, kind, gesture, button, triggered_at, self.clock(), json.dumps(fixes)),
+            )
+
+    def alert(self, client_id: str) -> AlertRow | None:
+        rows = self._query("SELECT * FROM alerts WHERE client_id = ?", (client_id,))
+        return _alert(rows[0]) if rows else None
+
+    def alerts(self, where: str = "1", args: tuple[Any, ...] = ()) -> list[AlertRow]:
+        return [_alert(r) for r in self._query(f"SELECT * FROM alerts WHERE {where} ORDER BY created_ts", args)]
+
+    def alert_delivered(self, client_id: str, server_id: int | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE alerts SET state = 'delivered', delivered_ts = ?, server_id = ?, last_error = ''"
+                " WHERE client_id = ? AND state = 'pending'",
+                (self.clock(), server_id, client_id),
+            )
+
+    def alert_retry(self, client_id: str, next_ts: float, error: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE alerts SET attempts = attempts + 1, next_attempt_ts = ?, last_error = ?"
+                " WHERE client_id = ?",
+                (next_ts, error, client_id),
+            )
+
+    def alert_dropped(self, client_id: str, status: int | None, error: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE alerts SET state = 'dropped', closed = 1, last_error = ? WHERE client_id = ?",
+                (error, client_id),
+            )
+            db.execute("UPDATE fixes SET state = 'dropped' WHERE client_id = ? AND state = 'pending'", (client_id,))
+            self._record_drop(db, "alert", client_id, status, error)
+
+    def alert_closed(self, client_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE alerts SET closed = 1 WHERE client_id = ?", (client_id,))
+            db.execute("UPDATE fixes SET state = 'dropped' WHERE client_id = ? AND state = 'pending'", (client_id,))
+
+    def set_fallback(self, client_id: str, fallback: str, sms_sent_by_device: bool) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE alerts SET fallback = ?, sms_sent_by_device = ?, next_attempt_ts = 0 WHERE client_id = ?",
+                (fallback, int(sms_sent_by_device), client_id),
+            )
+
+    # -- fixes --------------------------------------------------------------
+    def add_fix(self, client_id: str, fix: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO fixes (id, client_id, payload, created_ts) VALUES (?, ?, ?, ?)",
+                (fix["id"], client_id, json.dumps(fix), self.clock()),
+            )
+
+    def due_fix_batches(self, now: float, limit: int = 100) -> dict[str, list[dict[str, Any]]]:
+        """Pending fixes of alerts the server already has, grouped by alert."""
+        rows = self._query(
+            "SELECT f.client_id, f.payload FROM fixes f JOIN alerts a USING (client_id)"
+            " WHERE f.state = 'pending' AND f.next_attempt_ts <= ? AND a.state = 'delivered'"
+            " ORDER BY f.created_ts",
+            (now,),
+        )
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            batch = out.setdefault(r["client_id"], [])
+            if len(batch) < limit:
+                batch.append(json.loads(r["payload"]))
+        return out
+
+    def next_fix_attempt(self) -> float | None:
+        rows = self._query(
+            "SELECT MIN(f.next_attempt_ts) FROM fixes f JOIN alerts a USING (client_id)"
+            " WHERE f.state = 'pending' AND a.state = 'delivered'"
+        )
+        return rows[0][0]
+
+    def fixes_sent(self, ids: list[str]) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE fixes SET state = 'sent' WHERE id = ?", [(i,) for i in ids])
+
+    def fixes_retry(self, ids: list[str], next_ts: float) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE fixes SET attempts = attempts + 1, next_attempt_ts = ? WHERE id = ?",
+                [(next_ts, i) for i in ids],
+            )
+
+    def fixes_dropped(self, client_id: str, ids: list[str], status: int | None, error: str) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE fixes SET state = 'dropped' WHERE id = ?", [(i,) for i in ids])
+            self._record_drop(db, "fixes", client_id, status, error)
+
+    def fix_attempts(self, ids: list[str]) -> int:
+        marks = ",".join("?" * len(ids))
+        rows = self._query(f"SELECT MAX(attempts) FROM fixes WHERE id IN ({marks})", tuple(ids))
+        return rows[0][0] or 0
+
+    # -- heartbeat ----------------------------------------------------------
+    def put_heartbeat(self, payload: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO heartbeat (id, payload, created_ts) VALUES (1, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET payload = excluded.payload, created_ts = excluded.created_ts",
+                (json.dumps(payload), self.clock()),
+            )
+
+    def heartbeat(self) -> tuple[dict[str, Any], int, float] | None:
+        rows = self._query("SELECT payload, attempts, next_attempt_ts FROM heartbeat")
+        if not rows:
+            return None
+        return json.loads(rows[0]["payload"]), rows[0]["attempts"], rows[0]["next_attempt_ts"]
+
+    def heartbeat_done(self, payload: dict[str, Any], status: int | None = None, error: str = "") -> None:
+        """Removes the heartbeat that was sent, unless a newer one replaced it meanwhile."""
+        with self._tx() as db:
+            db.execute("DELETE FROM heartbeat WHERE payload = ?", (json.dumps(payload),))
+            if error:
+                self._record_drop(db, "heartbeat", "", status, error)
+
+    def heartbeat_retry(self, next_ts: float) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE heartbeat SET attempts = attempts + 1, next_attempt_ts = ?", (next_ts,))
+
+    # -- contacts, fallback SMS, meta ---------------------------------------
+    def save_contacts(self, payload: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO contacts (id, payload, fetched_ts) VALUES (1, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET payload = excluded.payload, fetched_ts = excluded.fetched_ts",
+                (json.dumps(payload), self.clock()),
+            )
+
+    def contacts(self) -> tuple[dict[str, Any], float] | None:
+        rows = self._query("SELECT payload, fetched_ts FROM contacts")
+        return (json.loads(rows[0]["payload"]), rows[0]["fetched_ts"]) if rows else None
+
+    def sms_record(self, client_id: str) -> dict[str, str]:
+        rows = self._query("SELECT contact_id, state FROM fallback_sms WHERE client_id = ?", (client_id,))
+        return {r["contact_id"]: r["state"] for r in rows}
+
+    def sms_sent_to(self, client_id: str) -> list[int]:
+        """Ids of the contacts the modem texted for this alert (the on-call line is not a contact)."""
+        return sorted(int(c) for c, state in self.sms_record(client_id).items() if state == "sent" and c.isdigit())
+
+    def record_sms(self, client_id: str, contact_id: str, state: str, detail: str = "") -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO fallback_sms (client_id, contact_id, state, detail, at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (client_id, contact_id) DO UPDATE SET state = excluded.state,"
+                " detail = excluded.detail, at = excluded.at",
+                (client_id, contact_id, state, detail, self.clock()),
+            )
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def dropped(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._query("SELECT * FROM dropped ORDER BY seq")]
+
+    # -- evidence -----------------------------------------------------------
+    def evidence_session_started(self, session: str, alert: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO evidence_sessions (session, alert, started_ts) VALUES (?, ?, ?)",
+                       (session, alert, self.clock()))
+
+    def evidence_session_ended(self, session: str, state: str, reason: str) -> None:
+        """``closed`` (the close record is queued) or ``interrupted`` (it never will be)."""
+        with self._tx() as db:
+            db.execute("UPDATE evidence_sessions SET state = ?, reason = ?, ended_ts = ?"
+                       " WHERE session = ? AND state = 'recording'", (state, reason[:64], self.clock(), session))
+
+    def evidence_interrupted(self) -> list[str]:
+        """After a restart: sessions that were recording when the station stopped (no close record)."""
+        with self._tx() as db:
+            rows = db.execute("SELECT session FROM evidence_sessions WHERE state = 'recording'").fetchall()
+            db.execute("UPDATE evidence_sessions SET state = 'interrupted', reason = 'station-restart',"
+                       " ended_ts = ? WHERE state = 'recording'", (self.clock(),))
+        return [r[0] for r in rows]
+
+    def evidence_sessions(self, alert: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("WHERE alert = ?", (alert,)) if alert else ("", ())
+        return [dict(r) for r in self._query(f"SELECT * FROM evidence_sessions {where} ORDER BY started_ts", args)]
+
+    def put_evidence(self, session: str, seq: int, kind: str, body: dict[str, Any]) -> None:
+        """Queues one sealed record (idempotent: the same (session, seq) twice is kept once)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO evidence (session, seq, kind, body, created_ts) VALUES (?, ?, ?, ?, ?)",
+                (session, seq, kind, json.dumps(body), self.clock()),
+            )
+            if cur.rowcount:
+                db.execute("UPDATE evidence_sessions SET records = records + 1 WHERE session = ?", (session,))
+
+    def evidence_heads(self, now: float) -> list[EvidenceRow]:
+        """The oldest pending record of each session, when it is due: FIFO within a session,
+        sessions independent of each other (oldest session first)."""
+        rows = self._query(
+            "SELECT e.* FROM evidence e JOIN (SELECT session, MIN(seq) AS seq FROM evidence"
+            " WHERE state = 'pending' GROUP BY session) h USING (session, seq)"
+            " WHERE e.next_attempt_ts <= ? ORDER BY e.id",
+            (now,),
+        )
+        return [_evidence(r) for r in rows]
+
+    def next_evidence_attempt(self) -> float | None:
+        rows = self._query(
+            "SELECT MIN(e.next_attempt_ts) FROM evidence e JOIN (SELECT session, MIN(seq) AS seq FROM evidence"
+            " WHERE state = 'pending' GROUP BY session) h USING (session, seq)"
+        )
+        return rows[0][0]
+
+    def evidence_delivered(self, row_id: int, receipt_sha256: str) -> None:
+        """The server's receipt was checked: the local copy goes."""
+        with self._tx() as db:
+            row = db.execute("SELECT session FROM evidence WHERE id = ?", (row_id,)).fetchone()
+            if row is None:
+                return
+            db.execute("DELETE FROM evidence WHERE id = ?", (row_id,))
+            db.execute("UPDATE evidence_sessions SET delivered = delivered + 1, last_receipt = ? WHERE session = ?",
+                       (receipt_sha256, row["session"]))
+
+    def evidence_retry(self, row_id: int, next_ts: float, error: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE evidence SET attempts = attempts + 1, next_attempt_ts = ?, last_error = ?"
+                       " WHERE id = ?", (next_ts, error[:500], row_id))
+
+    def evidence_retry_now(self) -> None:
+        """The server is back: waiting records need not wait for the end of their backoff."""
+        with self._tx() as db:
+            db.execute("UPDATE evidence SET next_attempt_ts = 0 WHERE state = 'pending'")
+
+    def evidence_rejected(self, row_id: int, status: int | None, error: str) -> None:
+        """Refused for good: set aside with its body for the association, never deleted."""
+        with self._tx() as db:
+            row = db.execute("SELECT session, seq FROM evidence WHERE id = ?", (row_id,)).fetchone()
+            if row is None:
+                return
+            db.execute("UPDATE evidence SET state = 'rejected', last_error = ? WHERE id = ?", (error[:500], row_id))
+            self._record_drop(db, "evidence", f"{row['session']}:{row['seq']}", status, error)
+
+    def evidence(self, state: str = "pending") -> list[EvidenceRow]:
+        return [_evidence(r) for r in self._query("SELECT * FROM evidence WHERE state = ? ORDER BY id", (state,))]
+
+    def counts(self) -> dict[str, int]:
+        q = self._query
+        return {
+            "alerts_pending": q("SELECT COUNT(*) FROM alerts WHERE state = 'pending'")[0][0],
+            "alerts_open": q("SELECT COUNT(*) FROM alerts WHERE state = 'delivered' AND closed = 0")[0][0],
+            "fixes_pending": q("SELECT COUNT(*) FROM fixes WHERE state = 'pending'")[0][0],
+            "heartbeat_pending": q("SELECT COUNT(*) FROM heartbeat")[0][0],
+            "evidence_pending": q("SELECT COUNT(*) FROM evidence WHERE state = 'pending'")[0][0],
+            "evidence_rejected": q("SELECT COUNT(*) FROM evidence WHERE state = 'rejected'")[0][0],
+            "recordings": q("SELECT COUNT(*) FROM evidence_sessions WHERE state = 'recording'")[0][0],
+            "dropped": q("SELECT COUNT(*) FROM dropped")[0][0],
+        }
+
+    def _record_drop(self, db: sqlite3.Connection, what: str, ref: str, status: int | None, error: str) -> None:
+        db.execute(
+            "INSERT INTO dropped (what, ref, status, error, at) VALUES (?, ?, ?, ?, ?)",
+            (what, ref, status, error[:500], self.clock()),
+        )
+
+
+def _alert(r: sqlite3.Row) -> AlertRow:
+    return AlertRow(
+        client_id=r["client_id"], kind=r["kind"], gesture=r["gesture"], button=r["button"],
+        triggered_at=r["triggered_at"], created_ts=r["created_ts"], fixes=json.loads(r["fixes"]),
+        sms_sent_by_device=bool(r["sms_sent_by_device"]), state=r["state"], closed=bool(r["closed"]),
+        attempts=r["attempts"], next_attempt_ts=r["next_attempt_ts"], last_error=r["last_error"],
+        fallback=r["fallback"], delivered_ts=r["delivered_ts"],
+    )
+
+
+def _evidence(r: sqlite3.Row) -> EvidenceRow:
+    return EvidenceRow(id=r["id"], session=r["session"], seq=r["seq"], kind=r["kind"], body=json.loads(r["body"]),
+                       state=r["state"], attempts=r["attempts"], next_attempt_ts=r["next_attempt_ts"])

@@ -1,0 +1,228 @@
+"""Recording the room on an alarm: microphones and one recording thread per alert.
+
+A recording starts with an alarm (long press, or three presses on a press-only
+tag) and goes on after the siren is silenced: the siren is noise, the recording
+is evidence, and a button that stops it could be pressed by the aggressor. It
+stops when the alert is closed or cancelled on the server (the heartbeat's
+``open_alerts``, or a 409 on its fixes), at ``evidence.max_duration_s`` after
+the alarm, when the source ends, or when the station shuts down; the close
+record (with that reason) is queued in every one of these cases. A station that
+crashed leaves its session without a close record (the server's sweep marks it
+truncated) and, if the alarm is still open, starts a new session for it.
+
+Every sealed record goes to the durable queue (``Outbox.put_evidence``) as soon
+as it is made; the upload lane sends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from balise_evidence import crypto
+from balise_evidence.audio import GeneratedMicrophone, Microphone, WavMicrophone
+from balise_evidence.recorder import Recorder, RecordingSession
+from balise_station.config import EvidenceConfig
+from balise_station.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+RATE = 16_000
+
+
+class SubprocessMicrophone:
+    """A real microphone: ``arecord``/``parecord`` writing 16 kHz mono s16le PCM to a pipe."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+    def read(self, samples: int) -> bytes:
+        """Blocks until ``samples`` samples came (a real source paces itself); b"" once it ended."""
+        assert self._proc.stdout is not None
+        want = 2 * samples
+        chunks: list[bytes] = []
+        while want > 0:
+            data = self._proc.stdout.read(want)
+            if not data:
+                break
+            chunks.append(data)
+            want -= len(data)
+        pcm = b"".join(chunks)
+        return pcm[: len(pcm) - len(pcm) % 2]
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+
+def capture_argv(tool: str, device: str = "") -> list[str]:
+    if tool == "arecord":
+        return ["arecord", "-q", "-t", "raw", "-f", "S16_LE", "-r", str(RATE), "-c", "1"] + (["-D", device] if device else [])
+    return ["parecord", "--raw", "--format=s16le", f"--rate={RATE}", "--channels=1"] + (
+        [f"--device={device}"] if device else [])
+
+
+@dataclass(frozen=True)
+class MicrophoneChoice:
+    """What ``evidence.microphone`` resolved to: a factory (None: no recording) and whether it is simulated."""
+
+    name: str
+    make: Callable[[], Microphone] | None
+    simulated: bool = False
+
+
+def choose_microphone(cfg: EvidenceConfig, which: Callable[[str], str | None] = shutil.which) -> MicrophoneChoice:
+    """``auto`` takes arecord, then parecord; it never falls back to a simulated source,
+    which would make fake evidence on a real station."""
+    mic = cfg.microphone
+    if mic == "none":
+        return MicrophoneChoice("none", None)
+    if mic == "generated":
+        return MicrophoneChoice("generated", lambda: GeneratedMicrophone(seconds=None, seed=random.randrange(1 << 30)),
+                                simulated=True)
+    if mic == "wav":
+        path = cfg.wav_path
+        return MicrophoneChoice("wav", lambda: WavMicrophone(path), simulated=True)
+    tools = ("arecord", "parecord") if mic == "auto" else (mic,)
+    for tool in tools:
+        if which(tool):
+            argv = capture_argv(tool, cfg.device)
+            return MicrophoneChoice(tool, lambda: SubprocessMicrophone(argv))
+    return MicrophoneChoice(f"{mic} (not found)", None)
+
+
+@dataclass
+class _Active:
+    alert: str
+    session: str
+    recorder: Recorder
+    stop: threading.Event = field(default_factory=threading.Event)
+    reason: str = "stopped"
+    thread: threading.Thread | None = None
+
+
+class Recordings:
+    """The recordings in progress, one per alert, each in its own thread."""
+
+    def __init__(self, outbox: Outbox, cfg: EvidenceConfig, microphone: MicrophoneChoice,
+                 device_key: Callable[[], crypto.DeviceKey | None], seal_pem: Callable[[], str | None],
+                 on_record: Callable[[], None] = lambda: None,
+                 wall: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.outbox = outbox
+        self.cfg = cfg
+        self.microphone = microphone
+        self.device_key = device_key
+        self.seal_pem = seal_pem
+        self.on_record = on_record  # called from the recording thread after each queued record
+        self.wall = wall
+        self.sleep = sleep
+        self._active: dict[str, _Active] = {}
+        self._lock = threading.Lock()
+
+    def active(self) -> dict[str, str]:
+        """alert client id -> session id, for the recordings in progress."""
+        with self._lock:
+            return {a.alert: a.session for a in self._active.values()}
+
+    def start(self, alert: str, alarm_ts: float) -> str | None:
+        """Starts recording for the alert (until ``alarm_ts + max_duration_s`` at the latest).
+        Returns the session id, or None when the station cannot record."""
+        with self._lock:
+            if alert in self._active:
+                return self._active[alert].session
+        if self.microphone.make is None:
+            log.error("alert %s: no microphone (%s): not recording", alert, self.microphone.name)
+            return None
+        key, seal = self.device_key(), self.seal_pem()
+        if key is None or seal is None:
+            log.error("alert %s: evidence not enrolled with the server yet: not recording", alert)
+            return None
+        try:
+            mic = self.microphone.make()
+        except (OSError, ValueError) as exc:
+            log.error("alert %s: microphone %s unavailable (%s): not recording", alert, self.microphone.name, exc)
+            return None
+        recorder = Recorder(key, crypto.load_seal_public_key(seal), alert=alert,
+                            segment_seconds=self.cfg.segment_seconds)
+        active = _Active(alert, recorder.session, recorder)
+        self.outbox.evidence_session_started(recorder.session, alert)
+        deadline = alarm_ts + self.cfg.max_duration_s
+        active.thread = threading.Thread(target=self._record, args=(active, mic, deadline),
+                                         name=f"recording-{alert[:8]}", daemon=True)
+        with self._lock:
+            self._active[alert] = active
+        active.thread.start()
+        log.info("alert %s: recording (%s microphone)", alert, self.microphone.name)
+        return recorder.session
+
+    def stop(self, alert: str, reason: str) -> None:
+        with self._lock:
+            active = self._active.get(alert)
+        if active is not None and not active.stop.is_set():
+            active.reason = reason
+            active.stop.set()
+            log.info("alert %s: recording stops (%s)", alert, reason)
+
+    def join(self, timeout: float | None = None) -> None:
+        with self._lock:
+            threads = [a.thread for a in self._active.values() if a.thread is not None]
+        for t in threads:
+            t.join(timeout)
+
+    def stop_all(self, reason: str) -> None:
+        for alert in list(self.active()):
+            self.stop(alert, reason)
+
+    def note_receipt(self, session: str, receipt_sha256: str) -> None:
+        """The next header of that session (if still recording) carries the latest receipt."""
+        with self._lock:
+            for a in self._active.values():
+                if a.session == session:
+                    a.recorder.note_receipt(receipt_sha256)
+
+    def _record(self, active: _Active, mic: Microphone, deadline: float) -> None:
+        def should_stop() -> bool:
+            if not active.stop.is_set() and self.wall() >= deadline:
+                active.reason = "max-duration"
+                active.stop.set()
+            return active.stop.is_set()
+
+        speed = self.cfg.simulated_speed
+        session = RecordingSession(mic, active.recorder, realtime=self.microphone.simulated,
+                                   sleep=lambda s: self.sleep(s / speed))
+        state, reason = "interrupted", "error"
+        try:
+            for upload in session.run(should_stop, lambda: active.reason):
+                self.outbox.put_evidence(upload.session, upload.seq, upload.kind, upload.to_json())
+                self.on_record()
+                if upload.kind == "close":
+                    state, reason = "closed", upload.header.get("reason", active.reason)
+        except Exception:
+            log.exception("alert %s: recording failed", active.alert)
+        finally:
+            close = getattr(mic, "close", None)
+            if close is not None:
+                close()
+            self.outbox.evidence_session_ended(active.session, state, reason)
+            with self._lock:
+                self._active.pop(active.alert, None)
+            log.info("alert %s: recording %s (%s)", active.alert, state, reason)
+
+
+def describe(choice: MicrophoneChoice) -> dict[str, Any]:
+    return {"microphone": choice.name, "simulated": choice.simulated, "available": choice.make is not None}

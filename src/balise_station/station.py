@@ -1,0 +1,482 @@
+"""The station: buttons -> gestures -> alerts -> server (or modem), plus siren, fixes, heartbeats.
+
+What happens on a gesture, in this order:
+
+1. the alert is written to the durable queue with its client id and the best
+   fix (milliseconds; after this it cannot be lost);
+2. the alert lane posts it at once; the siren starts if it is an alarm;
+3. a fallback timer starts: if the server has not accepted the alert after
+   ``alerts.fallback_delay_s``, the modem sends the SMS itself and the alert
+   goes on to the server marked ``sms_sent_by_device``;
+4. while the alert is open, new fixes follow it to the server;
+5. an alarm also records the room (``balise_station.recording``): sealed records
+   go to the evidence lane of the queue, uploaded behind the alerts.
+
+A single press while the siren sounds stops the siren (and raises no alert); the
+recording goes on. An alert the server no longer lists as open (heartbeat
+``open_alerts``) or closes (409 on its fixes) stops its fixes, siren and recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from balise_station import __version__
+from balise_station.api import DeviceApi
+from balise_station.buttons import ButtonSupervisor
+from balise_station.config import StationConfig
+from balise_station.delivery import Sender
+from balise_station.evidence import EvidenceLane, ServerKeys, enrol, load_or_create_device_key, pinned_keys
+from balise_station.fallback import send_alert_sms
+from balise_station.gestures import ButtonMode, DecodedGesture, Edge, Gesture, GestureRouter
+from balise_station.location import Fix, GpsdSource, LocationHub, SimulatedTrack
+from balise_station.modem import GsmModem
+from balise_station.outbox import Outbox
+from balise_station.recording import Recordings, choose_microphone, describe
+from balise_station.siren import Siren, make_sink
+
+log = logging.getLogger(__name__)
+
+KIND_BY_GESTURE = {
+    Gesture.SINGLE: "prevention",
+    Gesture.DOUBLE: "emergency",
+    Gesture.LONG: "alarm",
+    Gesture.TRIPLE: "alarm",  # press-only tags: three presses stand in for the long press
+}
+
+
+def alert_kind(gesture: Gesture, test_mode: bool = False, test_gesture: Gesture | None = None) -> str:
+    """The alert a gesture raises. Test mode, or the configured test gesture, raises a test alert."""
+    if test_mode or gesture is test_gesture:
+        return "test"
+    return KIND_BY_GESTURE[gesture]
+
+
+def iso_now(wall: Callable[[], float]) -> str:
+    return datetime.fromtimestamp(wall(), timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Station:
+    def __init__(
+        self,
+        cfg: StationConfig,
+        *,
+        api: DeviceApi | None = None,
+        siren: Siren | None = None,
+        modem_factory: Callable[[], GsmModem] | None = None,
+        client_backend: type | None = None,
+        scanner_backend: type | None = None,
+        simulated_buttons: dict[str, ButtonMode] | None = None,
+        test_mode: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.wall = wall
+        self.test_mode = cfg.alerts.test_mode if test_mode is None else test_mode
+        self.outbox = Outbox(cfg.db_path, clock=wall)
+        self.api = api or DeviceApi(cfg.server.url, cfg.server.token, cfg.server.timeout_s)
+        self.sender = Sender(self.outbox, self.api, clock=wall)
+        self.sender.on_heartbeat_reply = self._heartbeat_reply
+        self.sender.on_alert_closed = self._alert_closed
+        self.sender.on_reachable = self._server_back
+        self.hub = LocationHub(cfg.location.max_age_s, fixed=cfg.location.fixed)
+        self.siren = siren or Siren(make_sink(cfg.siren.output, cfg.siren.wav_path),
+                                    cfg.siren.max_duration_s, cfg.siren.volume)
+        self.modem_factory = modem_factory
+        self._modem_lock = asyncio.Lock()
+        self.simulated_buttons = dict(simulated_buttons or {})
+        modes = {b.name: b.mode for b in cfg.buttons}
+        modes.update(self.simulated_buttons)
+        self.router = GestureRouter(cfg.gestures, modes)
+        self.supervisors = [
+            ButtonSupervisor(b, cfg.bluetooth, self.button_edge, self._button_changed,
+                             client_backend=client_backend, scanner_backend=scanner_backend, clock=clock)
+            for b in cfg.buttons
+        ]
+        self.heartbeat_interval_s = cfg.heartbeat_interval_s
+        self.gestures: list[DecodedGesture] = []
+        self.on_gesture: Callable[[DecodedGesture, str | None], None] | None = None
+        self._poll_handle: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._heartbeat_now = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = asyncio.Event()
+        self.started_ts = wall()
+        self._siren_for: set[str] = set()
+        # evidence: device key, pinned server keys, microphone, recordings, upload lane
+        self.device_key: Any = None
+        self.server_keys: ServerKeys | None = None
+        self.evidence_error = ""
+        self._uploader: Any = None
+        self._http: Any = None
+        self.microphone = choose_microphone(cfg.evidence)
+        self.recordings = Recordings(self.outbox, cfg.evidence, self.microphone, lambda: self.device_key,
+                                     lambda: self.server_keys.seal_public_pem if self.server_keys else None,
+                                     on_record=self._evidence_queued, wall=wall)
+        self.evidence_lane = EvidenceLane(self.outbox, self._evidence_uploader, self.sender.alerts_idle.wait,
+                                          on_receipt=self.recordings.note_receipt, clock=wall)
+
+    # -- gestures -----------------------------------------------------------
+    def button_edge(self, button: str, edge: Edge, t: float | None = None) -> None:
+        """A press or release from any button (Bluetooth, keyboard, script)."""
+        t = self.clock() if t is None else t
+        for g in self.router.feed(button, edge, t):
+            self._gesture(g)
+        self._schedule_poll()
+
+    def _schedule_poll(self) -> None:
+        if self._poll_handle is not None:
+            self._poll_handle.cancel()
+            self._poll_handle = None
+        deadline = self.router.next_deadline()
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._poll_handle = loop.call_later(max(0.0, deadline - self.clock()), self._poll)
+
+    def _poll(self) -> None:
+        self._poll_handle = None
+        for g in self.router.poll(self.clock()):
+            self._gesture(g)
+        self._schedule_poll()
+
+    def _gesture(self, g: DecodedGesture) -> None:
+        self.gestures.append(g)
+        log.info("gesture %s on button %s", g.gesture.value, g.button)
+        if g.gesture is Gesture.SINGLE and self.siren.playing:
+            self._spawn(self.siren.stop())
+            self._siren_for.clear()
+            log.info("siren stopped by a single press (any recording goes on)")
+            if self.on_gesture:
+                self.on_gesture(g, None)
+            return
+        cid = self.raise_alert(alert_kind(g.gesture, self.test_mode, self.cfg.alerts.test_gesture),
+                               g.gesture.value, g.button)
+        if self.on_gesture:
+            self.on_gesture(g, cid)
+
+    # -- alerts --------------------------------------------------------------
+    def raise_alert(self, kind: str, gesture: str, button: str = "") -> str:
+        """Queues a new alert durably and starts everything that follows it. Returns its client id."""
+        cid = str(uuid.uuid4())
+        fix = self.hub.best()
+        self.outbox.add_alert(cid, kind, gesture, iso_now(self.wall), [fix.to_api()] if fix else [], button)
+        self.sender.kick()
+        log.info("alert %s raised: %s", cid, kind)
+        if kind == "alarm":
+            self.siren.start()
+            self._siren_for.add(cid)
+            if self.cfg.evidence.enabled:
+                self.recordings.start(cid, self.wall())
+        self._spawn(self._fallback_after(cid))
+        self._spawn(self._track(cid, fix))
+        return cid
+
+    async def _fallback_after(self, cid: str) -> None:
+        row = self.outbox.alert(cid)
+        if row is None:
+            return
+        await asyncio.sleep(max(0.0, row.created_ts + self.cfg.alerts.fallback_delay_s - self.wall()))
+        await self.fallback(cid)
+
+    async def fallback(self, cid: str) -> None:
+        """Sends the alert SMS through the modem if the server still does not have the alert."""
+        async with self.sender.lock(cid):  # no attempt in flight while we decide
+            row = self.outbox.alert(cid)
+            if row is None or row.state == "delivered" or row.fallback in ("done", "skipped"):
+                return
+            if self.modem_factory is None:
+                log.warning("alert %s not yet with the server and no modem configured", cid)
+                return
+            contacts = self.outbox.contacts()
+            if contacts is None:
+                log.error("alert %s: no local copy of the contacts: the modem cannot help", cid)
+                return
+            best = self.hub.best()
+            fix = best.to_api() if best else (row.fixes[0] if row.fixes else None)
+            log.warning("alert %s not accepted by the server within %.0f s: sending SMS by modem",
+                        cid, self.cfg.alerts.fallback_delay_s)
+            async with self._modem_lock:
+                result = await asyncio.to_thread(
+                    send_alert_sms, self.modem_factory, cid, row.kind, fix, contacts[0],
+                    self.outbox.sms_record(cid),
+                    lambda contact_id, state, detail: self.outbox.record_sms(cid, contact_id, state, detail),
+                )
+            self.outbox.set_fallback(cid, result.state, result.all_sent)
+            log.info("alert %s: modem fallback %s (%d sent, %d failed)", cid, result.state, result.sent,
+                     result.failed)
+        self.sender.kick()
+
+    async def _track(self, cid: str, first: Fix | None) -> None:
+        """Sends new fixes for the alert while it is open (server says closed, or track_for_s passed)."""
+        alerts = self.cfg.alerts
+        row = self.outbox.alert(cid)
+        if row is None:
+            return
+        last = first.recorded_at if first else None
+        while self.wall() < row.created_ts + alerts.track_for_s:
+            await asyncio.sleep(alerts.fix_interval_s)
+            row = self.outbox.alert(cid)
+            if row is None or row.closed:
+                return
+            fix = self.hub.best()
+            if fix is None or fix.source == "fixed" or (last is not None and fix.recorded_at <= last):
+                continue
+            last = fix.recorded_at
+            self.outbox.add_fix(cid, replace(fix, id=str(uuid.uuid4())).to_api())
+            self.sender.kick()
+
+    def _recover(self) -> None:
+        """After a restart: pending alerts get their fallback timer back, open ones their tracking,
+        open alarms a new recording (the one cut by the restart stays without a close record)."""
+        for session in self.outbox.evidence_interrupted():
+            log.warning("recording %s was cut by a restart: its records go on to the server", session[:8])
+        for row in self.outbox.alerts("state = 'pending' OR (state = 'delivered' AND closed = 0)"):
+            if row.state == "pending":
+                self._spawn(self._fallback_after(row.client_id))
+            if self.wall() < row.created_ts + self.cfg.alerts.track_for_s:
+                self._spawn(self._track(row.client_id, None))
+            if (row.kind == "alarm" and self.cfg.evidence.enabled
+                    and self.wall() < row.created_ts + self.cfg.evidence.max_duration_s):
+                self.recordings.start(row.client_id, row.created_ts)
+
+    def _alert_closed(self, cid: str) -> None:
+        """The server closed the alert (resolved, cancelled, even under duress): stop what follows it."""
+        self.recordings.stop(cid, "alert-closed")
+        if cid in self._siren_for:
+            self._siren_for.discard(cid)
+            if not self._siren_for and self.siren.playing:
+                log.info("alert %s closed on the server: siren stopped", cid)
+                self._spawn(self.siren.stop())
+
+    # -- evidence ---------------------------------------------------------------------
+    def _evidence_queued(self) -> None:
+        """From a recording thread: a record is in the queue."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.evidence_lane.kick)
+
+    def _evidence_uploader(self) -> Any:
+        if self._uploader is None and self.server_keys is not None:
+            import httpx
+
+            from balise_evidence.uploader import Uploader
+
+            self._http = httpx.Client(timeout=self.cfg.evidence.upload_timeout_s, follow_redirects=False)
+            self._uploader = Uploader(self.cfg.server.url + "/api/v1", self.cfg.server.token,
+                                      server_signing_pem=self.server_keys.signing_public_pem, client=self._http)
+        return self._uploader
+
+    def _server_back(self) -> None:
+        self.outbox.evidence_retry_now()
+        self.evidence_lane.kick()
+
+    async def _enrol(self) -> None:
+        """Evidence enrolment on first run (and until it succeeds): device key, pinned server keys."""
+        try:
+            self.device_key = load_or_create_device_key(self.cfg.device_key_path)
+        except (OSError, ValueError) as exc:
+            self.evidence_error = f"device key unusable: {exc}"
+            log.error("evidence: %s; alarms will not be recorded", self.evidence_error)
+            return
+        delay = 5.0
+        while True:
+            result = await enrol(self.api, self.outbox, self.device_key)
+            if result.done:
+                self.server_keys, self.evidence_error = result.keys, ""
+                self.evidence_lane.kick()
+                return
+            self.evidence_error = result.error
+            log.warning("evidence enrolment: %s", result.error)
+            if not result.retry:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 300.0)
+
+    def _watching_alerts(self) -> bool:
+        """An open alert (or a recording) whose closing on the server must be noticed soon."""
+        if self.recordings.active():
+            return True
+        since = self.wall() - self.cfg.alerts.track_for_s
+        return bool(self.outbox.alerts("state = 'delivered' AND closed = 0 AND created_ts > ?", (since,)))
+
+    # -- heartbeats, contacts, status -----------------------------------------------
+    def heartbeat_payload(self) -> dict[str, Any]:
+        buttons = [s.state.to_dict() for s in self.supervisors]
+        buttons += [{"hardware_id": f"simulated:{name}", "connected": True, "battery_percent": None}
+                    for name in self.simulated_buttons]
+        batteries = [b["battery_percent"] for b in buttons if b.get("battery_percent") is not None]
+        return {
+            "battery_percent": min(batteries) if batteries else None,
+            "button_connected": bool(buttons) and all(b["connected"] for b in buttons),
+            "station_version": __version__,
+            "buttons": [{k: b[k] for k in ("hardware_id", "connected", "battery_percent")} for b in buttons],
+        }
+
+    def _button_changed(self) -> None:
+        self._heartbeat_now.set()
+
+    def _heartbeat_reply(self, body: dict[str, Any], sent_ts: float) -> None:
+        interval = body.get("heartbeat_interval_s")
+        if isinstance(interval, (int, float)) and 5 <= interval <= 86400:
+            self.heartbeat_interval_s = float(interval)
+        listed = body.get("open_alerts")
+        if not isinstance(listed, list):  # an older server: it says nothing about closing
+            return
+        still_open = {str(a.get("client_id")) for a in listed if isinstance(a, dict)}
+        for row in self.outbox.alerts("state = 'delivered' AND closed = 0"):
+            # only alerts the server had before this heartbeat left can be missing from its reply
+            if row.client_id not in still_open and row.delivered_ts is not None and row.delivered_ts < sent_ts:
+                log.info("alert %s is no longer open on the server", row.client_id)
+                self.outbox.alert_closed(row.client_id)
+                self._alert_closed(row.client_id)
+
+    async def _heartbeats(self) -> None:
+        """Every heartbeat_interval_s, or open_check_interval_s while an alert is open (its reply
+        says which alerts are still open), and soon after a button connects or drops."""
+        check = self.cfg.alerts.open_check_interval_s
+        last: float | None = None
+        while True:
+            interval = check if self._watching_alerts() else self.heartbeat_interval_s
+            if last is None or self._heartbeat_now.is_set() or self.clock() - last >= interval:
+                self.outbox.put_heartbeat(self.heartbeat_payload())
+                self.sender.kick()
+                self._heartbeat_now.clear()
+                last = self.clock()
+            try:
+                await asyncio.wait_for(self._heartbeat_now.wait(), min(check, self.heartbeat_interval_s))
+                await asyncio.sleep(1.0)  # let a burst of changes settle into one heartbeat
+            except asyncio.TimeoutError:
+                pass
+
+    async def refresh_contacts(self) -> bool:
+        result = await self.api.contacts()
+        if result.ok and isinstance(result.body, dict) and isinstance(result.body.get("contacts"), list):
+            self.outbox.save_contacts(result.body)
+            log.info("contacts refreshed (%d)", len(result.body["contacts"]))
+            return True
+        log.warning("contacts not refreshed: %s", result.error or "unexpected reply")
+        return False
+
+    async def _contacts(self) -> None:
+        while True:
+            ok = await self.refresh_contacts()
+            await asyncio.sleep(self.cfg.contacts_refresh_s if ok else min(60.0, self.cfg.contacts_refresh_s))
+
+    def status(self) -> dict[str, Any]:
+        contacts = self.outbox.contacts()
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "updated_ts": self.wall(),
+            "started_ts": self.started_ts,
+            "test_mode": self.test_mode,
+            "buttons": [s.state.to_dict() for s in self.supervisors]
+            + [{"name": n, "hardware_id": f"simulated:{n}", "kind": "simulated", "connected": True}
+               for n in self.simulated_buttons],
+            "server_reachable": self.sender.server_reachable,
+            "last_server_success_ts": self.sender.last_success_ts,
+            "siren_playing": self.siren.playing,
+            "modem": self.modem_factory is not None,
+            "location_sources": self.hub.sources_seen() + (["fixed"] if self.cfg.location.fixed else []),
+            "contacts": len(contacts[0].get("contacts", [])) if contacts else None,
+            "contacts_fetched_ts": contacts[1] if contacts else None,
+            "queue": self.outbox.counts(),
+            "evidence": {
+                **describe(self.microphone),
+                "enabled": self.cfg.evidence.enabled,
+                "enrolled": self.server_keys is not None,
+                "error": self.evidence_error,
+                "recording_alerts": sorted(self.recordings.active()),
+                "last_receipt_ts": self.evidence_lane.last_receipt_ts,
+            },
+        }
+
+    def write_status(self) -> None:
+        path: Path = self.cfg.status_path
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), indent=1))
+        os.replace(tmp, path)
+
+    async def _status_writer(self) -> None:
+        while True:
+            self.write_status()
+            await asyncio.sleep(5.0)
+
+    # -- lifecycle -----------------------------------------------------------------
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("station task failed", exc_info=task.exception())
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        loc = self.cfg.location
+        if "gpsd" in loc.sources:
+            self._spawn(GpsdSource(loc.gpsd, self.hub).run())
+        if "simulated" in loc.sources:
+            self._spawn(SimulatedTrack(loc.simulated, self.hub).run())
+        self._spawn(self.sender.run_alerts())
+        self._spawn(self.sender.run_background())
+        self._spawn(self.evidence_lane.run())
+        self._spawn(self._heartbeats())
+        self._spawn(self._contacts())
+        self._spawn(self._status_writer())
+        for sup in self.supervisors:
+            self._spawn(sup.run())
+        if self.cfg.evidence.enabled:
+            self.device_key = None
+            self.server_keys = pinned_keys(self.outbox)
+            enrolment = self._spawn(self._enrol())
+            if self.server_keys is not None:  # already enrolled: the key is on disk, load it now
+                await enrolment
+        self._recover()
+        log.info("station %s started (%d button(s)%s)", __version__, len(self.supervisors),
+                 ", test mode" if self.test_mode else "")
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._poll_handle is not None:
+            self._poll_handle.cancel()
+        self.recordings.stop_all("shutdown")
+        await asyncio.to_thread(self.recordings.join, 30.0)  # their close records reach the queue
+        await self.siren.stop()
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            self.write_status()
+        except OSError:
+            pass
+        await self.api.aclose()
+        if self._http is not None:
+            self._http.close()
+        self.outbox.close()

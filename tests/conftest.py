@@ -1,0 +1,47 @@
+import socket
+
+import pytest
+
+from tests.personas import make_world
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _loopback_only(address) -> None:
+    if isinstance(address, tuple):
+        host = address[0]
+        if host not in ("127.0.0.1", "::1", "localhost") and not str(host).startswith("127."):
+            raise OSError(f"tests may not reach the network ({host})")
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Tests talk to real peers, but only on loopback."""
+
+    def connect(self, address):
+        _loopback_only(address)
+        return _real_connect(self, address)
+
+    def connect_ex(self, address):
+        _loopback_only(address)
+        return _real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+@pytest.fixture(autouse=True)
+def fast_hashes(settings):
+    # PINs and passwords are hashed with PBKDF2 in production; tests need no slowness.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def world(db):
+    return make_world("lyon")
+
+
+@pytest.fixture
+def other_world(db):
+    return make_world("oise")

@@ -1,0 +1,60 @@
+"""Alerts raised through the real action, a dispatcher driven in-process, and a clock
+for escalation timers (their due time is moved, never slept on)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.utils import timezone
+
+from balise.alerts.actions import FixIn, create_alert
+from balise.alerts.models import Alert
+from balise.dispatch.dispatcher import Dispatcher
+from balise.dispatch.models import Delivery, EscalationTimer
+from tests.spine.helpers import RecordingProvider, drain
+
+LYON = (45.7578, 4.8320)
+
+
+def raise_alert(world, kind: str, *, lat: float = LYON[0], lon: float = LYON[1], accuracy: float = 25.0) -> Alert:
+    now = timezone.now()
+    alert, created = create_alert(
+        world.device, client_id=uuid.uuid4(), kind=kind, gesture="api", triggered_at=now,
+        fixes=[FixIn(lat=lat, lon=lon, accuracy_m=accuracy, recorded_at=now, source="gps", client_id=uuid.uuid4())],
+    )
+    assert created
+    return alert
+
+
+class Rig:
+    """A dispatcher with a recording provider."""
+
+    def __init__(self):
+        self.provider = RecordingProvider()
+        self.dispatcher = Dispatcher(name="test-rig", providers=[self.provider], workers=4)
+
+    def drain(self) -> None:
+        drain(self.dispatcher)
+
+    def fire_next_timer(self, alert: Alert) -> bool:
+        """Make the alert's pending timer due now and run it; False if there is none."""
+        timers = EscalationTimer.objects.filter(alert=alert, state=EscalationTimer.State.PENDING)
+        if not timers.exists():
+            return False
+        timers.update(due_at=timezone.now() - timedelta(seconds=1))
+        self.dispatcher.run_due_timers()
+        self.drain()
+        return True
+
+    def sent(self, alert: Alert | None = None, **filters) -> list:
+        rows = [m for m in self.provider.sent if alert is None or m.alert_id == alert.pk]
+        return [m for m in rows if all(getattr(m, k) == v for k, v in filters.items())]
+
+    def close(self) -> None:
+        self.dispatcher.pool.shutdown(wait=True)
+        self.dispatcher.contact_messages.close()
+
+
+def deliveries(alert: Alert, **filters):
+    return Delivery.objects.filter(alert=alert, **filters)

@@ -1,0 +1,246 @@
+"""The live alert page, its JSON and SSE feeds, answers, and the consent page."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core import signing
+from django.utils import timezone
+
+from balise.alerts.actions import FixIn, add_fixes, cancel_alert
+from balise.alerts.models import Alert
+from balise.people.actions import add_contact
+from balise.tracking import places
+from balise.tracking.models import ContactMessage
+from balise.tracking.sender import run_once
+from balise.tracking.tokens import SALT, make_consent_token, make_token
+from tests.contacts.helpers import raise_alert
+from tests.personas import CANCEL_PIN
+from tests.spine.helpers import RecordingProvider
+
+
+def link(alert, contact):
+    return f"/a/{make_token(alert.pk, contact.pk if contact else None)}"
+
+
+def assert_plain_error(response, status, world):
+    assert response.status_code == status
+    body = response.content.decode()
+    assert "Camille" not in body and "45.7" not in body and "Proche" not in body
+    assert response["Cache-Control"] == "no-store" and response["Referrer-Policy"] == "no-referrer"
+
+
+@pytest.fixture
+def place_names():
+    places.preload()
+    assert places._loaded.wait(120), "the offline gazetteer did not load"
+
+
+def test_the_page_shows_who_what_where_and_what_to_do(client, world, place_names):
+    alert = raise_alert(world, "emergency")
+    r = client.get(link(alert, world.contacts[0]))
+    assert r.status_code == 200
+    html = r.content.decode()
+    assert "Camille" in html and "45.75780, 4.83200" in html
+    assert 'href="tel:17"' in html and 'href="tel:112"' in html and 'href="sms:114"' in html
+    assert "geo:45.757800,4.832000" in html
+    assert "Lyon" in html  # nearest place name, from the offline gazetteer
+    assert "leaflet/leaflet.js" in html
+    # nothing about anyone else: no phone number of any contact, nor hers
+    for c in world.contacts:
+        assert c.phone not in html and c.phone[-9:] not in html
+    assert r["Referrer-Policy"] == "no-referrer" and "no-store" in r["Cache-Control"]
+    assert "script-src 'self'" in r["Content-Security-Policy"]
+
+
+def test_state_json_follows_fixes_and_answers(client, world):
+    alert = raise_alert(world, "prevention")
+    url = link(alert, world.contacts[0])
+    state = client.get(f"{url}/state").json()
+    assert state["active"] and state["status"] == "open" and len(state["trail"]) == 1
+    add_fixes(alert, [FixIn(lat=45.76, lon=4.84, accuracy_m=10, recorded_at=timezone.now(), client_id=uuid.uuid4())])
+    r = client.post(link(alert, world.contacts[2]) + "/answer", {"answer": "on_my_way"}, HTTP_ACCEPT="application/json")
+    assert r.status_code == 200 and r.json()["my_answer"] == "on_my_way"
+    state = client.get(f"{url}/state").json()
+    assert state["fix"]["coords"] == "45.76000, 4.84000" and len(state["trail"]) == 2
+    assert state["status"] == "acknowledged"
+    assert [(a["who"], a["answer"], a["mine"]) for a in state["answers"]] == [("Proche 3", "on_my_way", False)]
+    assert "phone" not in json.dumps(state) and world.contacts[2].phone not in json.dumps(state)
+
+
+def test_answer_without_javascript_redirects_back(client, world):
+    alert = raise_alert(world, "prevention")
+    url = link(alert, world.contacts[0])
+    r = client.post(url + "/answer", {"answer": "called_police"})
+    assert r.status_code == 302 and r["Location"].endswith("?answered=1")
+    alert.refresh_from_db()
+    assert alert.state == "acknowledged"
+    r = client.post(url + "/answer", {"answer": "nonsense"}, HTTP_ACCEPT="application/json")
+    assert r.status_code == 400
+
+
+def test_the_event_stream_sends_the_state(client, world, settings):
+    alert = raise_alert(world, "prevention")
+    cancel_alert(alert, CANCEL_PIN)  # closed: the stream sends the last state and ends
+    r = client.get(link(alert, world.contacts[0]) + "/events")
+    assert r["Content-Type"] == "text/event-stream"
+    body = b"".join(r.streaming_content).decode()
+    data = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
+    assert data[-1]["status"] == "cancelled" and not data[-1]["active"]
+
+
+def test_duress_shows_the_truth_to_contacts(client, world):
+    from tests.personas import DURESS_PIN
+
+    alert = raise_alert(world, "prevention")
+    cancel_alert(alert, DURESS_PIN)
+    state = client.get(link(alert, world.contacts[0]) + "/state").json()
+    assert state["status"] == "duress" and state["active"]
+
+
+def test_tampered_foreign_and_expired_links_get_a_plain_error(client, world, other_world, settings):
+    alert = raise_alert(world, "prevention")
+    token = make_token(alert.pk, world.contacts[0].pk)
+    # tampered: one character changed, or a forged payload
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    forged = signing.dumps([alert.pk, world.contacts[0].pk], salt="another-salt", compress=True)
+    # foreign: a contact of another person, with a valid signature
+    foreign = make_token(alert.pk, other_world.contacts[0].pk)
+    for bad in (tampered, forged, foreign, "x", "a" * 300):
+        for suffix in ("", "/state", "/events"):
+            r = client.get(f"/a/{bad}{suffix}")
+            assert r.status_code == 404, (bad, suffix)
+            assert b"Camille" not in r.content
+        r = client.post(f"/a/{bad}/answer", {"answer": "on_my_way"})
+        assert_plain_error(r, 404, world)
+    assert_plain_error(client.get(f"/a/{foreign}"), 404, world)
+    assert not alert.acknowledgements.exists()
+    # expired: closed longer ago than the TTL
+    settings.TRACKING_LINK_TTL_AFTER_CLOSE = 3600
+    cancel_alert(alert, CANCEL_PIN)
+    assert client.get(f"/a/{token}").status_code == 200  # still readable just after closing
+    Alert.objects.filter(pk=alert.pk).update(closed_at=timezone.now() - timedelta(hours=2))
+    assert_plain_error(client.get(f"/a/{token}"), 410, world)
+    assert client.get(f"/a/{token}/state").status_code == 410
+    # and too old, whatever the alert
+    settings.TRACKING_LINK_MAX_AGE = -1
+    assert_plain_error(client.get(f"/a/{make_token(alert.pk, world.contacts[1].pk)}"), 404, world)
+
+
+def test_contact_a_cannot_answer_as_contact_b(client, world):
+    alert = raise_alert(world, "prevention")
+    client.post(link(alert, world.contacts[0]) + "/answer", {"answer": "on_my_way"})
+    assert [a.contact_id for a in alert.acknowledgements.all()] == [world.contacts[0].pk]
+
+
+def test_tokens_never_reach_the_logs(client, world, caplog):
+    alert = raise_alert(world, "prevention")
+    token = make_token(alert.pk, world.contacts[0].pk)
+    with caplog.at_level("DEBUG"):
+        client.get(f"/a/{token}x")
+        client.get(f"/a/{token}")
+        client.post(f"/a/{token}x/answer", {"answer": "on_my_way"})
+    assert token not in caplog.text
+
+
+def test_a_closed_alert_refuses_answers(client, world):
+    alert = raise_alert(world, "prevention")
+    cancel_alert(alert, CANCEL_PIN)
+    r = client.post(link(alert, world.contacts[0]) + "/answer", {"answer": "on_my_way"}, HTTP_ACCEPT="application/json")
+    assert r.status_code == 409 and r.json()["state"]["status"] == "cancelled"
+    assert not alert.acknowledgements.exists()
+
+
+# -- consent -----------------------------------------------------------------------------
+
+@pytest.fixture
+def newcomer(db):
+    from tests.personas import make_world
+
+    world = make_world("brest", contacts=2)
+    return world, add_contact(world.person, name="Nadia", phone="06 98 76 54 32", language="fr")
+
+
+def test_adding_a_contact_sends_an_invitation(newcomer):
+    world, contact = newcomer
+    assert contact.consent == "pending"
+    message = ContactMessage.objects.get(contact=contact)
+    provider = RecordingProvider()
+    assert run_once([provider], "test") == 1
+    [sms] = provider.sent
+    assert sms.to == "+33698765432" and sms.channel == "sms" and "Camille" in sms.text and "/c/" in sms.text
+    message.refresh_from_db()
+    assert message.state == "sent" and message.provider == "recording"
+    assert run_once([provider], "test") == 0  # sent once
+
+
+def test_invitation_retries_after_a_provider_failure(newcomer):
+    from balise.providers.base import UnavailableError
+
+    world, contact = newcomer
+    provider = RecordingProvider(fail=[UnavailableError("down")])
+    assert run_once([provider], "test") == 0
+    message = ContactMessage.objects.get(contact=contact)
+    assert message.state == "pending" and "down" in message.last_error
+    ContactMessage.objects.update(next_attempt_at=timezone.now())
+    assert run_once([provider], "test") == 1
+
+
+def test_consent_page_accept_then_step_down(client, newcomer):
+    world, contact = newcomer
+    url = f"/c/{make_consent_token(contact)}"
+    page = client.get(url).content.decode()
+    assert "Camille" in page and world.association.name in page and "17" in page
+    assert 'value="accept"' in page and 'value="decline"' in page
+    r = client.post(url, {"choice": "accept"})
+    assert r.status_code == 302
+    contact.refresh_from_db()
+    assert contact.consent == "accepted" and contact.consent_changed_at is not None
+    assert 'value="decline"' in client.get(url).content.decode()  # now: step down
+    client.post(url, {"choice": "decline"})
+    contact.refresh_from_db()
+    assert contact.consent == "withdrawn"
+    assert ContactMessage.objects.filter(contact=contact, template="stepped_down").exists()
+    client.post(url, {"choice": "accept"})  # and come back
+    contact.refresh_from_db()
+    assert contact.consent == "accepted"
+
+
+def test_consent_page_decline_and_bad_input(client, newcomer):
+    world, contact = newcomer
+    url = f"/c/{make_consent_token(contact)}"
+    assert client.post(url, {"choice": "maybe"}).status_code == 400
+    client.post(url, {"choice": "decline"})
+    contact.refresh_from_db()
+    assert contact.consent == "declined"
+
+
+def test_consent_links_bad_or_for_a_changed_number_are_refused(client, newcomer):
+    world, contact = newcomer
+    token = make_consent_token(contact)
+    assert client.get(f"/c/{token}x").status_code == 404
+    assert client.get(f"/c/{make_token(1, contact.pk)}").status_code == 404  # an alert link is not a consent link
+    contact.phone = "+33698765433"
+    contact.save()
+    r = client.get(f"/c/{token}")
+    assert r.status_code == 404 and b"Camille" not in r.content
+
+
+def test_the_live_page_links_to_stepping_down(client, world):
+    alert = raise_alert(world, "prevention")
+    html = client.get(link(alert, world.contacts[0])).content.decode()
+    assert "/c/" in html
+
+
+def test_the_on_call_link_can_answer_as_the_association(client, world):
+    alert = raise_alert(world, "prevention")
+    r = client.post(link(alert, None) + "/answer", {"answer": "on_my_way"}, HTTP_ACCEPT="application/json")
+    assert r.status_code == 200
+    assert r.json()["answers"][0]["who"] == "La ligne d'astreinte de l'association"
+
+
+def test_token_salt_is_the_tracking_one():
+    assert SALT == "balise.tracking.link"

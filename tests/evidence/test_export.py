@@ -1,0 +1,223 @@
+"""Record -> export -> verify, offline; and every kind of tampering, named."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import bagit
+import pytest
+
+from balise_evidence import bag, crypto, verifier
+from balise_evidence.canonical import canonical
+
+from .memory import MemoryServer
+
+
+def build_package(server: MemoryServer, out: Path) -> Path:
+    server.access("export")
+    return bag.build(server.export_input(), server.exporter, out)
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory, device_key, seal_key, recording):
+    server = MemoryServer(device_key, seal_key)
+    for u in recording:
+        server.receive(u)
+    server.access("listen")
+    path = build_package(server, tmp_path_factory.mktemp("pkg") / "case.zip")
+    return server, path
+
+
+@pytest.fixture
+def bag_dir(package, tmp_path) -> Path:
+    return bag.extract(package[1], tmp_path)
+
+
+def openssl_check(root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "data/verifier_openssl.sh"], cwd=root, capture_output=True, text=True)
+
+
+def reseal(root: Path) -> None:
+    """What an attacker without the export key can do: recompute the BagIt manifests."""
+    bagit.Bag(str(root)).save(manifests=True)
+
+
+def test_complete_package_verifies(package, bag_dir):
+    _server, path = package
+    report = verifier.verify_path(path)
+    assert report.status == verifier.COMPLETE, verifier.render(report)
+    assert report.facts["segments"] == 3 and report.facts["closed"]
+    assert bagit.Bag(str(bag_dir)).is_valid()
+    names = {p.relative_to(bag_dir).as_posix() for p in bag_dir.rglob("*") if p.is_file()}
+    for expected in ("data/audio/stream.opus", "data/audio/DERIVE-stream.wav", "data/rapport.pdf",
+                     "data/LISEZMOI.txt", "data/README.txt", "data/verify_balise.py", "data/records/000000-open.json",
+                     "data/records/000004-close.sig", "data/ciphertext/000001.bin", "data/log/000004.json",
+                     "data/custody/000001.json", "data/keys/export.pem", "tagmanifest-sha256.txt.sig"):
+        assert expected in names
+    assert (bag_dir / "data/rapport.pdf").read_bytes().startswith(b"%PDF")
+    assert "DÉRIVÉ" in (bag_dir / "data/LISEZMOI.txt").read_text()
+    done = openssl_check(bag_dir)
+    assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stdout
+    # The bundled reference verifier runs standalone.
+    run = subprocess.run(["python3", "-I", "data/verify_balise.py", "."], cwd=bag_dir, capture_output=True, text=True)
+    assert run.returncode == 0 and "INTACT AND COMPLETE" in run.stdout, run.stdout + run.stderr
+
+
+def test_cli_entry_prints_a_verdict(package, capsys):
+    assert verifier.main([str(package[1])]) == 0
+    assert capsys.readouterr().out.startswith("Verdict : INTÈGRE ET COMPLET")
+    assert verifier.main([str(package[1]) + ".missing"]) == verifier.UNREADABLE
+    assert verifier.main([str(package[1]), "--trust", "00" * 32]) == verifier.ALTERED
+
+
+def _codes(root: Path) -> set[str]:
+    return verifier.verify_path(root).codes
+
+
+def test_flipped_audio_byte(bag_dir):
+    stream = bag_dir / "data/audio/stream.opus"
+    data = bytearray(stream.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    stream.write_bytes(bytes(data))
+    assert {"bag.manifest", "segment.audio", "stream.hash"} <= _codes(bag_dir)
+    reseal(bag_dir)
+    assert {"export.signature", "segment.audio", "stream.hash"} <= _codes(bag_dir)
+    out = openssl_check(bag_dir).stdout
+    assert "audio of data/records/000002-segment.json" in out and "export signature" in out
+
+
+def test_reordered_segments(bag_dir):
+    recs = bag_dir / "data/records"
+    for ext in (".json", ".sig"):
+        a, b = recs / f"000002-segment{ext}", recs / f"000003-segment{ext}"
+        tmp = a.read_bytes()
+        a.write_bytes(b.read_bytes())
+        b.write_bytes(tmp)
+    reseal(bag_dir)
+    assert "record.misplaced" in _codes(bag_dir)
+    assert openssl_check(bag_dir).returncode == 1
+
+
+def test_reordered_audio(bag_dir):
+    heads = [json.loads((bag_dir / f"data/records/00000{i}-segment.json").read_bytes()) for i in (1, 2, 3)]
+    stream = (bag_dir / "data/audio/stream.opus").read_bytes()
+    parts = [stream[h["offset"]: h["offset"] + h["audio_len"]] for h in heads]
+    (bag_dir / "data/audio/stream.opus").write_bytes(parts[0] + parts[2] + parts[1])
+    reseal(bag_dir)
+    assert {"segment.audio", "stream.hash"} <= _codes(bag_dir)
+    assert "audio of" in openssl_check(bag_dir).stdout
+
+
+def test_removed_segment(bag_dir):
+    h = json.loads((bag_dir / "data/records/000002-segment.json").read_bytes())
+    for p in ("records/000002-segment.json", "records/000002-segment.sig", "ciphertext/000002.bin"):
+        (bag_dir / "data" / p).unlink()
+    stream = (bag_dir / "data/audio/stream.opus").read_bytes()
+    (bag_dir / "data/audio/stream.opus").write_bytes(stream[: h["offset"]] + stream[h["offset"] + h["audio_len"]:])
+    reseal(bag_dir)
+    codes = _codes(bag_dir)
+    assert "chain.gap" in codes
+    assert "chain at data/records/000003-segment.json" in openssl_check(bag_dir).stdout
+
+
+def test_inserted_segment(bag_dir):
+    forger = crypto.DeviceKey.generate()
+    h = json.loads((bag_dir / "data/records/000002-segment.json").read_bytes())
+    h["wall_us"] += 1
+    data = canonical(h)
+    (bag_dir / "data/records/000002-segment-v2.json").write_bytes(data)
+    (bag_dir / "data/records/000002-segment-v2.sig").write_bytes(forger.sign(data))
+    reseal(bag_dir)
+    codes = _codes(bag_dir)
+    assert {"record.signature", "chain.orphan"} <= codes
+    assert "device signature data/records/000002-segment-v2.json" in openssl_check(bag_dir).stdout
+
+
+def test_changed_header(bag_dir):
+    path = bag_dir / "data/records/000001-segment.json"
+    h = json.loads(path.read_bytes())
+    h["wall_us"] -= 3_600_000_000  # an hour earlier
+    path.write_bytes(canonical(h))
+    reseal(bag_dir)
+    codes = _codes(bag_dir)
+    assert {"record.signature", "receipt.missing"} <= codes
+    out = openssl_check(bag_dir).stdout
+    assert "device signature data/records/000001-segment.json" in out
+    assert "chain at data/records/000002-segment.json" in out
+
+
+def test_replaced_device_key(bag_dir):
+    forger = crypto.DeviceKey.generate()
+    (bag_dir / "data/keys/device.pem").write_text(forger.public_pem)
+    for path in (bag_dir / "data/records").glob("*.json"):
+        path.with_suffix(".sig").write_bytes(forger.sign(path.read_bytes()))
+    reseal(bag_dir)
+    codes = _codes(bag_dir)
+    assert "key.replaced" in codes and "record.signature" not in codes
+    assert "export signature" in openssl_check(bag_dir).stdout
+
+
+def test_replaced_every_key_is_caught_by_the_published_fingerprints(package, bag_dir):
+    server, _ = package
+    forged = crypto.Signer.generate()
+    (bag_dir / "data/keys/export.pem").write_text(forged.public_pem)
+    reseal(bag_dir)
+    (bag_dir / "tagmanifest-sha256.txt.sig").write_bytes(forged.sign((bag_dir / "tagmanifest-sha256.txt").read_bytes()))
+    assert verifier.verify_path(bag_dir).status == verifier.COMPLETE  # self-consistent...
+    trusted = {server.exporter.fingerprint, server.signer.fingerprint}
+    assert "key.untrusted" in verifier.verify_path(bag_dir, trusted).codes  # ...but not the platform's key
+
+
+def test_edited_custody_record(bag_dir):
+    path = bag_dir / "data/custody/000000.json"
+    c = json.loads(path.read_bytes())
+    c["reason"] = "curiosité"
+    path.write_bytes(canonical(c))
+    reseal(bag_dir)
+    assert {"custody.signature", "custody.chain"} <= _codes(bag_dir)
+    out = openssl_check(bag_dir).stdout
+    assert "server signature data/custody/000000.json" in out and "chain at data/custody/000001.json" in out
+
+
+def test_truncated_session_exports_as_truncated(tmp_path, device_key, seal_key, recording):
+    server = MemoryServer(device_key, seal_key)
+    for u in recording[:3]:  # open, segments 1 and 2; then the device disappears
+        server.receive(u)
+    notice = server.truncate(silence=900)
+    assert notice.body["last_seq"] == 2
+    path = build_package(server, tmp_path / "cut.zip")
+    report = verifier.verify_path(path)
+    assert report.status == verifier.TRUNCATED, verifier.render(report)
+    assert "session.truncated" in report.codes and "TRONQUÉ" in report.verdict
+    root = bag.extract(path, tmp_path / "x")
+    done = openssl_check(root)
+    assert done.returncode == 0 and "TRUNCATED" in done.stdout
+    assert "TRONQUÉ" in (root / "data/LISEZMOI.txt").read_text()
+    # Without the notice, a cut recording is not passed off as whole.
+    for p in (root / "data/log").glob("000003.*"):
+        p.unlink()
+    reseal(root)
+    assert "session.incomplete" in _codes(root)
+
+
+def test_conflicting_version_is_exported_and_flagged(tmp_path, device_key, seal_key, recording):
+    from .test_intake import resign
+
+    server = MemoryServer(device_key, seal_key)
+    for u in recording[:3]:
+        server.receive(u)
+    server.receive(resign(recording[2], device_key, wall_us=recording[2].header["wall_us"] + 9))
+    for u in recording[3:]:
+        server.receive(u)
+    report = verifier.verify_path(build_package(server, tmp_path / "c.zip"))
+    assert report.status == verifier.COMPLETE, verifier.render(report)
+    assert "record.conflict" in report.codes
+
+
+def test_copy_of_verifier_is_the_module(bag_dir):
+    assert (bag_dir / "data/verify_balise.py").read_text() == Path(verifier.__file__).read_text()
+    shutil.rmtree(bag_dir / "data/keys")
+    assert "key.unreadable" in _codes(bag_dir)

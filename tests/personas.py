@@ -1,0 +1,49 @@
+"""The people of every test: an association with its staff, a person protected with
+five trusted contacts and a paired station, and a second association that must never
+see any of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+
+from balise.associations.models import Association, Membership
+from balise.devices.actions import issue_token
+from balise.devices.models import Device
+from balise.people.models import Contact, Person
+
+CANCEL_PIN = "2468"
+DURESS_PIN = "1357"
+
+
+@dataclass
+class World:
+    association: Association
+    staff: object
+    person: Person
+    contacts: list[Contact]
+    device: Device
+    token: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def auth(self) -> dict:
+        return {"HTTP_AUTHORIZATION": f"Bearer {self.token}"}
+
+
+def make_world(slug: str = "lyon", contacts: int = 5, consent: str = Contact.Consent.ACCEPTED) -> World:
+    association = Association.objects.create(name=f"France Victimes {slug}", slug=slug, on_call_number="+33472000000")
+    staff = get_user_model().objects.create_user(f"alice-{slug}", password="correct horse battery", is_staff=True)
+    Membership.objects.create(user=staff, association=association, role=Membership.Role.REFERENT)
+    person = Person(association=association, display_name="Camille", language="fr")
+    person.set_pins(CANCEL_PIN, DURESS_PIN)
+    person.save()
+    people = [
+        Contact.objects.create(person=person, position=i, name=f"Proche {i}", phone=f"+336123456{i:02d}",
+                               language="en" if i == 5 else "fr", consent=consent)
+        for i in range(1, contacts + 1)
+    ]
+    device = Device.objects.create(association=association, holder=person, kind=Device.Kind.STATION,
+                                   hardware_id=f"station-{slug}", status=Device.Status.ASSIGNED)
+    return World(association, staff, person, people, device, issue_token(device))

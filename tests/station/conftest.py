@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from real_server import Server, free_port  # noqa: E402
+from station_fakes import FakeDeviceApi, FakeGpsd  # noqa: E402
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[Server]:
+    """A real `balise serve --demo` (token in ``server.token``); restart it with ``start(demo=False)``."""
+    s = Server(tmp_path / "server", free_port())
+    s.start(demo=True)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def device_api() -> Iterator[FakeDeviceApi]:
+    api = FakeDeviceApi()
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def gpsd() -> Iterator[FakeGpsd]:
+    g = FakeGpsd()
+    yield g
+    g.close()

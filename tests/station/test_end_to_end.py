@@ -1,0 +1,105 @@
+"""End to end: a station (simulated button, fake gpsd, simulated modem) against a real
+`balise serve --demo` with the console provider, whose outbox says what each contact gets."""
+
+from __future__ import annotations
+
+import asyncio
+
+from balise_station.config import load_config
+from balise_station.gestures import ButtonMode, Edge
+from balise_station.modem import GsmModem
+from balise_station.siren import PacedSink, Siren
+from balise_station.sim.modem import SimulatedModem
+from balise_station.station import Station
+from real_server import DEMO_PHONES, Server
+from station_fakes import FakeGpsd, wait_for
+
+FIRST_CONTACT = "+33612345601"
+LYON = (45.764043, 4.835659)
+
+
+def test_gestures_reach_the_contacts_and_offline_sms_is_not_sent_twice(tmp_path, server: Server, gpsd: FakeGpsd):
+    gpsd.reports.append(gpsd.tpv(*LYON, eph=7.5))
+    cfg_path = tmp_path / "station.toml"
+    cfg_path.write_text(f"""
+[server]
+url = "http://127.0.0.1:{server.port}"
+token = "{server.token}"
+timeout_s = 2
+[station]
+state_dir = "state"
+[alerts]
+fallback_delay_s = 1.5
+[location]
+sources = ["gpsd"]
+[location.gpsd]
+port = {gpsd.port}
+""")
+    cfg = load_config(cfg_path, env={})
+
+    def for_alert(server_id: int) -> list[dict]:
+        return [r for r in server.outbox() if r["alert_id"] == server_id and r["purpose"] == "alert"]
+
+    async def tap(station: Station) -> None:
+        station.button_edge("button", Edge.PRESS)
+        await asyncio.sleep(0.08)
+        station.button_edge("button", Edge.RELEASE)
+        await asyncio.sleep(0.1)
+
+    async def main(modem: SimulatedModem) -> None:
+        station = Station(cfg, siren=Siren(PacedSink(), 30), simulated_buttons={"button": ButtonMode.EDGES},
+                          modem_factory=lambda: GsmModem(modem.port, timeout_s=3))
+        await station.start()
+        try:
+            await wait_for(lambda: station.hub.sources_seen() == ["gps"] and station.outbox.contacts())
+            expected = {}
+            # one press, two presses, a long press
+            await tap(station)
+            await asyncio.sleep(0.6)
+            expected["prevention"] = {("sms", p) for p in DEMO_PHONES}
+            await tap(station)
+            await tap(station)
+            await asyncio.sleep(0.6)
+            # emergency: SMS to all, calls one by one (the first contact first)
+            expected["emergency"] = {("sms", p) for p in DEMO_PHONES} | {("voice", FIRST_CONTACT)}
+            station.button_edge("button", Edge.PRESS)
+            await asyncio.sleep(1.4)
+            assert station.siren.playing
+            station.button_edge("button", Edge.RELEASE)
+            expected["alarm"] = {(c, p) for p in DEMO_PHONES for c in ("sms", "voice")}
+            await wait_for(lambda: len(station.outbox.alerts("state = 'delivered'")) == 3)
+            rows = station.outbox.alerts()
+            assert [r.kind for r in rows] == ["prevention", "emergency", "alarm"]
+            for row in rows:
+                server_id = station.outbox._query("SELECT server_id FROM alerts WHERE client_id = ?",
+                                                  (row.client_id,))[0][0]
+                await wait_for(lambda: expected[row.kind] <= {(r["channel"], r["to"]) for r in for_alert(server_id)})
+                sms = [r for r in for_alert(server_id) if r["channel"] == "sms"]
+                assert len(sms) == 3, "each contact gets one SMS, not two"
+                assert all("45.76404" in r["text"] for r in sms), "the gpsd fix went with the alert"
+            await station.siren.stop()
+
+            # the server goes down: the modem sends the SMS; the server comes back: no second SMS
+            server.stop()
+            before = len(server.outbox())
+            await tap(station)
+            await tap(station)
+            await wait_for(lambda: len(modem.sent) == 3)
+            assert {n for n, _ in modem.sent} == DEMO_PHONES
+            assert all("45.76404" in text for _, text in modem.sent)
+            server.start(demo=False)
+            await wait_for(lambda: len(station.outbox.alerts("state = 'delivered'")) == 4, timeout=40)
+            last = station.outbox.alerts()[-1]
+            assert (last.kind, last.sms_sent_by_device) == ("emergency", True)
+            server_id = station.outbox._query("SELECT server_id FROM alerts WHERE client_id = ?",
+                                              (last.client_id,))[0][0]
+            await wait_for(lambda: {("voice", FIRST_CONTACT)} <= {
+                (r["channel"], r["to"]) for r in for_alert(server_id)})
+            await asyncio.sleep(1.0)
+            assert [r for r in for_alert(server_id) if r["channel"] == "sms"] == [], "no duplicate SMS"
+            assert len(server.outbox()) > before
+        finally:
+            await station.close()
+
+    with SimulatedModem() as modem:
+        asyncio.run(main(modem))
