@@ -32,6 +32,7 @@ from bleak.uuids import normalize_uuid_16, normalize_uuid_str
 
 from balise_station.config import BluetoothConfig, ButtonConfig
 from balise_station.gestures import Edge
+from balise_station.waits import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +154,8 @@ class ButtonSupervisor:
             self.state.last_error = ""
             log.info("button %s connected", self.cfg.name)
             self.on_change()
-            while not dropped.is_set():
-                try:
-                    await asyncio.wait_for(dropped.wait(), self.bt.battery_interval_s)
-                except asyncio.TimeoutError:
-                    await self._read_battery(client)
+            while not await wait_event(dropped, self.bt.battery_interval_s):
+                await self._read_battery(client)
             return True
         finally:
             was = self.state.connected

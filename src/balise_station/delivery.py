@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from balise_station.api import ApiResult, DeviceApi, Outcome
 from balise_station.outbox import Outbox
+from balise_station.waits import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +189,4 @@ class Sender:
         return delay
 
     async def _sleep(self, wake: asyncio.Event, until: float | None) -> None:
-        timeout = None if until is None else max(0.0, until - self.clock())
-        try:
-            await asyncio.wait_for(wake.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(wake, None if until is None else until - self.clock())

@@ -31,6 +31,7 @@ from balise_evidence.uploader import Receipt, UploadRejected, UploadRetry
 from balise_station.api import DeviceApi, Outcome
 from balise_station.delivery import Backoff
 from balise_station.outbox import EvidenceRow, Outbox
+from balise_station.waits import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +186,4 @@ class EvidenceLane:
             self._wake.clear()
             await self.drain()
             until = self.outbox.next_evidence_attempt() if self.uploader() is not None else None
-            timeout = None if until is None else max(0.0, until - self.clock())
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._wake, None if until is None else until - self.clock())

@@ -44,6 +44,7 @@ from balise_station.modem import GsmModem
 from balise_station.outbox import Outbox
 from balise_station.recording import Recordings, choose_microphone, describe
 from balise_station.siren import Siren, make_sink
+from balise_station.waits import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -354,11 +355,8 @@ class Station:
                 self.sender.kick()
                 self._heartbeat_now.clear()
                 last = self.clock()
-            try:
-                await asyncio.wait_for(self._heartbeat_now.wait(), min(check, self.heartbeat_interval_s))
+            if await wait_event(self._heartbeat_now, min(check, self.heartbeat_interval_s)):
                 await asyncio.sleep(1.0)  # let a burst of changes settle into one heartbeat
-            except asyncio.TimeoutError:
-                pass
 
     async def refresh_contacts(self) -> bool:
         result = await self.api.contacts()
@@ -471,7 +469,10 @@ class Station:
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=10.0)
+            for t in stuck:  # a bug, not a reason to never stop: say which one
+                log.error("station task %s did not stop when cancelled", t.get_coro())
         try:
             self.write_status()
         except OSError:

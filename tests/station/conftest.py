@@ -33,3 +33,18 @@ def gpsd() -> Iterator[FakeGpsd]:
     g = FakeGpsd()
     yield g
     g.close()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`balise-station` run in-process configures logging on the test's captured stderr,
+    which pytest closes afterwards: take its handlers off again."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in root.handlers[:]:
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
