@@ -112,6 +112,9 @@ class Dispatcher:
         self._last_beat = 0.0
         self._last_audit = 0.0
         self._last_sweep = 0.0
+        self._last_scan = 0.0
+        self._backlog = False
+        self._claimed = 0
         self.listener: wakeup.PostgresListener | None = None
         self.contact_messages = ContactMessageSender()  # invitations to contacts, off the critical path
 
@@ -120,21 +123,28 @@ class Dispatcher:
     def run(self) -> None:
         log.info("dispatcher %s started with %d workers", self.name, self.workers)
         if connection.vendor == "postgresql":
-            self.listener = wakeup.PostgresListener(self.wake, self.stop_event)
+            self.listener = wakeup.PostgresListener(self.stop_event)
             self.listener.start()
         try:
             while not self.stop_event.is_set():
                 self.wake.clear()
+                # The database is queried for work when some was signalled, when the last
+                # claim may have left some behind, and every poll interval (retries that
+                # fall due, expired leases, timers); a finished send alone only records
+                # its outcome.
+                scan = (wakeup.take_new_work() or self._backlog
+                        or time.monotonic() - self._last_scan >= settings.DISPATCH_POLL_SECONDS)
                 try:
-                    busy = self.tick()
+                    busy = self.tick(scan=scan)
                 except DatabaseError as exc:
                     # The database went away (restart, failover): drop the connection and retry.
                     log.warning("dispatcher database error (%s); retrying", type(exc).__name__)
                     connection.close()
+                    self._backlog = True
                     self.stop_event.wait(1.0)
                     continue
                 if not busy:
-                    self.wake.wait(settings.DISPATCH_POLL_SECONDS)
+                    self.wake.wait(max(0.0, self._last_scan + settings.DISPATCH_POLL_SECONDS - time.monotonic()))
         finally:
             self._shutdown()
 
@@ -142,14 +152,20 @@ class Dispatcher:
         self.stop_event.set()
         self.wake.set()
 
-    def tick(self) -> bool:
-        done = self.drain_outcomes()
-        fired = self.run_due_timers()
-        free = self.workers * 2 - len(self.in_flight)
-        jobs = self.claim_deliveries(min(free, settings.DISPATCH_BATCH)) if free > 0 else []
+    def tick(self, scan: bool = True) -> bool:
+        # New work first: recording the outcomes of earlier sends can wait a few ms.
+        fired, jobs = 0, []
+        if scan:
+            self._last_scan = time.monotonic()
+            fired = self.run_due_timers()
+            limit = min(self.workers * 2 - len(self.in_flight), settings.DISPATCH_BATCH)
+            self._claimed = 0
+            jobs = self.claim_deliveries(limit) if limit > 0 else []
+            self._backlog = limit <= 0 or self._claimed >= limit  # (fenced rows count as claimed)
         for job in jobs:
             self.in_flight.add(job.delivery_id)
             self.pool.submit(self._send, job)
+        done = self.drain_outcomes()
         self.contact_messages.tick(self.providers, self.name)
         now = time.monotonic()
         if now - self._last_audit >= settings.AUDITOR_INTERVAL_SECONDS:
@@ -193,6 +209,7 @@ class Dispatcher:
             return []
         with transaction.atomic():
             ids = leases.claim(Delivery, self.name, limit, now)
+            self._claimed = len(ids)
             if not ids:
                 return []
             # Read and fence in the claim's transaction: if the database goes away here,
@@ -261,14 +278,14 @@ class Dispatcher:
         now = timezone.now()
         events = []
         with transaction.atomic():
+            written = leases.record_outcomes(
+                Delivery, self.name, [(o.job.delivery_id, o.job.attempts, o) for o in outcomes], now)
             for o in outcomes:
-                result, fields = leases.outcome_fields(o, o.job.attempts, now)
-                changed = leases.held(Delivery, o.job.delivery_id, self.name).update(**fields)
+                result = written.get(o.job.delivery_id)
                 self.sent += result == "sent"
                 self.failed += result == "failed"
-                kind = f"delivery_{result}"
-                if changed:
-                    events.append(AlertEvent(alert_id=o.job.alert_id, kind=kind, data={
+                if result:
+                    events.append(AlertEvent(alert_id=o.job.alert_id, kind=f"delivery_{result}", data={
                         "delivery": str(o.job.delivery_id), "channel": o.job.message.channel,
                         "purpose": o.job.message.purpose, "attempt": o.job.attempts, "provider": o.provider,
                         "error": o.error[:300],

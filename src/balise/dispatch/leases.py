@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q
+from django.db.models import Case, CharField, F, Q, Value, When
 
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 
@@ -39,11 +39,6 @@ def claim(model, owner: str, limit: int, now: datetime) -> list:
     return ids
 
 
-def held(model, row_id, owner: str):
-    """The row, if OWNER still holds its lease."""
-    return model.objects.filter(id=row_id, lease_owner=owner, state=SENDING)
-
-
 def outcome_fields(outcome, attempts: int, now: datetime) -> tuple[str, dict]:
     """What a send's outcome writes on its row: ("sent" | "failed" | "retry", fields)."""
     from balise.dispatch.dispatcher import backoff_seconds
@@ -55,3 +50,29 @@ def outcome_fields(outcome, attempts: int, now: datetime) -> tuple[str, dict]:
         return "failed", {"state": FAILED, "last_error": outcome.error[:300], **cleared}
     retry_at = now + timedelta(seconds=backoff_seconds(attempts, outcome.retry_after))
     return "retry", {"state": PENDING, "next_attempt_at": retry_at, "last_error": outcome.error[:300], **cleared}
+
+
+def record_outcomes(model, owner: str, outcomes: list, now: datetime) -> dict:
+    """Writes each outcome (row id, attempts, outcome) on its row if OWNER still holds
+    it; call it inside a transaction. Returns {row id: "sent" | "failed" | "retry"} for
+    the rows written. Sends that went out, nearly all of them, take one statement."""
+    ids = [row_id for row_id, _, _ in outcomes]
+    rows = model.objects.filter(id__in=ids, lease_owner=owner, state=SENDING)
+    if connection.features.has_select_for_update:
+        rows = rows.select_for_update()
+    still_held = set(rows.values_list("id", flat=True))
+    written: dict = {}
+    sent: dict[str, tuple[dict, list]] = {}  # provider -> (fields, [(row id, provider ref)])
+    for row_id, attempts, outcome in outcomes:
+        if row_id not in still_held:
+            continue
+        result, fields = outcome_fields(outcome, attempts, now)
+        written[row_id] = result
+        if result == "sent":  # the same fields for a provider's sends, but their references
+            sent.setdefault(outcome.provider, (fields, []))[1].append((row_id, outcome.provider_ref))
+        else:
+            model.objects.filter(id=row_id).update(**fields)
+    for fields, group in sent.values():
+        refs = Case(*[When(id=row_id, then=Value(ref)) for row_id, ref in group], output_field=CharField())
+        model.objects.filter(id__in=[row_id for row_id, _ in group]).update(**dict(fields, provider_ref=refs))
+    return written

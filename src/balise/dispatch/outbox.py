@@ -101,4 +101,4 @@ def wake_dispatchers() -> None:
         # NOTIFY inside a transaction is delivered at commit, and dropped on rollback.
         with connection.cursor() as cursor:
             cursor.execute("NOTIFY balise_dispatch")
-    transaction.on_commit(wakeup.local_event.set)
+    transaction.on_commit(wakeup.signal_new_work)

@@ -1,5 +1,9 @@
 """Immediate wake-up of dispatchers: an in-process event set on commit, and on
-PostgreSQL a LISTEN connection that sets the same event when another process NOTIFYs."""
+PostgreSQL a LISTEN connection that sets the same event when another process NOTIFYs.
+
+``local_event`` wakes the dispatch loop for any reason (a send finished, too);
+``new_work`` says that rows were written, so the loop queries the database for them
+instead of on every finished send."""
 
 from __future__ import annotations
 
@@ -12,14 +16,27 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "balise_dispatch"
 local_event = threading.Event()
+new_work = threading.Event()
+
+
+def signal_new_work() -> None:
+    new_work.set()
+    local_event.set()
+
+
+def take_new_work() -> bool:
+    """Whether work was signalled since the last call (and forget it)."""
+    if new_work.is_set():
+        new_work.clear()
+        return True
+    return False
 
 
 class PostgresListener(threading.Thread):
     """Sets EVENT whenever a NOTIFY arrives on the dispatch channel; reconnects on error."""
 
-    def __init__(self, event: threading.Event, stop: threading.Event):
+    def __init__(self, stop: threading.Event):
         super().__init__(name="balise-listen", daemon=True)
-        self.event = event
         self.stop = stop
         self.ready = threading.Event()
 
@@ -35,10 +52,10 @@ class PostgresListener(threading.Thread):
                 with psycopg.connect(autocommit=True, **params) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.ready.set()
-                    self.event.set()  # anything written while we were not listening
+                    signal_new_work()  # anything written while we were not listening
                     while not self.stop.is_set():
                         for _ in conn.notifies(timeout=1.0):
-                            self.event.set()
+                            signal_new_work()
             except Exception as exc:  # a lost connection must never stop the dispatcher
                 log.warning("dispatch listener reconnecting after %s", type(exc).__name__)
                 self.stop.wait(1.0)

@@ -61,9 +61,9 @@ def run_once(providers, owner: str) -> int:
     sent = 0
     for row in rows:
         outcome = send_with_failover(providers, Job(row.id, 0, row.attempts, _outgoing(row)))
-        result, fields = leases.outcome_fields(outcome, row.attempts, timezone.now())
-        leases.held(ContactMessage, row.id, owner).update(**fields)
-        sent += result == "sent"
+        with transaction.atomic():
+            written = leases.record_outcomes(ContactMessage, owner, [(row.id, row.attempts, outcome)], timezone.now())
+        sent += written.get(row.id) == "sent"
     return sent
 
 
