@@ -58,3 +58,39 @@ def test_compiled_french_catalogue_matches_its_source():
 def test_french_is_the_default_language(settings):
     assert settings.LANGUAGE_CODE == "fr"
     assert dict(settings.LANGUAGES).keys() == {"fr", "en"}
+
+
+SOURCE = LOCALE.parent
+
+
+def test_no_translated_string_hides_in_an_f_string():
+    """xgettext does not look inside f-strings: a _() there never reaches the catalogue."""
+    hidden = []
+    for path in SOURCE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr):
+                for call in ast.walk(node):
+                    if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                            and call.func.id in ("_", "gettext", "gettext_lazy", "ngettext", "pgettext")):
+                        hidden.append(f"{path.relative_to(SOURCE)}:{call.lineno}")
+    assert hidden == []
+
+
+def test_the_french_catalogue_holds_every_string_of_the_source(tmp_path):
+    """What `makemessages` extracts today is all in the shipped catalogue."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("xgettext") is None:
+        raise AssertionError("xgettext is missing: install Debian's gettext package (scripts/test does)")
+    copy = tmp_path / "balise"
+    shutil.copytree(SOURCE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.mo"))
+    subprocess.run(
+        [sys.executable, "-m", "django", "makemessages", "-l", "fr", "--no-obsolete", "--no-location"],
+        cwd=copy, check=True, capture_output=True, timeout=120,
+        env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "balise.settings"},
+    )
+    extracted = {msgid for msgid, _, _ in po_entries(copy / "locale" / "fr" / "LC_MESSAGES" / "django.po")}
+    shipped = {msgid for msgid, _, _ in po_entries(LOCALE / "fr" / "LC_MESSAGES" / "django.po")}
+    assert sorted(extracted - shipped) == []

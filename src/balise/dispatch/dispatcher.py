@@ -116,6 +116,7 @@ class Dispatcher:
         self._backlog = False
         self._claimed = 0
         self.listener: wakeup.PostgresListener | None = None
+        self.accepting = False  # takes deliveries handed over at commit (see take)
         self.contact_messages = ContactMessageSender()  # invitations to contacts, off the critical path
 
     # -- the loop -----------------------------------------------------------------
@@ -125,6 +126,8 @@ class Dispatcher:
         if connection.vendor == "postgresql":
             self.listener = wakeup.PostgresListener(self.stop_event)
             self.listener.start()
+        self.accepting = True
+        wakeup.local_dispatcher = self
         try:
             while not self.stop_event.is_set():
                 self.wake.clear()
@@ -149,6 +152,7 @@ class Dispatcher:
             self._shutdown()
 
     def stop(self) -> None:
+        self.accepting = False
         self.stop_event.set()
         self.wake.set()
 
@@ -188,6 +192,9 @@ class Dispatcher:
         self.wake.set()
 
     def _shutdown(self) -> None:
+        self.accepting = False
+        if wakeup.local_dispatcher is self:
+            wakeup.local_dispatcher = None
         self.pool.shutdown(wait=True)
         self.contact_messages.close()
         try:
@@ -224,18 +231,30 @@ class Dispatcher:
                 Delivery.objects.filter(id__in=fenced, lease_owner=self.name).update(
                     state=Delivery.State.CANCELLED, lease_owner="", lease_until=None, last_error="fenced: alert changed"
                 )
-        jobs = []
-        for d in rows:
-            if d.id in fenced:
-                continue
-            text = render(d.template, channel=d.channel, language=d.language, alert=d.alert, contact_id=d.contact_id,
-                          fix=fixes.get(d.alert_id))
-            message = OutgoingMessage(
-                key=str(d.id), channel=d.channel, to=d.recipient, text=text, language=d.language,
-                alert_id=d.alert_id, alert_kind=d.alert.kind, purpose=d.purpose,
-            )
-            jobs.append(Job(d.id, d.alert_id, d.attempts, message))
-        return jobs
+        return [self._job(d, fixes.get(d.alert_id)) for d in rows if d.id not in fenced]
+
+    @staticmethod
+    def _job(d: Delivery, fix: LocationFix | None) -> Job:
+        text = render(d.template, channel=d.channel, language=d.language, alert=d.alert, contact_id=d.contact_id,
+                      fix=fix)
+        message = OutgoingMessage(
+            key=str(d.id), channel=d.channel, to=d.recipient, text=text, language=d.language,
+            alert_id=d.alert_id, alert_kind=d.alert.kind, purpose=d.purpose,
+        )
+        return Job(d.id, d.alert_id, d.attempts, message)
+
+    def take(self, rows: list[Delivery]) -> None:
+        """Deliveries just committed already leased to this dispatcher (see outbox._write):
+        send them now, from the committing thread. Never raises into that thread: if this
+        fails, their leases expire and they are claimed like any other."""
+        try:
+            fixes = self._latest_fixes({d.alert_id for d in rows})
+            jobs = [self._job(d, fixes.get(d.alert_id)) for d in rows]
+            for job in jobs:
+                self.in_flight.add(job.delivery_id)
+                self.pool.submit(self._send, job)
+        except Exception:
+            log.exception("hand-over of %d deliveries failed; they go out when their lease expires", len(rows))
 
     @staticmethod
     def _fenced(d: Delivery) -> bool:

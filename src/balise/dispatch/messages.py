@@ -139,7 +139,8 @@ def render(template: str, *, channel: str, language: str, alert, contact_id, fix
             text = f"{head} {_where(fix)} {todo}"
         else:
             link = tracking_url(alert.pk, contact_id)
-            text = f"{head} {_where(fix)} {_('Live map:')} {link} {todo} {_('Reply OK if you are going to help.')}"
+            live, reply = _("Live map:"), _("Reply OK if you are going to help.")  # (xgettext skips f-strings)
+            text = f"{head} {_where(fix)} {live} {link} {todo} {reply}"
         return _finish(channel, text)
 
 

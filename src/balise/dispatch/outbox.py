@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -53,9 +54,7 @@ def write_deliveries(
                     purpose=purpose, template=template, epoch=alert.epoch, next_attempt_at=now, created_at=now,
                 )
             )
-    Delivery.objects.bulk_create(rows)
-    if rows:
-        wake_dispatchers()
+    _write(rows, now)
     return rows
 
 
@@ -69,10 +68,25 @@ def write_notices(alert, contacts, template: str) -> list[Delivery]:
         )
         for c in contacts
     ]
-    Delivery.objects.bulk_create(rows)
-    if rows:
-        wake_dispatchers()
+    _write(rows, now)
     return rows
+
+
+def _write(rows: list[Delivery], now) -> None:
+    """Insert the deliveries; leased to this process's dispatcher and handed to it at
+    commit when there is one (see balise.dispatch.wakeup), else left for any to claim."""
+    if not rows:
+        return
+    local = wakeup.local_dispatcher
+    if local is not None and local.accepting:
+        lease_until = now + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
+        for d in rows:
+            d.state, d.lease_owner, d.lease_until, d.attempts = Delivery.State.SENDING, local.name, lease_until, 1
+        Delivery.objects.bulk_create(rows)
+        transaction.on_commit(lambda: local.take(rows))
+        return
+    Delivery.objects.bulk_create(rows)
+    wake_dispatchers()
 
 
 def arm_next_step(alert) -> EscalationTimer | None:

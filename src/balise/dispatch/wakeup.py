@@ -3,7 +3,12 @@ PostgreSQL a LISTEN connection that sets the same event when another process NOT
 
 ``local_event`` wakes the dispatch loop for any reason (a send finished, too);
 ``new_work`` says that rows were written, so the loop queries the database for them
-instead of on every finished send."""
+instead of on every finished send.
+
+``local_dispatcher`` is the dispatcher running in this process, if any (``balise
+serve``): rows written here are leased to it in their own transaction and handed to it
+once committed, so an alert's first messages leave without waiting for a claim. Should
+the process die first, the leases expire and any dispatcher claims the rows."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "balise_dispatch"
 local_event = threading.Event()
 new_work = threading.Event()
+local_dispatcher = None  # a balise.dispatch.dispatcher.Dispatcher while its loop runs
 
 
 def signal_new_work() -> None:

@@ -86,7 +86,8 @@ def sms(request):
         return _quiet(JsonResponse({"result": result}))
     if result == "acknowledged":
         with translation.override(delivery.language):
-            return _twiml(f"<Message>{escape(_('Balise: thank you. The others are told that you are on it.'))}</Message>")
+            thanks = _("Balise: thank you. The others are told that you are on it.")
+            return _twiml(f"<Message>{escape(thanks)}</Message>")
     return _twiml()
 
 
