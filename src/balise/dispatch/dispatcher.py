@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 BEAT_SECONDS = 5.0
 EVIDENCE_SWEEP_SECONDS = 30.0
+# Outcomes of sends are written together at most this often: every write transaction
+# is one the API's alert transactions may have to wait for (on SQLite, in sleeps).
+OUTCOME_BATCH_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,10 @@ class Dispatcher:
                     self.stop_event.wait(1.0)
                     continue
                 if not busy:
-                    self.wake.wait(max(0.0, self._last_scan + settings.DISPATCH_POLL_SECONDS - time.monotonic()))
+                    wait = self._last_scan + settings.DISPATCH_POLL_SECONDS - time.monotonic()
+                    if self.in_flight:
+                        wait = min(wait, OUTCOME_BATCH_SECONDS)
+                    self.wake.wait(max(0.0, wait))
         finally:
             self._shutdown()
 
@@ -188,8 +194,7 @@ class Dispatcher:
             outcome = send_with_failover(self.providers, job)
         except BaseException as exc:  # never leave a job without an outcome
             outcome = Outcome(job, ok=False, error=f"dispatcher error: {type(exc).__name__}")
-        self.outcomes.put(outcome)
-        self.wake.set()
+        self.outcomes.put(outcome)  # recorded in batches by the loop (see OUTCOME_BATCH_SECONDS)
 
     def _shutdown(self) -> None:
         self.accepting = False
