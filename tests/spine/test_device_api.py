@@ -243,3 +243,21 @@ def test_heartbeat_lists_open_alerts_and_hides_duress(client, world):
     assert [a["client_id"] for a in r.json()["open_alerts"]] == [kept["client_id"]]
     contacts = client.get("/api/v1/contacts", **world.auth).json()
     assert contacts["association"]["on_call_number"] == world.association.on_call_number
+
+
+def test_a_busy_database_is_a_503_to_retry_not_a_500(client, world, monkeypatch):
+    from django.db import OperationalError
+
+    import balise.api.device
+
+    def no_connection(*args, **kwargs):
+        raise OperationalError("couldn't get a connection after 10.00 sec")
+
+    body = alert_body()
+    monkeypatch.setattr(balise.api.device.actions, "create_alert", no_connection)
+    r = post(client, world, "/alerts", body)
+    assert r.status_code == 503 and r["Retry-After"] == "1"
+    assert r.json()["error"] == "unavailable"
+    monkeypatch.undo()
+    assert post(client, world, "/alerts", body).status_code == 201  # the device's retry
+    assert Alert.objects.filter(client_id=body["client_id"]).count() == 1

@@ -1,6 +1,7 @@
 import logging
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -40,6 +41,16 @@ def on_http_error(request, exc):
 @api.exception_handler(RequestDataTooBig)
 def on_too_big(request, exc):
     return error_response(413, "too_large", "the request body is too large")
+
+
+@api.exception_handler(OperationalError)
+def on_database_unavailable(request, exc):
+    # Overload (no free connection in the pool) or a database restart: the device
+    # retries, and client ids make the retry safe whatever was stored.
+    logging.getLogger("balise.api").warning("device API: database unavailable (%s)", type(exc.__cause__ or exc).__name__)
+    response = error_response(503, "unavailable", "the server is busy; retry with the same ids")
+    response["Retry-After"] = "1"
+    return response
 
 
 @api.exception_handler(Exception)
