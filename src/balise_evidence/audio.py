@@ -11,14 +11,20 @@ import random
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-
-import av
+from typing import Any, Protocol
 
 RATE = 16_000
 CHANNELS = 1
 BITRATE = 24_000
 FRAME_SAMPLES = 320  # 20 ms, one Opus frame at 16 kHz
+
+
+def _av() -> Any:
+    """PyAV, imported on first use: it maps ffmpeg's libraries (over 20 MB resident), which
+    an idle station must not carry; the import takes about 0.1 s when a recording starts."""
+    import av
+
+    return av
 
 
 class Microphone(Protocol):
@@ -96,8 +102,9 @@ class OpusEncoder:
     writes them (an Ogg page about every ``page_seconds``)."""
 
     def __init__(self, bitrate: int = BITRATE, page_seconds: float = 1.0) -> None:
+        self._av = _av()
         self._sink = _Sink()
-        self._container = av.open(
+        self._container = self._av.open(
             self._sink,
             "w",
             format="ogg",
@@ -133,7 +140,7 @@ class OpusEncoder:
         return self._sink.drain()
 
     def _encode(self, pcm: bytes) -> None:
-        frame = av.AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
+        frame = self._av.AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
         frame.planes[0].update(pcm)
         frame.sample_rate = RATE
         frame.pts = self._pts
@@ -144,6 +151,7 @@ class OpusEncoder:
 
 def decode_to_pcm(data: bytes) -> bytes:
     """Any audio file PyAV reads, as 16 kHz mono s16le PCM."""
+    av = _av()
     resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
     out = bytearray()
     with av.open(io.BytesIO(data), "r") as container:
