@@ -1,8 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
 from balise.api.urls import api
 from balise.dispatch import views as dispatch_views
+
+admin.site.site_header = _("Balise back-office")
+admin.site.site_title = _("Balise")
+admin.site.index_title = _("Your association")
 
 urlpatterns = [
     path("api/v1/", api.urls),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,6 +39,10 @@ import bagit
 from . import instructions, report, verifier
 from .audio import opus_to_wav
 from .crypto import Signer
+
+# bagit works in the bag's directory (os.chdir, process-wide): one bag at a time, so that
+# two exports from a threaded web server never write into each other's directory.
+_BAGIT = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -122,11 +127,13 @@ def build(inp: ExportInput, export_signer: Signer, out: Path,
         name = f"balise-preuve-{inp.case['reference']}"
         bag_dir = Path(tmp) / name
         os.rename(stage / "data", bag_dir)
-        bag = bagit.make_bag(str(bag_dir), _bag_info(inp), checksums=["sha256"])
+        with _BAGIT:
+            bag = bagit.make_bag(str(bag_dir), _bag_info(inp), checksums=["sha256"])
         if timestamp is not None:
             _write(bag_dir, "timestamps/export.tsr", timestamp((bag_dir / "manifest-sha256.txt").read_bytes()))
             _write(bag_dir, "timestamps/export.subject", "manifest-sha256.txt\n")
-            bag.save()  # rewrites the tag manifest so that it covers the token
+            with _BAGIT:
+                bag.save()  # rewrites the tag manifest so that it covers the token
         tagmanifest = (bag_dir / "tagmanifest-sha256.txt").read_bytes()
         (bag_dir / "tagmanifest-sha256.txt.sig").write_bytes(export_signer.sign(tagmanifest))
         out = Path(out)

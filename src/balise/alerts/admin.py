@@ -3,11 +3,11 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from balise.alerts.models import Acknowledgement, Alert, AlertEvent
-from balise.associations.scoping import AssociationScopedAdmin
+from balise.associations.scoping import AssociationScopedAdmin, RoleInlinePermissions
 from balise.tracking.actions import NotAllowed, answer_alert
 
 
-class EventInline(admin.TabularInline):
+class EventInline(RoleInlinePermissions, admin.TabularInline):
     model = AlertEvent
     extra = 0
     can_delete = False
@@ -18,7 +18,7 @@ class EventInline(admin.TabularInline):
         return False
 
 
-class AcknowledgementInline(admin.TabularInline):
+class AcknowledgementInline(RoleInlinePermissions, admin.TabularInline):
     model = Acknowledgement
     extra = 0
     can_delete = False

@@ -1,21 +1,87 @@
-"""Every staff query is scoped to the staff member's associations."""
+"""Every staff query is scoped to the staff member's associations, and what a staff
+member may do there follows her role in the association (Membership.role), not Django's
+per-model permissions: administrators manage, referents and support workers enrol and
+follow people, read-only members look."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+
+from balise.associations.models import Membership
+
+Role = Membership.Role
 
 
 def association_ids(user) -> list[int]:
     return list(user.memberships.values_list("association_id", flat=True))
 
 
-class AssociationScopedAdmin(admin.ModelAdmin):
+def _roles(request, association_id=None) -> set[str]:
+    """The caller's roles, in one association or in all of hers (cached on the request)."""
+    if not request.user.is_authenticated:
+        return set()
+    cache = request.__dict__.setdefault("_balise_roles", {})
+    if association_id not in cache:
+        rows = request.user.memberships.all()
+        if association_id is not None:
+            rows = rows.filter(association_id=association_id)
+        cache[association_id] = set(rows.values_list("role", flat=True))
+    return cache[association_id]
+
+
+class RolePermissions:
+    """Admin permissions from the caller's role; Django's own permissions (superusers)
+    still grant everything. For an object, the role in the object's association counts."""
+
+    EDIT_ROLES: tuple[str, ...] = (Role.ADMIN, Role.REFERENT, Role.WORKER)
+    DELETE_ROLES: tuple[str, ...] = (Role.ADMIN,)
+
+    def _object_association(self, obj):
+        return None
+
+    def _may(self, request, obj, roles: tuple[str, ...]) -> bool:
+        return bool(_roles(request, self._object_association(obj) if obj is not None else None) & set(roles))
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) or bool(_roles(request))
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or bool(
+            _roles(request, self._object_association(obj) if obj is not None else None))
+
+    def has_add_permission(self, request, *args):
+        return super().has_add_permission(request, *args) or self._may(request, None, self.EDIT_ROLES)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) or self._may(request, obj, self.EDIT_ROLES)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) or self._may(request, obj, self.DELETE_ROLES)
+
+
+class RoleInlinePermissions(RolePermissions):
+    """For inlines: OBJ is the parent row, already scoped by its own admin."""
+
+    def has_view_permission(self, request, obj=None):
+        return super(RolePermissions, self).has_view_permission(request, obj) or bool(_roles(request))
+
+    def _may(self, request, obj, roles):
+        return bool(_roles(request) & set(roles))
+
+
+class AssociationScopedAdmin(RolePermissions, admin.ModelAdmin):
     """Admin base: a staff member sees and edits only rows of her own associations.
 
     `association_path` is the lookup from the model to its association.
     """
 
     association_path = "association"
+
+    def _object_association(self, obj):
+        *hops, last = self.association_path.split("__")
+        for hop in hops:
+            obj = getattr(obj, hop)
+        return obj.pk if last == "pk" else getattr(obj, f"{last}_id")
 
     def get_queryset(self, request):
         qs = super().get_queryset(request)

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from balise.alerts.models import Alert
+from balise.associations.models import Membership
 from balise.associations.scoping import association_ids
 from balise_evidence import bag, crypto, intake, ledger, tsa
 from balise_evidence.canonical import b64e
@@ -292,6 +293,9 @@ class Actor:
 SYSTEM = Actor("system", "balise")
 
 
+EVIDENCE_ROLES = (Membership.Role.ADMIN, Membership.Role.REFERENT)
+
+
 def staff(user) -> Actor:
     return Actor("staff", user.get_username(), user)
 
@@ -302,10 +306,19 @@ def scoped_cases(user):
     return Case.objects.filter(association__in=association_ids(user))
 
 
+def may_access(user, case: Case) -> bool:
+    """Evidence is for the association's administrators and referents, not every staff member."""
+    return user.is_superuser or user.memberships.filter(
+        association_id=case.association_id, role__in=EVIDENCE_ROLES).exists()
+
+
 def case_for(user, reference: str) -> Case:
     case = scoped_cases(user).filter(reference=reference).first()
     if case is None:
         raise EvidenceError("not_found", _("no such case"), 404, "reference")
+    if not may_access(user, case):
+        raise EvidenceError("forbidden", _("only the association's administrators and referents may access "
+                                           "evidence"), 403)
     return case
 
 

@@ -2,13 +2,13 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from balise.associations.scoping import AssociationScopedAdmin
+from balise.associations.scoping import AssociationScopedAdmin, RoleInlinePermissions
 from balise.people.models import Contact, Person
 from balise.tracking.actions import invite_contact
 from balise.tracking.models import ContactMessage
 
 
-class ContactInline(admin.TabularInline):
+class ContactInline(RoleInlinePermissions, admin.TabularInline):
     model = Contact
     extra = 0
     max_num = 5
@@ -42,7 +42,7 @@ class PersonAdmin(AssociationScopedAdmin):
                                             len(invite)) % {"n": len(invite)})
 
 
-class MessageInline(admin.TabularInline):
+class MessageInline(RoleInlinePermissions, admin.TabularInline):
     model = ContactMessage
     extra = 0
     can_delete = False
