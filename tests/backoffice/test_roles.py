@@ -63,3 +63,18 @@ def test_accounts_and_roles_belong_to_superusers(world):
     assert staff.post(reverse("admin:associations_membership_change", args=[membership.pk]),
                       {"user": world.staff.pk, "association": world.association.pk, "role": "admin"}).status_code == 403
     assert staff.get(reverse("admin:auth_user_changelist")).status_code == 403
+
+
+@pytest.mark.parametrize(("role", "acknowledged"), [(Membership.Role.VIEWER, False), (Membership.Role.WORKER, True)])
+def test_staff_acknowledge_from_the_alert_list_unless_read_only(world, role, acknowledged):
+    import uuid
+
+    from balise.alerts.actions import create_alert
+    from balise.alerts.models import Alert
+
+    alert, _ = create_alert(world.device, client_id=uuid.uuid4(), kind="emergency", gesture="double")
+    staff = as_role(world, role)
+    staff.post(reverse("admin:alerts_alert_changelist"), {"action": "acknowledge", "_selected_action": [alert.pk]})
+    alert.refresh_from_db()
+    assert (alert.acknowledged_at is not None) is acknowledged
+    assert (alert.state == Alert.State.ACKNOWLEDGED) is acknowledged

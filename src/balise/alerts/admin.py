@@ -52,7 +52,8 @@ class AlertAdmin(AssociationScopedAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description=_("Acknowledge: the association is on it (stops the escalation)"))
+    @admin.action(description=_("Acknowledge: the association is on it (stops the escalation)"),
+                  permissions=["change"])  # not for read-only members
     def acknowledge(self, request, queryset):
         done = 0
         for alert in queryset:  # already scoped to the staff member's associations
