@@ -65,30 +65,31 @@ def create_alert(
     Idempotent on CLIENT_ID: a retry, even concurrent with the first attempt, returns
     the stored alert and created=False.
     """
-    existing = Alert.objects.filter(client_id=client_id).first()
-    if existing is not None:
-        return _replay(existing, device), False
+    # A retry is rare: the insert itself finds it (unique client id), no read first.
     if device.holder_id is None:
+        existing = Alert.objects.filter(client_id=client_id).first()
+        if existing is not None:
+            return _replay(existing, device), False
         raise AlertError("device_not_assigned", "this device is not assigned to a person", status=409)
     try:
         with transaction.atomic():
+            plan = plan_for(device.association, kind)
             alert = Alert.objects.create(
-                client_id=client_id, device=device, person_id=device.holder_id, association_id=device.association_id,
+                client_id=client_id, device=device, person=device.holder, association=device.association,
                 kind=kind, gesture=gesture, triggered_at=triggered_at, sms_sent_by_device=sms_sent_by_device,
+                record=plan.record,
             )
-            plan = plan_for(alert.association, kind)
-            alert.record = plan.record
-            if alert.record:
-                alert.save(update_fields=["record"])
             LocationFix.objects.bulk_create(_fix_rows(alert, list(fixes)))
-            record_event(alert, "created", kind=kind, gesture=gesture, fixes=len(fixes),
-                         sms_sent_by_device=sms_sent_by_device, sms_sent_to_contacts=sorted(sms_sent_to_contacts))
+            created = AlertEvent(alert=alert, kind="created", data={
+                "kind": kind, "gesture": gesture, "fixes": len(fixes), "sms_sent_by_device": sms_sent_by_device,
+                "sms_sent_to_contacts": sorted(sms_sent_to_contacts)})
             template = "test" if kind == "test" else "alert"
             deliveries = outbox.write_deliveries(
                 alert, plan.initial, purpose="alert", template=template, skip_sms=sms_sent_by_device,
                 skip_sms_to=frozenset(sms_sent_to_contacts),
             )
-            record_event(alert, "deliveries_planned", count=len(deliveries))
+            AlertEvent.objects.bulk_create([created, AlertEvent(alert=alert, kind="deliveries_planned",
+                                                                data={"count": len(deliveries)})])
             outbox.arm_next_step(alert)
     except IntegrityError:
         # A concurrent retry committed the same client id first.

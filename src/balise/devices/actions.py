@@ -25,7 +25,7 @@ def authenticate_token(token: str) -> Device | None:
     if not token or len(token) > 200:
         return None
     credential = (
-        DeviceCredential.objects.select_related("device", "device__association")
+        DeviceCredential.objects.select_related("device", "device__association", "device__holder")
         .filter(token_hash=hash_token(token), revoked_at__isnull=True)
         .first()
     )
