@@ -91,4 +91,4 @@ def test_a_hand_over_lost_with_its_process_is_claimed_when_the_lease_expires(wor
     drain(survivor)
     assert sorted(m.key for m in provider.sent) == sorted(rows), "each sent once, with its own key"
     assert {(d.state, d.attempts) for d in Delivery.objects.filter(alert=alert)} == {("sent", 2)}
-    survivor.pool.shutdown()
+    survivor._shutdown()  # (as run() does when it stops: its threads give their connections back)

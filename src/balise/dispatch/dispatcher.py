@@ -208,6 +208,9 @@ class Dispatcher:
             log.warning("could not record the last outcomes; their leases will expire and they will be retried")
         for provider in self.providers:
             provider.close()
+        if self.listener is not None:
+            self.listener.join(5.0)  # it checks the stop event every second
+        connection.close()  # this thread's: a stopped dispatcher holds no database session
         log.info("dispatcher %s stopped", self.name)
 
     # -- deliveries ---------------------------------------------------------------
