@@ -47,3 +47,12 @@ def make_world(slug: str = "lyon", contacts: int = 5, consent: str = Contact.Con
     device = Device.objects.create(association=association, holder=person, kind=Device.Kind.STATION,
                                    hardware_id=f"station-{slug}", status=Device.Status.ASSIGNED)
     return World(association, staff, person, people, device, issue_token(device))
+
+
+def staff_client(user):
+    """A Django test client logged in to the back-office as USER (on an allowed host)."""
+    from django.test import Client
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    return client

@@ -6,20 +6,17 @@ roles are the platform superusers' business."""
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from balise.associations.models import Membership
-from balise.people.models import Person
+from tests.personas import staff_client
 
 pytestmark = pytest.mark.django_db
 
 
-def as_role(world, role) -> Client:
+def as_role(world, role):
     Membership.objects.filter(user=world.staff).update(role=role)
-    client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(world.staff)
-    return client
+    return staff_client(world.staff)
 
 
 def person_form(person) -> dict:

@@ -14,16 +14,11 @@ from django.urls import reverse
 from balise.associations.models import Membership
 from balise.evidence.models import Case, CustodyRecord
 from balise_evidence import verifier
+from tests.personas import staff_client
 
 from .conftest import upload_all
 
 pytestmark = pytest.mark.django_db
-
-
-def staff_client(user) -> Client:
-    client = Client(HTTP_HOST="127.0.0.1")
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from balise.alerts.models import Acknowledgement, Alert, AlertEvent
-from balise.associations.scoping import AssociationScopedAdmin, RoleInlinePermissions
+from balise.associations.scoping import AssociationScopedAdmin, RolePermissions
 from balise.tracking.actions import NotAllowed, answer_alert
 
 
-class EventInline(RoleInlinePermissions, admin.TabularInline):
+class EventInline(RolePermissions, admin.TabularInline):
     model = AlertEvent
     extra = 0
     can_delete = False
@@ -18,7 +18,7 @@ class EventInline(RoleInlinePermissions, admin.TabularInline):
         return False
 
 
-class AcknowledgementInline(RoleInlinePermissions, admin.TabularInline):
+class AcknowledgementInline(RolePermissions, admin.TabularInline):
     model = Acknowledgement
     extra = 0
     can_delete = False

@@ -37,36 +37,28 @@ class RolePermissions:
     DELETE_ROLES: tuple[str, ...] = (Role.ADMIN,)
 
     def _object_association(self, obj):
+        """None: the caller's roles in all her associations count (so for inlines, whose
+        OBJ is the parent row, already scoped by its own admin)."""
         return None
 
-    def _may(self, request, obj, roles: tuple[str, ...]) -> bool:
-        return bool(_roles(request, self._object_association(obj) if obj is not None else None) & set(roles))
+    def _roles_for(self, request, obj) -> set[str]:
+        return _roles(request, None if obj is None else self._object_association(obj))
 
     def has_module_permission(self, request):
         return super().has_module_permission(request) or bool(_roles(request))
 
     def has_view_permission(self, request, obj=None):
-        return super().has_view_permission(request, obj) or bool(
-            _roles(request, self._object_association(obj) if obj is not None else None))
+        return super().has_view_permission(request, obj) or bool(self._roles_for(request, obj))
 
     def has_add_permission(self, request, *args):
-        return super().has_add_permission(request, *args) or self._may(request, None, self.EDIT_ROLES)
+        return super().has_add_permission(request, *args) or bool(self._roles_for(request, None) & set(self.EDIT_ROLES))
 
     def has_change_permission(self, request, obj=None):
-        return super().has_change_permission(request, obj) or self._may(request, obj, self.EDIT_ROLES)
+        return super().has_change_permission(request, obj) or bool(self._roles_for(request, obj) & set(self.EDIT_ROLES))
 
     def has_delete_permission(self, request, obj=None):
-        return super().has_delete_permission(request, obj) or self._may(request, obj, self.DELETE_ROLES)
-
-
-class RoleInlinePermissions(RolePermissions):
-    """For inlines: OBJ is the parent row, already scoped by its own admin."""
-
-    def has_view_permission(self, request, obj=None):
-        return super(RolePermissions, self).has_view_permission(request, obj) or bool(_roles(request))
-
-    def _may(self, request, obj, roles):
-        return bool(_roles(request) & set(roles))
+        return super().has_delete_permission(request, obj) or bool(
+            self._roles_for(request, obj) & set(self.DELETE_ROLES))
 
 
 class AssociationScopedAdmin(RolePermissions, admin.ModelAdmin):

@@ -117,7 +117,6 @@ class Dispatcher:
         self._last_sweep = 0.0
         self._last_scan = 0.0
         self._backlog = False
-        self._claimed = 0
         self.listener: wakeup.PostgresListener | None = None
         self.accepting = False  # takes deliveries handed over at commit (see take)
         self.contact_messages = ContactMessageSender()  # invitations to contacts, off the critical path
@@ -169,9 +168,8 @@ class Dispatcher:
             self._last_scan = time.monotonic()
             fired = self.run_due_timers()
             limit = min(self.workers * 2 - len(self.in_flight), settings.DISPATCH_BATCH)
-            self._claimed = 0
-            jobs = self.claim_deliveries(limit) if limit > 0 else []
-            self._backlog = limit <= 0 or self._claimed >= limit  # (fenced rows count as claimed)
+            jobs, claimed = self.claim_deliveries(limit) if limit > 0 else ([], 0)
+            self._backlog = limit <= 0 or claimed >= limit
         for job in jobs:
             self.in_flight.add(job.delivery_id)
             self.pool.submit(self._send, job)
@@ -215,18 +213,18 @@ class Dispatcher:
 
     # -- deliveries ---------------------------------------------------------------
 
-    def claim_deliveries(self, limit: int) -> list[Job]:
+    def claim_deliveries(self, limit: int) -> tuple[list[Job], int]:
+        """The jobs to send, and how many rows were leased (fenced ones included)."""
         now = timezone.now()
         if not leases.due(Delivery, now).exists():
             # A plain read first: a tick with nothing to claim opens no transaction. On
             # SQLite a transaction takes the write lock at BEGIN, and empty ones on every
             # tick kept the API's alert transactions waiting on the busy timeout.
-            return []
+            return [], 0
         with transaction.atomic():
             ids = leases.claim(Delivery, self.name, limit, now)
-            self._claimed = len(ids)
             if not ids:
-                return []
+                return [], 0
             # Read and fence in the claim's transaction: if the database goes away here,
             # the claim rolls back instead of leaving deliveries SENDING that no one sends
             # until their lease expires.
@@ -239,7 +237,7 @@ class Dispatcher:
                 Delivery.objects.filter(id__in=fenced, lease_owner=self.name).update(
                     state=Delivery.State.CANCELLED, lease_owner="", lease_until=None, last_error="fenced: alert changed"
                 )
-        return [self._job(d, fixes.get(d.alert_id)) for d in rows if d.id not in fenced]
+        return [self._job(d, fixes.get(d.alert_id)) for d in rows if d.id not in fenced], len(ids)
 
     @staticmethod
     def _job(d: Delivery, fix: LocationFix | None) -> Job:

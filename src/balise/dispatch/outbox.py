@@ -78,15 +78,15 @@ def _write(rows: list[Delivery], now) -> None:
     if not rows:
         return
     local = wakeup.local_dispatcher
-    if local is not None and local.accepting:
-        lease_until = now + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
-        for d in rows:
-            d.state, d.lease_owner, d.lease_until, d.attempts = Delivery.State.SENDING, local.name, lease_until, 1
+    if local is None or not local.accepting:
         Delivery.objects.bulk_create(rows)
-        transaction.on_commit(lambda: local.take(rows))
+        wake_dispatchers()
         return
+    lease_until = now + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
+    for d in rows:
+        d.state, d.lease_owner, d.lease_until, d.attempts = Delivery.State.SENDING, local.name, lease_until, 1
     Delivery.objects.bulk_create(rows)
-    wake_dispatchers()
+    transaction.on_commit(lambda: local.take(rows))
 
 
 def arm_next_step(alert) -> EscalationTimer | None:

@@ -459,3 +459,8 @@ def cancel_deletion(user, reference: str, reason: str, legal_reference: str) -> 
     _custody(case, staff(user), "cancel_deletion", reason, legal_reference)
     return _transition(case, {Case.State.DELETION_PENDING}, case.state_before_deletion or Case.State.SEALED,
                        deletion_due_at=None)
+
+
+# Custody-logged changes of a case's state, by the name the CLI and the back-office use.
+STATE_CHANGES = {"hold": place_legal_hold, "release": release_legal_hold, "retain": retain,
+                 "delete": request_deletion, "cancel-deletion": cancel_deletion}

@@ -10,17 +10,14 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from balise.associations.scoping import AssociationScopedAdmin, RoleInlinePermissions
+from balise.associations.scoping import AssociationScopedAdmin, RolePermissions
 
 from . import actions
 from .forms import AccessForm
 from .models import Case, CustodyRecord
 
-CHANGES = {"hold": actions.place_legal_hold, "release": actions.release_legal_hold, "retain": actions.retain,
-           "delete": actions.request_deletion, "cancel-deletion": actions.cancel_deletion}
 
-
-class CustodyInline(RoleInlinePermissions, admin.TabularInline):
+class CustodyInline(RolePermissions, admin.TabularInline):
     model = CustodyRecord
     fields = ("index", "at", "action", "actor_label", "reason", "legal_reference")
     readonly_fields = fields
@@ -100,5 +97,5 @@ class CaseAdmin(AssociationScopedAdmin):
             response = HttpResponse(stream, content_type="audio/ogg")
             response["Content-Disposition"] = f'attachment; filename="balise-{case.reference}.opus"'
             return response
-        CHANGES[action](request.user, case.reference, reason, legal_reference)
+        actions.STATE_CHANGES[action](request.user, case.reference, reason, legal_reference)
         return None

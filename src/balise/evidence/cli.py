@@ -47,10 +47,7 @@ def cmd_access(args) -> int:
             Path(args.output).write_bytes(actions.listen(user, args.reference, args.reason, args.legal_reference))
             print(f"{args.output}")
         else:
-            action = {"hold": actions.place_legal_hold, "release": actions.release_legal_hold,
-                      "retain": actions.retain, "delete": actions.request_deletion,
-                      "cancel-deletion": actions.cancel_deletion}[args.action]
-            case = action(user, args.reference, args.reason, args.legal_reference)
+            case = actions.STATE_CHANGES[args.action](user, args.reference, args.reason, args.legal_reference)
             due = f" (due {case.deletion_due_at:%Y-%m-%d %H:%M})" if case.deletion_due_at else ""
             print(f"{case.reference}: {case.state}{due}")
     except LookupError as exc:

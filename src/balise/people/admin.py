@@ -2,13 +2,13 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from balise.associations.scoping import AssociationScopedAdmin, RoleInlinePermissions
+from balise.associations.scoping import AssociationScopedAdmin, RolePermissions
 from balise.people.models import Contact, Person
 from balise.tracking.actions import invite_contact
 from balise.tracking.models import ContactMessage
 
 
-class ContactInline(RoleInlinePermissions, admin.TabularInline):
+class ContactInline(RolePermissions, admin.TabularInline):
     model = Contact
     extra = 0
     max_num = 5
@@ -42,7 +42,7 @@ class PersonAdmin(AssociationScopedAdmin):
                                             len(invite)) % {"n": len(invite)})
 
 
-class MessageInline(RoleInlinePermissions, admin.TabularInline):
+class MessageInline(RolePermissions, admin.TabularInline):
     model = ContactMessage
     extra = 0
     can_delete = False
