@@ -368,9 +368,16 @@ class Station:
         return False
 
     async def _contacts(self) -> None:
+        # A failed refresh is retried soon, then less often: the modem fallback needs the
+        # contacts, and a first start on a slow network must not wait a whole minute.
+        retry = 2.0
         while True:
-            ok = await self.refresh_contacts()
-            await asyncio.sleep(self.cfg.contacts_refresh_s if ok else min(60.0, self.cfg.contacts_refresh_s))
+            if await self.refresh_contacts():
+                retry = 2.0
+                await asyncio.sleep(self.cfg.contacts_refresh_s)
+            else:
+                await asyncio.sleep(min(retry, 60.0, self.cfg.contacts_refresh_s))
+                retry *= 2
 
     def status(self) -> dict[str, Any]:
         contacts = self.outbox.contacts()

@@ -204,6 +204,20 @@ def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
 
+def tap(station, button: str = "sim", presses: int = 1, hold: float = 0.08, gap: float = 0.1) -> None:
+    """Presses BUTTON PRESSES times with edge times fixed in advance on the decoder's clock:
+    a busy machine that wakes the test late cannot stretch a tap into a hold or split a
+    double press into two singles. A press-only button gets its presses, no releases."""
+    from balise_station.gestures import Edge
+
+    t = station.clock()
+    for _ in range(presses):
+        station.button_edge(button, Edge.PRESS, t)
+        if button != "tag":
+            station.button_edge(button, Edge.RELEASE, t + hold)
+        t += hold + gap
+
+
 async def wait_for(pred, timeout: float = 20.0, step: float = 0.01) -> None:
     """Waits on the running loop until ``pred()`` is true; fails the test after ``timeout``."""
     import asyncio
