@@ -54,7 +54,7 @@ def cmd_serve(args) -> int:
     from balise.asgi import application
 
     config = uvicorn.Config(application, host=args.host, port=args.port, log_level="warning", access_log=False,
-                            lifespan="off")
+                            lifespan="off", timeout_graceful_shutdown=5)  # a kept-alive device must not hold a stop
     server = uvicorn.Server(config)
     print(f"Balise écoute sur {base}  (back-office : {base}/admin/)", flush=True)
     try:

@@ -391,6 +391,7 @@ class Station:
             + [{"name": n, "hardware_id": f"simulated:{n}", "kind": "simulated", "connected": True}
                for n in self.simulated_buttons],
             "server_reachable": self.sender.server_reachable,
+            "token_refused": self.sender.token_refused,
             "last_server_success_ts": self.sender.last_success_ts,
             "siren_playing": self.siren.playing,
             "modem": self.modem_factory is not None,
@@ -434,6 +435,8 @@ class Station:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        if refused := self.outbox.retry_refused():  # a restart follows a re-pairing: try them now
+            log.warning("%d alert(s) refused by the server before: trying again", refused)
         loc = self.cfg.location
         if "gpsd" in loc.sources:
             self._spawn(GpsdSource(loc.gpsd, self.hub).run())

@@ -108,6 +108,9 @@ class FakeDeviceApi:
                 return 200, self._alert_reply(cid)
             if body["kind"] not in ("prevention", "emergency", "alarm", "test"):
                 return 422, {"error": "validation", "fields": [{"field": "kind"}]}
+            # like the real server: times before 2020 are refused (a board without a clock)
+            if (body.get("triggered_at") or "2026") < "2020" or any(f["recorded_at"] < "2020" for f in body["fixes"]):
+                return 422, {"error": "validation", "fields": [{"field": "triggered_at"}]}
             self.alerts[cid] = dict(body, id=len(self.alerts) + 1, state="open")
             self.fixes[cid] = {f["id"]: f for f in body.get("fixes", [])}
             return 201, self._alert_reply(cid)
