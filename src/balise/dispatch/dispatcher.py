@@ -196,7 +196,8 @@ class Dispatcher:
                     self.stop_event.wait(1.0)
                     continue
                 if not busy:
-                    wait = self._last_scan + settings.DISPATCH_POLL_SECONDS - time.monotonic()
+                    wait = min(self._last_scan + settings.DISPATCH_POLL_SECONDS,
+                               self._last_beat + settings.DISPATCH_BEAT_SECONDS) - time.monotonic()
                     if self.in_flight:
                         wait = min(wait, OUTCOME_BATCH_SECONDS)
                     self.wake.wait(max(0.0, wait))
@@ -229,6 +230,7 @@ class Dispatcher:
             self._last_audit = now
             self._step("audit", self.audit)
         if now - self._last_beat >= settings.DISPATCH_BEAT_SECONDS:
+            self._last_beat = now  # (tried: a failing beat is tried again in a beat, not at once)
             self._step("beat", self.beat)
         if now - self._last_sweep >= EVIDENCE_SWEEP_SECONDS:
             self._last_sweep = now
@@ -319,13 +321,13 @@ class Dispatcher:
                     state=Delivery.State.CANCELLED, lease_owner="", lease_until=None, last_error="fenced: alert changed"
                 )
         jobs = self._jobs([d for d in rows if d.id not in fenced], fixes)
-        for row_id, alert_id, attempts, exc in unreadable:
-            self._fault(Job(row_id, alert_id, attempts, None), "read", exc)
+        for row_id, alert_id, attempts, faults, exc in unreadable:
+            self._fault(Job(row_id, alert_id, attempts, None), "read", exc, faults)
         return jobs, len(ids)
 
     def _load(self, ids: list) -> tuple[list[Delivery], list[tuple]]:
         """The deliveries IDS still leased here, with their alert; and (id, alert id,
-        attempts, exception) for those that cannot be read (a value out of the range
+        attempts, faults, exception) for those that cannot be read (a value out of the range
         Python handles, say). In the caller's transaction."""
         query = (Delivery.objects.filter(lease_owner=self.name).select_related("alert__person", "alert__association")
                  .defer(*(f"alert__{name}" for name in DEVICE_TIMES)))
@@ -343,8 +345,8 @@ class Dispatcher:
             except Exception as exc:
                 if is_outage(exc):
                     raise
-                alert_id, attempts = Delivery.objects.filter(id=row_id).values_list("alert_id", "attempts").get()
-                unreadable.append((row_id, alert_id, attempts, exc))
+                unreadable.append((row_id, *Delivery.objects.filter(id=row_id).values_list(
+                    "alert_id", "attempts", "faults").get(), exc))
         return rows, unreadable
 
     def _jobs(self, rows: list[Delivery], fixes: dict[int, LocationFix]) -> list[Job]:
@@ -354,12 +356,17 @@ class Dispatcher:
             try:
                 jobs.append(self._job(d, fixes.get(d.alert_id)))
             except Exception as exc:
-                self._fault(Job(d.id, d.alert_id, d.attempts, None), "render", exc)
+                self._fault(Job(d.id, d.alert_id, d.attempts, None), "render", exc, d.faults)
         return jobs
 
-    def _fault(self, job: Job, what: str, exc: BaseException) -> None:
-        """A row that raised: its outcome is recorded with the others (see _record_fault)."""
-        self._report(what, exc, row=f"delivery {job.delivery_id}")
+    def _fault(self, job: Job, what: str, exc: BaseException, faults: int = 0) -> None:
+        """A row that raised (FAULTS times before): its outcome is recorded with the others
+        (see _record_fault). Logged with its traceback the first time only."""
+        if faults == 0:
+            self._report(what, exc, row=f"delivery {job.delivery_id}")
+        else:
+            log.warning("dispatcher %s: %s failed again on delivery %s (%s)", self.name, what, job.delivery_id,
+                        type(exc).__name__)
         if is_outage(exc):  # (the database, not the row: an ordinary retry)
             outcome = Outcome(job, ok=False, error=clean(f"{what}: database unavailable"))
         else:
@@ -697,8 +704,8 @@ class Dispatcher:
 # Times that come from the device, not from this server: the dispatcher never reads them
 # (PostgreSQL stores years Python cannot represent, and reading one raises).
 DEVICE_TIMES = ("triggered_at",)
-# The last instant Python can represent, one day short so that any time zone can show it.
-LATEST_READABLE = datetime(9999, 12, 30, tzinfo=dt_timezone.utc)
+# The last instant Python can represent (in UTC, as the database gives it).
+LATEST_READABLE = datetime.max.replace(tzinfo=dt_timezone.utc)
 
 
 def run_in_thread(dispatcher: Dispatcher) -> threading.Thread:
