@@ -69,8 +69,8 @@ def claim(model, owner: str, limit: int, now: datetime, dead: list[str] | None =
         )
         taken = [(prev, until) for _, state, prev, until in found if state == SENDING and until and until >= now]
         if taken:
-            log.warning("%s took over %d %s leased to %s (no heartbeat)", owner, len(taken),
-                        model._meta.verbose_name_plural, ", ".join(sorted({prev for prev, _ in taken})))
+            log.warning("%s took over %d %s rows leased to %s (no heartbeat)", owner, len(taken),
+                        model.__name__, ", ".join(sorted({prev for prev, _ in taken})))
     return ids
 
 
