@@ -224,7 +224,6 @@ def test_the_loop_survives_a_step_that_always_raises_and_logs_it_once(world, set
     assert len(logged) == 1 and logged[0].exc_info[0] is KeyError
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # (the death is the point)
 def test_a_dead_dispatcher_thread_is_replaced_by_the_supervisor(world, caplog, monkeypatch):
     made: list[Dispatcher] = []
     provider = RecordingProvider()
@@ -245,6 +244,8 @@ def test_a_dead_dispatcher_thread_is_replaced_by_the_supervisor(world, caplog, m
 
     supervisor = Supervisor(make, check_seconds=0.05, restart_delay=0.05)
     monkeypatch.setattr(Dispatcher, "tick", tick_then_die)
+    deaths = []
+    monkeypatch.setattr(threading, "excepthook", deaths.append)  # (the thread's death is the point)
     with caplog.at_level(logging.ERROR, logger="balise.dispatch.dispatcher"):
         supervisor.start()
         try:
@@ -254,6 +255,7 @@ def test_a_dead_dispatcher_thread_is_replaced_by_the_supervisor(world, caplog, m
         finally:
             supervisor.stop()
     assert died.is_set() and supervisor.restarts == 1
+    assert [d.exc_type for d in deaths] == [SystemExit]
     assert set(Delivery.objects.filter(alert=alert).values_list("state", "lease_owner")) == {("sent", "")}
     assert {m.key for m in provider.sent} == {str(i) for i in Delivery.objects.filter(alert=alert).values_list("id", flat=True)}
     assert "dispatcher thread supervised-0 died; starting a new one" in caplog.text
@@ -292,3 +294,27 @@ def test_the_on_call_notice_in_both_languages(world):
     assert fr == NOTICE_FR
     assert en == "Balise: the alert of Camille could not be sent to her contacts. Call them yourself."
 
+
+
+def test_a_delivery_row_that_cannot_be_read_is_set_aside_alone(world, other_world):
+    """A stored value Python cannot read back (year 10000 on PostgreSQL, a malformed time
+    on SQLite: a month 13) in one delivery row: the batch is read again row by row, that row alone
+    fails."""
+    poisoned, good = raise_alert(world), raise_alert(other_world)
+    row = Delivery.objects.filter(alert=poisoned).first()
+    if connection.vendor == "postgresql":
+        Delivery.objects.filter(pk=row.pk).update(created_at=datetime(9999, 12, 31, 20, tzinfo=timezone(timedelta(hours=-14))))
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE dispatch_delivery SET created_at = '2026-13-45 99:99:99' WHERE id = %s", [row.pk.hex])
+    with pytest.raises(Exception):
+        Delivery.objects.get(pk=row.pk)
+    with Running() as running:
+        wait_until(lambda: settled([poisoned, good]) and Delivery.objects.filter(
+            alert=poisoned, template=UNDELIVERABLE, state="sent").exists(), 30, "the unreadable row set aside")
+        check_delivered([good], running)
+        others = Delivery.objects.filter(alert=poisoned).exclude(pk=row.pk).exclude(template=UNDELIVERABLE)
+        assert set(others.values_list("state", "faults")) == {("sent", 0)}
+        state, faults, error = Delivery.objects.filter(pk=row.pk).values_list("state", "faults", "last_error").get()
+        assert (state, faults) == ("failed", 3) and error.startswith("read: ")
+        assert running.texts_to(world.association.on_call_number, poisoned) == [NOTICE_FR]
