@@ -195,6 +195,13 @@ DISPATCH_MAX_ATTEMPTS = env_int("BALISE_DISPATCH_MAX_ATTEMPTS", 60)
 DISPATCH_BACKOFF_BASE = env_float("BALISE_DISPATCH_BACKOFF_BASE", 1.0)
 DISPATCH_BACKOFF_MAX = env_float("BALISE_DISPATCH_BACKOFF_MAX", 60.0)
 AUDITOR_INTERVAL_SECONDS = env_float("BALISE_AUDITOR_INTERVAL_SECONDS", 10.0)
+# A row whose rendering or recording raises is retried this many times, then set aside
+# as failed and the association's on-call line is told (see balise.dispatch.dispatcher).
+DISPATCH_FAULT_ATTEMPTS = env_int("BALISE_DISPATCH_FAULT_ATTEMPTS", 3)
+# Dispatchers beat this often; one silent for DISPATCH_TAKEOVER_SECONDS is taken for dead
+# and its leased work is taken over by the others.
+DISPATCH_BEAT_SECONDS = env_float("BALISE_DISPATCH_BEAT_SECONDS", 1.0)
+DISPATCH_TAKEOVER_SECONDS = env_float("BALISE_DISPATCH_TAKEOVER_SECONDS", 4.0)
 
 # Links sent to contacts stop working this long after the alert closes.
 TRACKING_LINK_TTL_AFTER_CLOSE = env_int("BALISE_TRACKING_LINK_TTL_AFTER_CLOSE", 24 * 3600)
