@@ -69,7 +69,12 @@ def loads(raw: bytes):
 
 
 class DeviceJSONParser(Parser):
-    """ninja's parser, with the checks above; a BodyError becomes a 400 naming `body`."""
+    """ninja's parser, with the checks above; a BodyError becomes a 400 naming `body`.
+    Every body of the device API is an object: an array or a scalar is refused here
+    (ninja would otherwise read `[null, null]` as an empty heartbeat)."""
 
     def parse_body(self, request):
-        return loads(request.body)
+        value = loads(request.body)
+        if not isinstance(value, dict):
+            raise BodyError("the body must be a JSON object")
+        return value

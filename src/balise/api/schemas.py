@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from django.conf import settings
 from django.utils import timezone as django_timezone
 from ninja import Schema
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 # What the server accepts at its edge; docs/device-api.md states the same ranges.
 EARLIEST = datetime(2020, 1, 1, tzinfo=timezone.utc)
@@ -48,18 +48,29 @@ def multiline_text(value: str) -> str:
     return value
 
 
+def _not_text_or_bool(value):
+    # JSON numbers only: no "12" read as 12, no true read as 1 (80.0 is still 80).
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a JSON number")
+    return value
+
+
 Moment = Annotated[datetime, AfterValidator(moment)]
 Text = Annotated[str, AfterValidator(text)]
 MultilineText = Annotated[str, AfterValidator(multiline_text)]
+Number = Annotated[float, BeforeValidator(_not_text_or_bool)]
+Integer = Annotated[int, BeforeValidator(_not_text_or_bool)]
+Flag = Annotated[bool, Field(strict=True)]
+Percent = Annotated[Integer, Field(ge=0, le=100)]
 # Database ids are positive 64-bit integers.
-Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Id = Annotated[Integer, Field(ge=1, le=2**63 - 1)]
 
 
 class FixIn(Schema):
     id: uuid.UUID | None = None
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-    accuracy_m: float | None = Field(default=None, ge=0, le=100_000)
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
+    accuracy_m: Number | None = Field(default=None, ge=0, le=100_000)
     recorded_at: Moment
     source: Literal["gps", "fixed", "network", "simulated", "unknown"] = "unknown"
 
@@ -70,7 +81,7 @@ class AlertIn(Schema):
     gesture: Literal["single", "double", "long", "triple", "api", ""] = ""
     triggered_at: Moment | None = None
     fixes: list[FixIn] = Field(default_factory=list, max_length=settings.API_MAX_FIXES_PER_BATCH)
-    sms_sent_by_device: bool = False
+    sms_sent_by_device: Flag = False
     # Contacts the device already texted itself (GSM modem while offline): no SMS again.
     sms_sent_to_contacts: list[Id] = Field(default_factory=list, max_length=5)
 
@@ -105,13 +116,13 @@ class CancelOut(Schema):
 
 class ButtonIn(Schema):
     hardware_id: Text = Field(max_length=64)
-    connected: bool
-    battery_percent: int | None = Field(default=None, ge=0, le=100)
+    connected: Flag
+    battery_percent: Percent | None = None
 
 
 class HeartbeatIn(Schema):
-    battery_percent: int | None = Field(default=None, ge=0, le=100)
-    button_connected: bool | None = None
+    battery_percent: Percent | None = None
+    button_connected: Flag | None = None
     station_version: Text = Field(default="", max_length=40)
     buttons: list[ButtonIn] = Field(default_factory=list, max_length=10)
 
