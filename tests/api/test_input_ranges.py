@@ -177,3 +177,34 @@ def test_evidence_key_with_control_characters_is_refused(client, world):
     pem = "-----BEGIN PUBLIC KEY-----\nMFkw\x00EwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
     _refused(post(client, world, "/evidence/device-key", {"public_key_pem": pem}), "public_key_pem")
     _refused(post(client, world, "/evidence/device-key", {"public_key_pem": "A" * 4097}), "public_key_pem")
+
+
+@pytest.mark.parametrize("raw", ["[null, null]", "[]", '"heartbeat"', "42"])
+def test_a_body_that_is_not_an_object_is_a_400(client, world, raw):
+    # Found by schemathesis: `[null, null]` was read as an empty heartbeat (200).
+    _refused(post(client, world, "/heartbeat", raw), "body", status=400)
+    world.device.refresh_from_db()
+    assert world.device.last_seen_at is None
+
+
+@pytest.mark.parametrize(
+    "path, body, field",
+    [
+        # Found by schemathesis: `false` was read as a battery level of 0.
+        ("/heartbeat", {"buttons": [{"hardware_id": "AA", "connected": True, "battery_percent": False}]},
+         "buttons.0.battery_percent"),
+        ("/heartbeat", {"battery_percent": "80"}, "battery_percent"),
+        ("/heartbeat", {"button_connected": "yes"}, "button_connected"),
+        ("/alerts", alert_body(fixes=[fix(lat="45.7")]), "fixes.0.lat"),
+        ("/alerts", alert_body(sms_sent_by_device=1), "sms_sent_by_device"),
+        ("/alerts", alert_body(sms_sent_to_contacts=[True]), "sms_sent_to_contacts.0"),
+    ],
+)
+def test_numbers_and_flags_must_be_json_numbers_and_booleans(client, world, path, body, field):
+    _refused(post(client, world, path, body), field)
+
+
+def test_whole_floats_are_still_integers(client, world):
+    assert post(client, world, "/heartbeat", {"battery_percent": 80.0}).status_code == 200
+    world.device.refresh_from_db()
+    assert world.device.battery_percent == 80
