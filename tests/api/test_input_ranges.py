@@ -208,3 +208,9 @@ def test_whole_floats_are_still_integers(client, world):
     assert post(client, world, "/heartbeat", {"battery_percent": 80.0}).status_code == 200
     world.device.refresh_from_db()
     assert world.device.battery_percent == 80
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x00" * 100, "é\u0000".encode(), b"{}"])
+def test_a_voice_message_that_is_not_audio_is_a_4xx(client, world, raw):
+    r = client.put("/api/v1/voice-message", data=raw, content_type="audio/ogg", **world.auth)
+    assert 400 <= r.status_code < 500 and r.json()["error"], r.content
