@@ -28,7 +28,7 @@ from balise.devices.actions import record_heartbeat
 router = Router(tags=["device"])
 
 HEARTBEAT_INTERVAL_S = 300
-ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut}
+ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 413, 422, 503)}
 
 
 def _fixes(items) -> list[actions.FixIn]:
