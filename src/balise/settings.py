@@ -208,10 +208,13 @@ CONSENT_LINK_MAX_AGE = env_int("BALISE_CONSENT_LINK_MAX_AGE", 365 * 24 * 3600)
 MAP_TILES_URL = env("BALISE_MAP_TILES_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
 MAP_TILES_ATTRIBUTION = env("BALISE_MAP_TILES_ATTRIBUTION", "&copy; OpenStreetMap contributors")
 PLACE_NAMES = env("BALISE_PLACE_NAMES", "offline") != "off"
-# Inbound provider webhooks (SMS replies, call status, keypad): requests are signed with
-# this secret (X-Balise-Signature: hex HMAC-SHA256 of the body) or Twilio's auth token.
+# Inbound provider webhooks (SMS replies, call status, keypad): every request is signed
+# with this secret (X-Balise-Timestamp, X-Balise-Signature: see balise.providers.callbacks;
+# unset: a secret derived from SECRET_KEY, known to the console provider only) or with
+# Twilio's auth token; a Balise timestamp further than INBOUND_MAX_SKEW seconds is refused.
 INBOUND_SECRET = env("BALISE_INBOUND_SECRET")
 TWILIO_AUTH_TOKEN = env("BALISE_TWILIO_AUTH_TOKEN")
+INBOUND_MAX_SKEW = env_int("BALISE_INBOUND_MAX_SKEW", 300)
 # Console provider call simulation: "+33612345601=no_answer,+33612345602=answered|pressed_1"
 # (outcomes per number, in turn; the last one repeats), the default outcome, and the
 # seconds a simulated call takes before its outcome is reported to /inbound/voice.
