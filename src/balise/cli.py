@@ -53,8 +53,9 @@ def cmd_serve(args) -> int:
         thread = run_in_thread(dispatcher)
     from balise.asgi import application
 
+    # log_config=None: uvicorn's loggers keep settings.LOGGING's handlers (secrets masked).
     config = uvicorn.Config(application, host=args.host, port=args.port, log_level="warning", access_log=False,
-                            lifespan="off")
+                            lifespan="off", log_config=None)
     server = uvicorn.Server(config)
     print(f"Balise écoute sur {base}  (back-office : {base}/admin/)", flush=True)
     try:

@@ -224,16 +224,22 @@ CONSOLE_VOICE_DELAY = env_float("BALISE_CONSOLE_VOICE_DELAY", 2.0)
 # Voice messages recorded by the person (device API upload).
 VOICE_MESSAGE_MAX_BYTES = env_int("BALISE_VOICE_MESSAGE_MAX_BYTES", 1024 * 1024)
 
+# Every handler masks tokens (contact links, calls, devices) and phone numbers
+# (balise.logfilter). Django's own handlers (debug console, admin e-mails, runserver) and
+# uvicorn's are replaced: their records reach the root handler, and only it writes.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"mask_secrets": {"()": "balise.logfilter.MaskSecrets"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_secrets"]}},
     "root": {"handlers": ["console"], "level": env("BALISE_LOG_LEVEL", "INFO")},
     # httpx logs every request with its URL at INFO: provider URLs may carry numbers.
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        **{name: {"handlers": [], "propagate": True}
+           for name in ("django", "django.server", "uvicorn", "uvicorn.error", "uvicorn.access")},
     },
 }
