@@ -141,3 +141,32 @@ def test_bad_call_tokens_are_refused(client, world):
 
 def test_normalize_reply():
     assert normalize_reply(" Oui ! ") == "oui" and normalize_reply("OK.") == "ok" and normalize_reply("Ouí") == "oui"
+
+
+def test_control_characters_in_replies_and_callbacks_are_dropped_not_a_500(client, world, signed):
+    """A NUL byte cannot be stored (PostgreSQL refuses it in text and JSON): it and the
+    other control characters are dropped, the reply is understood as it reads."""
+    alert = raise_alert(world, "emergency")
+    sent(alert)
+    phone = world.contacts[0].phone
+    r = post_sms(client, phone, "d'acc\x00ord\x1b[31m \ud800")
+    assert r.status_code == 200 and r.json() == {"result": "unrecognised"}
+    event = alert.events.get(kind="sms_reply_unrecognised")
+    assert event.data["text"] == "d'accord[31m "
+    r = signed_post(client, "/inbound/sms", {"From": phone + "\x00", "Body": "O\x00K\x07"}, secret=SECRET.encode())
+    assert r.status_code == 200 and b"<Message>" in r.content
+    alert.refresh_from_db()
+    assert alert.state == Alert.State.ACKNOWLEDGED and alert.acknowledgements.get().contact_id == world.contacts[0].pk
+    call = deliveries(alert, channel="voice").get()
+    r = signed_post(client, f"/inbound/voice/{make_call_token(call.pk)}", {"status": "no-\x00answer\x00", "digits": "\x00"},
+                    as_json=True, secret=SECRET.encode())
+    assert r.status_code == 200 and r.json() == {"result": "recorded"}
+    assert alert.events.filter(kind="call_unanswered").get().data["status"] == "no-answer"
+
+
+def test_odd_bodies_get_a_4xx(client, world, signed):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for body in (deep, b'["from", "text"]', b'{"from": {"a": 1}, "text": ["OK"]}', b"\xff\xfe"):
+        r = client.post("/inbound/sms", body, content_type="application/json",
+                        headers=sign("POST", "/inbound/sms", body, secret=SECRET.encode()))
+        assert r.status_code == 400, body[:20]
