@@ -25,10 +25,12 @@ PYTEST_HANDLERS = ("_pytest.",)
 
 
 def _app_handlers() -> list[logging.Handler]:
-    """Every handler of the logging tree but pytest's own capture handlers."""
+    """Every handler of the logging tree that writes somewhere (libraries' NullHandlers
+    write nothing), but pytest's own capture handlers."""
     loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
                                        if isinstance(lg, logging.Logger)]
-    return [h for lg in loggers for h in lg.handlers if not type(h).__module__.startswith(PYTEST_HANDLERS)]
+    return [h for lg in loggers for h in lg.handlers
+            if not type(h).__module__.startswith(PYTEST_HANDLERS) and not isinstance(h, logging.NullHandler)]
 
 
 @pytest.fixture
