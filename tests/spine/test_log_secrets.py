@@ -166,3 +166,36 @@ def test_error_paths_log_no_token_and_no_phone_number(world, written_log, monkey
     for secret in _secrets(world, alert, call_token):
         assert secret not in text, secret
         assert re.sub(r"[ .\-]", "", secret) not in flat, secret
+
+
+def test_uvicorn_run_by_hand_masks_its_access_log(tmp_path):
+    """The README's multi-core deployment: `uvicorn balise.asgi:application` configures
+    its own logging first; Balise's settings then put the masking handler in its place."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.spine.loopback import SRC
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(PYTHONPATH=str(SRC), BALISE_DATA_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="balise.settings")
+    out = open(tmp_path / "uvicorn.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "balise.asgi:application", "--host", "127.0.0.1",
+                             "--port", str(port), "--lifespan", "off"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    link, phone = "WzEsMV0:1xY9na:X70OWeryjNZ6_LHxY1TFPh6C3RTrUpznYZVUahBq2", "+33612345601"
+    try:
+        def answered():
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/a/{link}/nope?token={link}&to={phone}", timeout=5).status_code
+            except httpx.TransportError:
+                return None
+
+        assert wait_until(answered, timeout=120, what="uvicorn to answer") == 404
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        out.close()
+    text = (tmp_path / "uvicorn.log").read_text()
+    assert 'uvicorn.access' in text and '"GET /a/***/nope?token=***&to=[phone] HTTP/1.1" 404' in text, text
+    assert link not in text and "612345601" not in text
