@@ -233,3 +233,32 @@ def test_a_fresh_demo_install_acknowledges_by_keypad(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_a_webhook_gateway_gets_the_call_url_and_must_sign_what_it_reports(client, world, secrets, transactional_db):
+    from urllib.parse import urlsplit
+
+    from balise.dispatch.dispatcher import Dispatcher
+    from balise.providers.webhook import WebhookProvider
+    from tests.spine.helpers import drain
+    from tests.spine.loopback import Sink
+
+    sink = Sink()
+    dispatcher = Dispatcher(name="webhook-test", providers=[WebhookProvider(sink.url, 5)], workers=4)
+    try:
+        alert = raise_alert(world, "emergency")
+        drain(dispatcher)
+        call = next(h.body for h in sink.snapshot() if h.body["channel"] == "voice")
+        sms = [h.body for h in sink.snapshot() if h.body["channel"] == "sms"]
+        assert sms and all("callback_url" not in b for b in sms)
+        path = urlsplit(call["callback_url"]).path
+        assert path == f"/inbound/voice/{make_call_token(call['id'])}"
+        before = snapshot(alert)
+        assert client.post(path, {"Digits": "1"}).status_code == 403
+        assert snapshot(alert) == before
+        assert signed_post(client, path, {"digits": "1"}, as_json=True, secret=SECRET).json() == {"result": "acknowledged"}
+        assert Alert.objects.get(pk=alert.pk).state == Alert.State.ACKNOWLEDGED
+    finally:
+        dispatcher.pool.shutdown(wait=True)
+        dispatcher.contact_messages.close()
+        sink.close()

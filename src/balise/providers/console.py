@@ -88,9 +88,9 @@ class CallSimulator:
         timer.start()
 
     def report(self, key: str, outcome: str) -> None:
-        from balise.tracking.tokens import make_call_token
+        from balise.voice.calls import call_url
 
-        url = f"{self.site_url}/inbound/voice/{make_call_token(key)}"
+        url = call_url(key, self.site_url)
         body = urlencode(_CALLBACK[outcome]).encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded", **callbacks.sign("POST", urlsplit(url).path, body)}
         try:
