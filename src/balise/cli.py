@@ -53,8 +53,10 @@ def cmd_serve(args) -> int:
         supervisor = Supervisor().start()
     from balise.asgi import application
 
+    # log_config=None: uvicorn's loggers keep settings.LOGGING's handlers (secrets masked).
     config = uvicorn.Config(application, host=args.host, port=args.port, log_level="warning", access_log=False,
-                            lifespan="off", timeout_graceful_shutdown=5)  # a kept-alive device must not hold a stop
+                            lifespan="off", log_config=None,
+                            timeout_graceful_shutdown=5)  # a kept-alive device must not hold a stop
     server = uvicorn.Server(config)
     print(f"Balise écoute sur {base}  (back-office : {base}/admin/)", flush=True)
     try:

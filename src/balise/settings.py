@@ -215,10 +215,13 @@ CONSENT_LINK_MAX_AGE = env_int("BALISE_CONSENT_LINK_MAX_AGE", 365 * 24 * 3600)
 MAP_TILES_URL = env("BALISE_MAP_TILES_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
 MAP_TILES_ATTRIBUTION = env("BALISE_MAP_TILES_ATTRIBUTION", "&copy; OpenStreetMap contributors")
 PLACE_NAMES = env("BALISE_PLACE_NAMES", "offline") != "off"
-# Inbound provider webhooks (SMS replies, call status, keypad): requests are signed with
-# this secret (X-Balise-Signature: hex HMAC-SHA256 of the body) or Twilio's auth token.
+# Inbound provider webhooks (SMS replies, call status, keypad): every request is signed
+# with this secret (X-Balise-Timestamp, X-Balise-Signature: see balise.providers.callbacks;
+# unset: a secret derived from SECRET_KEY, known to the console provider only) or with
+# Twilio's auth token; a Balise timestamp further than INBOUND_MAX_SKEW seconds is refused.
 INBOUND_SECRET = env("BALISE_INBOUND_SECRET")
 TWILIO_AUTH_TOKEN = env("BALISE_TWILIO_AUTH_TOKEN")
+INBOUND_MAX_SKEW = env_int("BALISE_INBOUND_MAX_SKEW", 300)
 # Console provider call simulation: "+33612345601=no_answer,+33612345602=answered|pressed_1"
 # (outcomes per number, in turn; the last one repeats), the default outcome, and the
 # seconds a simulated call takes before its outcome is reported to /inbound/voice.
@@ -228,16 +231,22 @@ CONSOLE_VOICE_DELAY = env_float("BALISE_CONSOLE_VOICE_DELAY", 2.0)
 # Voice messages recorded by the person (device API upload).
 VOICE_MESSAGE_MAX_BYTES = env_int("BALISE_VOICE_MESSAGE_MAX_BYTES", 1024 * 1024)
 
+# Every handler masks tokens (contact links, calls, devices) and phone numbers
+# (balise.logfilter). Django's own handlers (debug console, admin e-mails, runserver) and
+# uvicorn's are replaced: their records reach the root handler, and only it writes.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"mask_secrets": {"()": "balise.logfilter.MaskSecrets"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_secrets"]}},
     "root": {"handlers": ["console"], "level": env("BALISE_LOG_LEVEL", "INFO")},
     # httpx logs every request with its URL at INFO: provider URLs may carry numbers.
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        **{name: {"handlers": [], "propagate": True}
+           for name in ("django", "django.server", "uvicorn", "uvicorn.error", "uvicorn.access")},
     },
 }
