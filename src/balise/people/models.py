@@ -50,6 +50,9 @@ class Person(models.Model):
             return "cancel"
         return None
 
+    def is_duress_pin(self, pin: str) -> bool:
+        return bool(self.duress_pin_hash) and check_password(pin, self.duress_pin_hash)
+
 
 class Contact(models.Model):
     class Consent(models.TextChoices):
