@@ -7,6 +7,7 @@ PIN."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection  # noqa: F401  (named by a skip condition)
 from django.urls import reverse
 
 from balise.alerts.models import Alert
@@ -166,3 +167,42 @@ def test_the_association_sees_the_burst_in_the_alerts_timeline(client, world, se
     alert = Alert.objects.get(client_id=body["client_id"])
     page = staff_client(world.staff).get(reverse("admin:alerts_alert_change", args=[alert.pk]))
     assert page.status_code == 200 and "cancel_pin_locked" in page.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="needs concurrent writers (row locks)")
+def test_concurrent_guesses_lock_the_alert_once(world, settings):
+    """Guesses sent all at once (several connections): the limit holds exactly."""
+    import threading
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    from balise.alerts.actions import AlertError, cancel_alert, create_alert
+
+    settings.CANCEL_PIN_MAX_ATTEMPTS = 3
+    alert, _ = create_alert(world.device, client_id=uuid.uuid4(), kind="emergency", gesture="double")
+    guesses = [f"{n:04d}" for n in range(8)] + [CANCEL_PIN] * 4
+    barrier = threading.Barrier(len(guesses))
+
+    def guess(pin):
+        try:
+            barrier.wait()
+            cancel_alert(Alert.objects.select_related("person").get(pk=alert.pk), pin)
+            return "cancelled"
+        except AlertError:
+            return "refused"
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(len(guesses)) as pool:
+        answers = list(pool.map(guess, guesses))
+    alert.refresh_from_db()
+    events = list(alert.events.values_list("kind", flat=True))
+    assert events.count("cancel_pin_locked") == 1
+    wrong_before_limit = [e for e in alert.events.filter(kind="cancel_refused") if not e.data.get("after_limit")]
+    assert len(wrong_before_limit) == 3
+    # the right PIN cancelled only if it came before the limit was reached
+    assert (alert.state == "cancelled") is ("cancelled" in answers)
+    assert answers.count("cancelled") <= 4 and answers[:8].count("cancelled") == 0
