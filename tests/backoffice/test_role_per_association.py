@@ -149,6 +149,12 @@ def test_even_where_she_may_edit_both_a_device_never_carries_a_person_of_another
     assert r.status_code == 200 and r.context["adminform"].form.errors["holder"]
     world.device.refresh_from_db()
     assert world.device.holder == world.person
+    # nor is she moved to another association while she holds a device of this one
+    r = alice.post(reverse("admin:people_person_change", args=[world.person.pk]),
+                   person_form(world.person, association=other_world.association.pk))
+    assert r.status_code == 200 and r.context["adminform"].form.errors["association"]
+    world.person.refresh_from_db()
+    assert world.person.association == world.association
 
 
 def test_the_choices_list_only_associations_where_she_may_edit(alice, world, other_world):
