@@ -4,6 +4,7 @@ no custody record saying it happened; one that is recorded happened."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,8 @@ from django.utils import timezone
 from balise.evidence import actions
 from balise.evidence.models import Case, CustodyRecord
 from tests.personas import make_case, staff_client
+
+from .conftest import upload_all
 
 pytestmark = pytest.mark.django_db
 
@@ -78,3 +81,17 @@ def test_a_scheduled_destruction_is_recorded_once_it_happens(world):
         "deletion_request", "destroy"]
     assert list(CustodyRecord.objects.filter(case=cancelled).values_list("action", flat=True).order_by("index")) == [
         "deletion_request", "cancel_deletion"]
+
+
+def test_an_export_that_fails_after_its_record_is_recorded_as_failed(monkeypatch, enrolled, client, sealed, tmp_path):
+    """The export record is written first (the package carries it); when the package
+    then cannot be made, the log says so."""
+    upload_all(client, enrolled, sealed)
+    case = Case.objects.get(session=sealed[0].session)
+    monkeypatch.setenv("BALISE_EVIDENCE_TSA_URL", "http://127.0.0.1:9/down")
+    with pytest.raises(actions.EvidenceError):
+        actions.export(enrolled.staff, case.reference, "tribunal", "", tmp_path / "no.zip")
+    assert not (tmp_path / "no.zip").exists()
+    records = list(CustodyRecord.objects.filter(case=case).order_by("index"))
+    assert [r.action for r in records] == ["export", "export_failed"]
+    assert json.loads(bytes(records[1].data))["details"] == {"error": "timestamp"}

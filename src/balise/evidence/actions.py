@@ -394,6 +394,8 @@ def export(user, reference: str, reason: str, legal_reference: str, out: Path) -
     try:
         return bag.build(inp, k.exporter, out, stamp)
     except tsa.TimestampError as exc:
+        # The export record was written before; the custody log says it did not happen.
+        _custody(case, staff(user), "export_failed", reason, legal_reference, {"error": "timestamp"})
         raise EvidenceError("timestamp", _("the timestamp authority failed: %(error)s") % {"error": exc}, 502) from None
 
 
