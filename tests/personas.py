@@ -56,3 +56,15 @@ def staff_client(user):
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
     return client
+
+
+def make_case(world, state: str = "sealed"):
+    """An evidence case of WORLD's device, without records: enough for custody and
+    access rules (the recordings themselves are tests/evidence' business)."""
+    import uuid
+
+    from balise.evidence.models import Case, DeviceKey
+
+    key = DeviceKey.objects.create(device=world.device, public_key_pem="(test)", fingerprint=uuid.uuid4().hex)
+    return Case.objects.create(reference=f"BAL-T-{uuid.uuid4().hex[:8].upper()}", session=uuid.uuid4(), state=state,
+                               association=world.association, device=world.device, device_key=key, person=world.person)

@@ -178,6 +178,9 @@ STATICFILES_DIRS = [("leaflet", Path(_leaflet.submodule_search_locations[0]) / "
 API_MAX_BODY_BYTES = env_int("BALISE_API_MAX_BODY_BYTES", 64 * 1024)
 API_MAX_FIXES_PER_BATCH = env_int("BALISE_API_MAX_FIXES_PER_BATCH", 100)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("BALISE_MAX_UPLOAD_BYTES", 2 * 1024 * 1024)
+# Wrong cancel PINs accepted per alert; then every cancel attempt on it is refused
+# (see balise.alerts.actions.cancel_alert).
+CANCEL_PIN_MAX_ATTEMPTS = max(1, env_int("BALISE_CANCEL_PIN_MAX_ATTEMPTS", 5))
 
 # Providers, tried in this order: a comma-separated list of names (console, webhook).
 PROVIDERS = [p.strip() for p in env("BALISE_PROVIDERS", "console").split(",") if p.strip()]

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -127,35 +128,69 @@ def _lock(alert: Alert) -> Alert:
     return Alert.objects.select_for_update().select_related("association", "person").get(pk=alert.pk)
 
 
+def _wrong_pins(alert: Alert) -> int:
+    return AlertEvent.objects.filter(alert=alert, kind="cancel_refused").count()
+
+
 def cancel_alert(alert: Alert, pin: str) -> Alert:
     """Cancel with the person's PIN. The duress PIN looks the same from outside, but the
-    alert stays open, is flagged, and escalates at once to everyone."""
-    match = alert.person.match_pin(pin)
-    if match is None:
-        with transaction.atomic():
-            record_event(alert, "cancel_refused")
-        raise AlertError("wrong_pin", "wrong PIN", status=403, field="pin")
+    alert stays open, is flagged, and escalates at once to everyone.
+
+    Wrong PINs are limited per alert (settings.CANCEL_PIN_MAX_ATTEMPTS). The wrong PIN
+    that reaches the limit is recorded as a `cancel_pin_locked` event, which the
+    association sees in the alert's timeline; from then on every attempt on this alert
+    gets the wrong-PIN answer, whatever the PIN, and the cancel PIN is not even checked:
+    guessing teaches nothing, and only staff can close the alert. The duress PIN is never
+    a wrong PIN and is still honoured after the limit (the alert is flagged and escalates
+    at once), but silently: it then gets the same refusal as every other PIN. Answering
+    it "cancelled" while the cancel PIN is refused would tell an aggressor who knows the
+    rule (Balise is open source) that the code she typed was the duress code; as it is,
+    the cancel and the duress PIN get the same answer before the limit (cancelled) and
+    after it (wrong PIN).
+    """
+    limit = settings.CANCEL_PIN_MAX_ATTEMPTS
+    # Which hashes to check; the decision itself is taken below, under the alert's lock.
+    if _wrong_pins(alert) >= limit:
+        match = "duress" if alert.person.is_duress_pin(pin) else None
+    else:
+        match = alert.person.match_pin(pin)
     with transaction.atomic():
         alert = _lock(alert)
+        wrong = _wrong_pins(alert)
+        locked = wrong >= limit
         if match == "duress":
-            if not alert.duress and alert.is_active:
-                alert.duress = True
-                alert.state = Alert.State.OPEN
-                alert.epoch += 1
-                alert.save(update_fields=["duress", "state", "epoch"])
-                record_event(alert, "duress")
-                outbox.write_deliveries(alert, DURESS_STEP.sends, purpose="escalation", template="duress")
-                outbox.arm_next_step(alert)
-            return alert
-        if alert.is_active and not alert.duress:
-            alert.state = Alert.State.CANCELLED
-            alert.closed_at = timezone.now()
-            alert.epoch += 1
-            alert.save(update_fields=["state", "closed_at", "epoch"])
-            cancelled = outbox.cancel_pending(alert, ("alert", "escalation"))
-            record_event(alert, "cancelled", unsent_cancelled=cancelled)
-            _notify_reached_contacts(alert, "cancelled")
-        return alert
+            _duress(alert)
+        elif match == "cancel" and not locked:
+            _cancel(alert)
+        else:
+            record_event(alert, "cancel_refused", **({"after_limit": True} if locked else {}))
+            if wrong + 1 == limit:
+                record_event(alert, "cancel_pin_locked", wrong_pins=limit)
+    if match is None or locked:
+        raise AlertError("wrong_pin", "wrong PIN", status=403, field="pin")
+    return alert
+
+
+def _duress(alert: Alert) -> None:
+    if not alert.duress and alert.is_active:
+        alert.duress = True
+        alert.state = Alert.State.OPEN
+        alert.epoch += 1
+        alert.save(update_fields=["duress", "state", "epoch"])
+        record_event(alert, "duress")
+        outbox.write_deliveries(alert, DURESS_STEP.sends, purpose="escalation", template="duress")
+        outbox.arm_next_step(alert)
+
+
+def _cancel(alert: Alert) -> None:
+    if alert.is_active and not alert.duress:
+        alert.state = Alert.State.CANCELLED
+        alert.closed_at = timezone.now()
+        alert.epoch += 1
+        alert.save(update_fields=["state", "closed_at", "epoch"])
+        cancelled = outbox.cancel_pending(alert, ("alert", "escalation"))
+        record_event(alert, "cancelled", unsent_cancelled=cancelled)
+        _notify_reached_contacts(alert, "cancelled")
 
 
 def _notify_reached_contacts(alert: Alert, template: str) -> None:

@@ -51,8 +51,14 @@ def _alert_out(alert: Alert) -> dict:
     }
 
 
+def _own_alerts(request):
+    """The alerts of this device AND of its current holder: a device handed to someone
+    else never sees the previous holder's alerts."""
+    return Alert.objects.filter(device=request.auth, person_id=request.auth.holder_id)
+
+
 def _own_alert(request, client_id: uuid.UUID) -> Alert | None:
-    return Alert.objects.select_related("person").filter(client_id=client_id, device=request.auth).first()
+    return _own_alerts(request).select_related("person").filter(client_id=client_id).first()
 
 
 def _alert_error(exc: actions.AlertError):
@@ -118,7 +124,7 @@ def heartbeat(request, payload: HeartbeatIn):
         battery = min(levels) if levels else None
     record_heartbeat(request.auth, battery_percent=battery, button_connected=connected,
                      station_version=payload.station_version)
-    open_alerts = Alert.objects.filter(device=request.auth, state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED])
+    open_alerts = _own_alerts(request).filter(state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED])
     return Status(200, {
         "server_time": timezone.now(),
         "heartbeat_interval_s": HEARTBEAT_INTERVAL_S,
