@@ -69,3 +69,12 @@ def test_the_header_name_is_a_setting(world, settings):
     fail(world.staff, 5, HTTP_X_REAL_IP="198.51.100.20")
     assert password_login(world.staff, HTTP_X_REAL_IP="198.51.100.20")[1].status_code == 429
     assert password_login(world.staff, HTTP_X_REAL_IP="198.51.100.21")[1].status_code == 302
+
+
+def test_a_superuser_unlocks_her_sooner(world):
+    from django.core.management import call_command
+
+    fail(world.staff, 5)
+    assert password_login(world.staff)[1].status_code == 429
+    call_command("axes_reset_username", world.staff.get_username())
+    assert password_login(world.staff)[1].status_code == 302
