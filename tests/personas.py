@@ -49,12 +49,19 @@ def make_world(slug: str = "lyon", contacts: int = 5, consent: str = Contact.Con
     return World(association, staff, person, people, device, issue_token(device))
 
 
-def staff_client(user):
-    """A Django test client logged in to the back-office as USER (on an allowed host)."""
+def staff_client(user, second_factor: bool = True):
+    """A Django test client logged in to the back-office as USER (on an allowed host);
+    with SECOND_FACTOR, her session is also verified by an authenticator, as after a real
+    login with a code (referents, administrators and superusers need one)."""
     from django.test import Client
+    from django_otp import DEVICE_ID_SESSION_KEY
 
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
+    if second_factor:
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = authenticator(user).persistent_id
+        session.save()
     return client
 
 
@@ -68,3 +75,21 @@ def make_case(world, state: str = "sealed"):
     key = DeviceKey.objects.create(device=world.device, public_key_pem="(test)", fingerprint=uuid.uuid4().hex)
     return Case.objects.create(reference=f"BAL-T-{uuid.uuid4().hex[:8].upper()}", session=uuid.uuid4(), state=state,
                                association=world.association, device=world.device, device_key=key, person=world.person)
+def authenticator(user):
+    """USER's confirmed TOTP device (created if she has none yet)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return (TOTPDevice.objects.filter(user=user, confirmed=True).first()
+            or TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True))
+
+
+def totp_code(key: bytes, steps_ahead: int = 0) -> str:
+    """The code an authenticator app shows for KEY now (or STEPS_AHEAD 30 s steps later:
+    a code is accepted once, and the next step's code is accepted too)."""
+    import time
+
+    from django_otp.oath import TOTP
+
+    totp = TOTP(key)
+    totp.time = time.time() + 30 * steps_ahead
+    return f"{totp.token():06d}"

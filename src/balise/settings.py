@@ -6,6 +6,7 @@ content is the value. Nothing secret is ever read from the repository.
 
 import importlib.util
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -61,7 +62,7 @@ CSRF_TRUSTED_ORIGINS = [o for o in env("BALISE_CSRF_TRUSTED_ORIGINS").split(",")
 SITE_URL = env("BALISE_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "balise.staff.admin_config.StaffAdminConfig",  # django.contrib.admin, with the second-factor site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -77,6 +78,11 @@ INSTALLED_APPS = [
     "balise.inbound",
     "balise.voice",
     "balise.evidence",
+    "balise.staff",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -88,8 +94,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "balise.urls"
@@ -152,6 +161,55 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+
+# Staff accounts (balise.staff). Every login form that goes through Django's
+# authenticate() (the back-office's, the console's) is throttled by django-axes: after
+# BALISE_LOGIN_FAILURE_LIMIT failures for one username from one address, that pair is
+# locked for BALISE_LOGIN_COOLOFF_MINUTES (each new failure meanwhile restarts the wait).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("BALISE_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("BALISE_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "balise.staff.views.locked_out"
+AXES_CLIENT_IP_CALLABLE = "balise.staff.network.client_ip"
+# Behind reverse proxies: how many of them append to CLIENT_IP_HEADER (0: the header is
+# ignored, the connection's address counts; never set it without such a proxy, since
+# anyone can write the header).
+TRUSTED_PROXIES = env_int("BALISE_TRUSTED_PROXIES", 0)
+CLIENT_IP_HEADER = env("BALISE_CLIENT_IP_HEADER", "X-Forwarded-For")
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "admin:index"
+# Second factor (django-otp): required for superusers, administrators and referents.
+OTP_TOTP_ISSUER = env("BALISE_OTP_ISSUER", "Balise")
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # superusers never see a member's TOTP secret
+SESSION_COOKIE_AGE = env_int("BALISE_SESSION_SECONDS", 12 * 3600)
+# /metrics: Prometheus sends "Authorization: Bearer <BALISE_METRICS_TOKEN>"; staff may
+# also read it. The browsable API docs are for staff unless BALISE_PUBLIC_API_DOCS=1
+# (the OpenAPI schema itself, /api/v1/openapi.json, stays public: devices and
+# integrators read it, and it says nothing that docs/device-api.md does not).
+METRICS_TOKEN = env("BALISE_METRICS_TOKEN")
+PUBLIC_API_DOCS = env_bool("BALISE_PUBLIC_API_DOCS")
+
+# HTTPS deployments (see README.md, "Production").
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("BALISE_SECURE_COOKIES")
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_HSTS_SECONDS = env_int("BALISE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("BALISE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("BALISE_HSTS_PRELOAD")
+if env_bool("BALISE_BEHIND_HTTPS_PROXY"):
+    # The proxy terminates TLS and says so; it must overwrite this header from clients.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("BALISE_SSL_REDIRECT")
+SECURE_REDIRECT_EXEMPT = [r"^health$"]  # load balancers probe over plain HTTP
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# Contact pages carry their token in the URL: never sent to another site (map tiles…).
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 LANGUAGE_CODE = "fr"
 LANGUAGES = [("fr", _("French")), ("en", _("English"))]
@@ -251,5 +309,6 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
         **{name: {"handlers": [], "propagate": True}
            for name in ("django", "django.server", "uvicorn", "uvicorn.error", "uvicorn.access")},
+        "axes": {"level": "WARNING"},  # its start banner; failures and lockouts stay (names masked)
     },
 }

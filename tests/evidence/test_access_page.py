@@ -14,7 +14,7 @@ from django.urls import reverse
 from balise.associations.models import Membership
 from balise.evidence.models import Case, CustodyRecord
 from balise_evidence import verifier
-from tests.personas import staff_client
+from tests.personas import authenticator, staff_client, totp_code
 
 from .conftest import upload_all
 
@@ -96,10 +96,13 @@ def test_a_referent_holds_and_exports_a_case_in_the_browser(live_server, chromiu
     client = Client(HTTP_HOST="127.0.0.1")
     upload_all(client, enrolled, sealed)
     case = Case.objects.get(session=sealed[0].session)
+    device = authenticator(enrolled.staff)  # a referent's second factor
     page = chromium.new_page(locale="fr-FR", viewport={"width": 1024, "height": 800})
     page.goto(f"{live_server.url}/admin/login/?next=/admin/evidence/case/")
     page.fill("#id_username", enrolled.staff.get_username())
     page.fill("#id_password", "correct horse battery")
+    page.click("input[type=submit]")
+    page.fill("#id_token", totp_code(device.bin_key))
     page.click("input[type=submit]")
     page.click(f"text={case.reference}")
     page.click("text=Exporter, écouter, conservation judiciaire, suppression…")
