@@ -9,6 +9,7 @@ from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, IntegerField, Q, Value
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from balise.alerts import budget
@@ -115,7 +116,7 @@ def _lookup(device, press: _Press) -> tuple[Alert | None, Alert | None]:
     tags = ("open", "own", "joined")[-len(found):]
     queries = [
         qs.annotate(hit=Value(tag), press_device=F("joined_presses__device_id") if tag == "joined"
-                                      else Value(None, output_field=IntegerField()))
+                                      else Cast(Value(None), IntegerField()))
         for qs, tag in zip(found, tags)
     ]
     rows = list(queries[0].union(*queries[1:], all=True))
