@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from balise.alerts import budget
@@ -264,3 +265,16 @@ def test_the_bucket_holds_across_connections(settings, clock):
         t.join(60)
     assert len(results) == 40 and results.count(True) == 15
     assert AlertBudget.objects.get(key=f"device:{world.device.pk}").tokens < 1
+
+
+def test_raising_an_alert_stays_a_few_statements(world):
+    """The latency-critical path: one read (a retry, an alert to join), then one
+    transaction whose only additions are the two budget UPDATEs."""
+    resolve_alert(raise_alert(world.device))  # the buckets exist, as they do in steady state
+    device = type(world.device).objects.select_related("holder", "association").get(pk=world.device.pk)
+    with CaptureQueriesContext(connection) as ctx:
+        raise_alert(device)
+    statements = [q["sql"].split()[0] for q in ctx.captured_queries
+                  if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT", "NOTIFY"))]
+    # the read; the alert, its fix; the two buckets; the contacts, deliveries, events, timer
+    assert statements == ["SELECT", "INSERT", "INSERT", "UPDATE", "UPDATE", "SELECT", "INSERT", "INSERT", "INSERT"]
