@@ -49,6 +49,21 @@ def make_world(slug: str = "lyon", contacts: int = 5, consent: str = Contact.Con
     return World(association, staff, person, people, device, issue_token(device))
 
 
+def another_holder(world: World, tag: str) -> tuple[Person, Device, str]:
+    """A second person of WORLD's association, with the same contacts' numbers and her own
+    device (person, device, token): a press while a person's alert is open joins it, so
+    tests that need several open alerts at once give each its own person."""
+    person = Person(association=world.association, display_name=f"Camille {tag}", language="fr")
+    person.set_pins(CANCEL_PIN, DURESS_PIN)
+    person.save()
+    for c in world.contacts:
+        Contact.objects.create(person=person, position=c.position, name=c.name, phone=c.phone, language=c.language,
+                               consent=c.consent)
+    device = Device.objects.create(association=world.association, holder=person, kind=Device.Kind.STATION,
+                                   hardware_id=f"{world.device.hardware_id}-{tag}", status=Device.Status.ASSIGNED)
+    return person, device, issue_token(device)
+
+
 def staff_client(user, second_factor: bool = True):
     """A Django test client logged in to the back-office as USER (on an allowed host);
     with SECOND_FACTOR, her session is also verified by an authenticator, as after a real

@@ -264,6 +264,27 @@ DISPATCH_FAULT_ATTEMPTS = env_int("BALISE_DISPATCH_FAULT_ATTEMPTS", 3)
 DISPATCH_BEAT_SECONDS = env_float("BALISE_DISPATCH_BEAT_SECONDS", 1.0)
 DISPATCH_TAKEOVER_SECONDS = env_float("BALISE_DISPATCH_TAKEOVER_SECONDS", 4.0)
 
+
+def env_budget(name: str, default: str) -> tuple[float, float]:
+    """"BURST/REFILL_PER_HOUR", e.g. "40/20": a token bucket (see balise.alerts.budget)."""
+    raw = env(name, default)
+    try:
+        burst, per_hour = (float(part) for part in raw.split("/"))
+    except ValueError:
+        burst = per_hour = -1.0
+    if not (burst >= 1 and per_hour > 0):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{name} must be BURST/REFILL_PER_HOUR, e.g. {default} (got {raw!r})")
+    return burst, per_hour
+
+
+# Alert budgets: how many alerts a device, and an association, may fan out to contacts
+# (at once, then per hour); beyond, alerts still reach the on-call line (balise.alerts.budget
+# explains the defaults: no real person in danger reaches them).
+ALERT_BUDGET_DEVICE = env_budget("BALISE_ALERT_BUDGET_DEVICE", "40/20")
+ALERT_BUDGET_ASSOCIATION = env_budget("BALISE_ALERT_BUDGET_ASSOCIATION", "1000/500")
+
 # Links sent to contacts stop working this long after the alert closes.
 TRACKING_LINK_TTL_AFTER_CLOSE = env_int("BALISE_TRACKING_LINK_TTL_AFTER_CLOSE", 24 * 3600)
 # ... and never live longer than this in total.

@@ -97,6 +97,8 @@ class CancelIn(Schema):
 class AlertOut(Schema):
     id: int
     client_id: uuid.UUID
+    # Set when this press joined an alert of the same person already open (its client id).
+    joined_to: uuid.UUID | None = None
     kind: str
     state: str
     acknowledged: bool

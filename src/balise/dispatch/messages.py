@@ -158,6 +158,8 @@ def render(template: str, *, channel: str, language: str, alert, contact_id, fix
             return _finish(channel, _ack_notice(alert, contact_id))
         elif template == UNDELIVERABLE:
             return _finish(channel, undeliverable_notice(name))
+        elif template in ("over_budget_device", "over_budget_association"):
+            return _finish(channel, _over_budget_notice(template, name))
         elif template == "reply_unclear":
             return _finish(channel, _("Balise: several alerts reached you; answer from the link of each: %(link)s") % {
                 "link": tracking_url(alert.pk, contact_id)})
@@ -180,6 +182,14 @@ def undeliverable_notice(name: str) -> str:
     """To the association's on-call line when a message of an alert could not be built
     or sent because of a fault (see balise.dispatch.dispatcher): she must not rely on it."""
     return _("Balise: the alert of %(name)s could not be sent to her contacts. Call them yourself.") % {"name": name}
+def _over_budget_notice(template: str, name: str) -> str:
+    """To the on-call line, once per episode: alerts beyond a budget reach only it."""
+    if template == "over_budget_device":
+        return _("Balise: the device of %(name)s is raising more alerts than any real use does. Her contacts no "
+                 "longer receive them; every one still reaches this line. Check the device in the back-office.") % {
+            "name": name}
+    return _("Balise: your association is raising more alerts than any real use does. Contacts no longer receive "
+             "them; every one still reaches this line. Check the back-office.")
 
 
 def _ack_notice(alert, contact_id) -> str:
