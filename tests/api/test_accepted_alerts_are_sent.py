@@ -15,6 +15,8 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from balise.alerts.actions import resolve_alert
+from balise.alerts.models import Alert
 from balise.dispatch.dispatcher import Dispatcher
 from balise.dispatch.models import Delivery
 from tests.spine.helpers import RecordingProvider, drain
@@ -77,6 +79,8 @@ def test_every_accepted_alert_is_rendered_and_handed_to_the_provider(world):
         mine = [m for m in provider.sent[sent_before:] if m.alert_id == alert_id]
         assert sorted(str(m.key) for m in mine) == sorted(str(d.pk) for d in due)
         assert all(m.text.strip() for m in mine)
+        # Closed, so that the next press is an alert of its own rather than joining this one.
+        resolve_alert(Alert.objects.get(pk=alert_id))
 
     try:
         accepted_alerts_are_sent()
