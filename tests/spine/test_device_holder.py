@@ -10,9 +10,11 @@ import pytest
 from django.db import connection  # noqa: F401  (named by a skip condition)
 from django.urls import reverse
 
+from balise.alerts.actions import resolve_alert
 from balise.alerts.models import Alert
 from balise.devices.actions import issue_token, reassign
 from balise.devices.models import Device
+from balise.dispatch.messages import render
 from balise.dispatch.models import Delivery
 from balise.people.models import Person
 from tests.personas import CANCEL_PIN, DURESS_PIN, staff_client
@@ -112,7 +114,8 @@ def test_after_the_limit_even_the_right_pin_is_refused_like_a_wrong_one(client, 
     assert alert.state == "open" and not alert.duress
     assert alert.events.filter(kind="cancel_refused").count() == 4
     assert alert.events.filter(kind="cancel_pin_locked").count() == 1
-    # another alert has its own count
+    # another alert has its own count (the first one closed, or the press would join it)
+    resolve_alert(alert)
     fresh = alert_body()
     post(client, world, "/alerts", fresh)
     assert cancel(client, world, fresh, CANCEL_PIN).status_code == 200
@@ -138,6 +141,7 @@ def test_the_duress_pin_is_never_wrong_and_after_the_limit_answers_like_the_canc
     for _ in range(3):
         assert cancel(client, world, first, DURESS_PIN).status_code == 200
     assert not Alert.objects.get(client_id=first["client_id"]).events.filter(kind="cancel_refused").exists()
+    resolve_alert(Alert.objects.get(client_id=first["client_id"]))  # or the next presses would join it
     # After the limit: the cancel PIN and the duress PIN get the very same refusal…
     locked_cancel, locked_duress = alert_body(), alert_body()
     answers = {}
@@ -147,6 +151,8 @@ def test_the_duress_pin_is_never_wrong_and_after_the_limit_answers_like_the_canc
             cancel(client, world, body, wrong)
         r = cancel(client, world, body, pin)
         answers[pin] = (r.status_code, r.content, sorted(r.headers.items()))
+        if pin == CANCEL_PIN:
+            resolve_alert(Alert.objects.get(client_id=body["client_id"]))
     assert answers[CANCEL_PIN] == answers[DURESS_PIN]
     assert answers[CANCEL_PIN][0] == 403
     # …but the duress PIN still flags the alert and escalates it to everyone at once.
@@ -154,7 +160,7 @@ def test_the_duress_pin_is_never_wrong_and_after_the_limit_answers_like_the_canc
     assert duress.duress and duress.state == "open" and duress.events.filter(kind="duress").exists()
     assert Delivery.objects.filter(alert=duress, purpose="escalation", template="duress", channel="voice").count() == 6
     kept = Alert.objects.get(client_id=locked_cancel["client_id"])
-    assert not kept.duress and kept.state == "open"
+    assert not kept.duress and kept.state == "resolved", "only staff closed it"
     assert not Delivery.objects.filter(alert=kept, template="duress").exists()
 
 
@@ -167,6 +173,11 @@ def test_the_association_sees_the_burst_in_the_alerts_timeline(client, world, se
     alert = Alert.objects.get(client_id=body["client_id"])
     page = staff_client(world.staff).get(reverse("admin:alerts_alert_change", args=[alert.pk]))
     assert page.status_code == 200 and "cancel_pin_locked" in page.content.decode()
+    cancel(client, world, body, "2222")  # after the limit: no second notice
+    [notice] = Delivery.objects.filter(alert=alert, template="pin_locked")
+    assert (notice.purpose, notice.channel, notice.recipient) == ("notice", "sms", world.association.on_call_number)
+    text = render(notice.template, channel="sms", language="fr", alert=alert, contact_id=None, fix=None)
+    assert "Camille" in text and "code" in text
 
 
 @pytest.mark.django_db(transaction=True)

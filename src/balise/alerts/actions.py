@@ -320,6 +320,7 @@ def cancel_alert(alert: Alert, pin: str) -> Alert:
             record_event(alert, "cancel_refused", **({"after_limit": True} if locked else {}))
             if wrong + 1 == limit:
                 record_event(alert, "cancel_pin_locked", wrong_pins=limit)
+                outbox.write_deliveries(alert, (Send("sms", "on_call"),), purpose="notice", template="pin_locked")
     if match is None or locked:
         raise AlertError("wrong_pin", "wrong PIN", status=403, field="pin")
     return alert

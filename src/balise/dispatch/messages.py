@@ -158,6 +158,8 @@ def render(template: str, *, channel: str, language: str, alert, contact_id, fix
             return _finish(channel, _ack_notice(alert, contact_id))
         elif template == UNDELIVERABLE:
             return _finish(channel, undeliverable_notice(name))
+        elif template == "pin_locked":
+            return _finish(channel, _pin_locked_notice(name))
         elif template in ("over_budget_device", "over_budget_association"):
             return _finish(channel, _over_budget_notice(template, name))
         elif template == "reply_unclear":
@@ -182,6 +184,15 @@ def undeliverable_notice(name: str) -> str:
     """To the association's on-call line when a message of an alert could not be built
     or sent because of a fault (see balise.dispatch.dispatcher): she must not rely on it."""
     return _("Balise: the alert of %(name)s could not be sent to her contacts. Call them yourself.") % {"name": name}
+
+
+def _pin_locked_notice(name: str) -> str:
+    """To the on-call line when wrong cancel PINs lock an alert: someone may be trying to
+    silence her (an aggressor guessing), or she is struggling; either way, staff look."""
+    return _("Balise: several wrong cancel codes were typed on the alert of %(name)s. It can no longer be "
+             "cancelled from her device. Check on her.") % {"name": name}
+
+
 def _over_budget_notice(template: str, name: str) -> str:
     """To the on-call line, once per episode: alerts beyond a budget reach only it."""
     if template == "over_budget_device":
