@@ -17,10 +17,13 @@ from tests.spine.helpers import RecordingProvider, drain
 LYON = (45.7578, 4.8320)
 
 
-def raise_alert(world, kind: str, *, lat: float = LYON[0], lon: float = LYON[1], accuracy: float = 25.0) -> Alert:
+def raise_alert(world, kind: str, *, lat: float = LYON[0], lon: float = LYON[1], accuracy: float = 25.0,
+                device=None) -> Alert:
+    """An alert of WORLD's person (or of DEVICE's holder: a press while her alert is open
+    joins it, so a test that needs two open alerts gives the second its own person)."""
     now = timezone.now()
     alert, created = create_alert(
-        world.device, client_id=uuid.uuid4(), kind=kind, gesture="api", triggered_at=now,
+        device or world.device, client_id=uuid.uuid4(), kind=kind, gesture="api", triggered_at=now,
         fixes=[FixIn(lat=lat, lon=lon, accuracy_m=accuracy, recorded_at=now, source="gps", client_id=uuid.uuid4())],
     )
     assert created

@@ -22,6 +22,7 @@ from balise.alerts.models import Alert
 from balise.dispatch.models import Delivery, EscalationTimer
 from balise.providers.callbacks import inbound_secret, sign
 from balise.tracking.tokens import make_call_token
+from tests.personas import another_holder
 from tests.contacts.helpers import deliveries, raise_alert, signed_post
 from tests.spine.loopback import free_port, wait_until
 
@@ -101,7 +102,8 @@ def refused(client, alert, cb: Callback, headers: dict, body: bytes | None = Non
 def test_unsigned_forged_or_misdirected_callbacks_change_nothing(client, world, secrets, index):
     alert = raise_alert(world, "emergency")
     cb = callbacks(world, alert)[index]
-    other_call = make_call_token(deliveries(raise_alert(world, "alarm"), channel="voice").first().pk)
+    _, other_device, _ = another_holder(world, "b")
+    other_call = make_call_token(deliveries(raise_alert(world, "alarm", device=other_device), channel="voice").first().pk)
     body = cb.body()
     now = time.time()
 
