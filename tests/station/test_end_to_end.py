@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
+
 from balise_station.config import load_config
 from balise_station.gestures import ButtonMode, Edge
 from balise_station.modem import GsmModem
@@ -15,6 +17,7 @@ from real_server import DEMO_PHONES, Server
 from station_fakes import FakeGpsd, tap, wait_for
 
 FIRST_CONTACT = "+33612345601"
+DEMO_CANCEL_PIN = "1234"  # balise.demo
 LYON = (45.764043, 4.835659)
 
 
@@ -46,31 +49,36 @@ port = {gpsd.port}
         await station.start()
         try:
             await wait_for(lambda: station.hub.sources_seen() == ["gps"] and station.outbox.contacts())
-            expected = {}
             # one press, two presses, a long press; each decided before the next begins
             idle = lambda: station.router.next_deadline() is None  # noqa: E731
             tap(station, "button")
             await wait_for(lambda: len(station.gestures) == 1 and idle())
-            expected["prevention"] = {("sms", p) for p in DEMO_PHONES}
             tap(station, "button", presses=2)
             await wait_for(lambda: len(station.gestures) == 2 and idle())
-            # emergency: SMS to all, calls one by one (the first contact first)
-            expected["emergency"] = {("sms", p) for p in DEMO_PHONES} | {("voice", FIRST_CONTACT)}
             station.button_edge("button", Edge.PRESS)
             await wait_for(lambda: station.siren.playing)
             station.button_edge("button", Edge.RELEASE)
-            expected["alarm"] = {(c, p) for p in DEMO_PHONES for c in ("sms", "voice")}
             await wait_for(lambda: len(station.outbox.alerts("state = 'delivered'")) == 3)
             rows = station.outbox.alerts()
             assert [r.kind for r in rows] == ["prevention", "emergency", "alarm"]
-            for row in rows:
-                server_id = station.outbox._query("SELECT server_id FROM alerts WHERE client_id = ?",
-                                                  (row.client_id,))[0][0]
-                await wait_for(lambda: expected[row.kind] <= {(r["channel"], r["to"]) for r in for_alert(server_id)})
-                sms = [r for r in for_alert(server_id) if r["channel"] == "sms"]
-                assert len(sms) == 3, "each contact gets one SMS, not two"
-                assert all("45.76404" in r["text"] for r in sms), "the gpsd fix went with the alert"
+            server_ids = {station.outbox._query("SELECT server_id FROM alerts WHERE client_id = ?",
+                                                (row.client_id,))[0][0] for row in rows}
+            # One person, one alert: the double and the long press joined the first one and
+            # escalated it (calls one by one, then everyone), never texting anyone twice.
+            assert len(server_ids) == 1
+            server_id = server_ids.pop()
+            expected = {(c, p) for p in DEMO_PHONES for c in ("sms", "voice")}
+            await wait_for(lambda: expected <= {(r["channel"], r["to"]) for r in for_alert(server_id)})
+            sms = [r for r in for_alert(server_id) if r["channel"] == "sms"]
+            assert len(sms) == 3, "each contact gets one SMS, not two"
+            assert all("45.76404" in r["text"] for r in sms), "the gpsd fix went with the alert"
             await station.siren.stop()
+            # She cancels it (from any of her presses' client ids): the next press is a new alert.
+            async with httpx.AsyncClient(timeout=60) as http:
+                cancelled = await http.post(
+                    f"http://127.0.0.1:{server.port}/api/v1/alerts/{rows[-1].client_id}/cancel",
+                    json={"pin": DEMO_CANCEL_PIN}, headers={"Authorization": f"Bearer {server.token}"})
+            assert cancelled.status_code == 200
 
             # the server goes down: the modem sends the SMS; the server comes back: no second SMS
             server.stop()
