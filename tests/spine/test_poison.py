@@ -25,6 +25,7 @@ from balise.dispatch import messages, wakeup
 from balise.dispatch.dispatcher import Dispatcher, Supervisor, run_in_thread
 from balise.dispatch.messages import UNDELIVERABLE, render
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
+from tests.personas import another_holder
 from tests.spine.helpers import RecordingProvider
 from tests.spine.loopback import wait_until
 
@@ -44,8 +45,13 @@ def quick_faults(settings):
 
 
 def raise_alert(world, kind: str = "emergency") -> Alert:
+    """An alert of WORLD's person (Camille), or, once hers is open, of a person of her own:
+    a press while a person's alert is open joins it."""
+    device = world.device
+    if Alert.objects.filter(person=world.person, state__in=["open", "acknowledged"]).exists():
+        device = another_holder(world, uuid.uuid4().hex[:8])[1]
     fix = FixIn(lat=45.76, lon=4.83, accuracy_m=12, recorded_at=NOW, source="gps", client_id=uuid.uuid4())
-    alert, created = create_alert(world.device, client_id=uuid.uuid4(), kind=kind, gesture="double", fixes=[fix])
+    alert, created = create_alert(device, client_id=uuid.uuid4(), kind=kind, gesture="double", fixes=[fix])
     assert created
     return alert
 

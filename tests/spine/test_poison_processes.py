@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 YEAR_9999 = datetime(9999, 12, 31, 23, 30, tzinfo=timezone.utc)
 BEYOND_UTC = datetime(9999, 12, 31, 20, 0, tzinfo=timezone(timedelta(hours=-14)))  # year 10000 in UTC
-NOTICE_FR = "Balise : l'alerte de Camille n'a pas pu etre envoyée à ses proches. Appelez-les vous-meme."
+NOTICE_FR = "Balise : l'alerte de {name} n'a pas pu etre envoyée à ses proches. Appelez-les vous-meme."
 FAULTS = dict(BALISE_DISPATCH_FAULT_ATTEMPTS=3, BALISE_DISPATCH_BACKOFF_BASE=0.05, BALISE_DISPATCH_BACKOFF_MAX=0.2)
 
 
@@ -74,20 +74,26 @@ def check(sink, poisoned, good, world, proc) -> None:
     assert not {h.key for h in hits} & {str(i) for i in bad.values_list("id", flat=True)}
     notices = [h.body for h in hits if h.body["alert_id"] == poisoned.pk]
     assert [(n["to"], n["text"], n["purpose"]) for n in notices] == [
-        (world.association.on_call_number, NOTICE_FR, "notice")]
+        (world.association.on_call_number, NOTICE_FR.format(name=poisoned.person.display_name), "notice")]
+
+
+METRICS_TOKEN = "metrics-token-for-tests"  # /metrics answers Prometheus with its token only
 
 
 def check_health(get) -> None:
-    """200 and the truth: dispatchers alive, nothing waiting, the set-aside rows counted."""
-    health = get("/health")
+    """200 and the truth: dispatchers alive, nothing waiting, the set-aside rows counted.
+    GET(path, headers) fetches from the server under test."""
+    health = get("/health", {})
     assert health.status_code == 200, health.content
     assert health.json()["status"] == "ok" and health.json()["dispatchers_alive"] >= 1
-    metrics = get("/metrics").content.decode()
+    metrics = get("/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"}).content.decode()
     failed = Delivery.objects.filter(state="failed").count()
     assert failed >= 4 and f"balise_deliveries_failed_recent {failed}" in metrics
 
 
-def test_balise_dispatch_sets_the_poisoned_alert_aside_and_sends_the_others(procs, sinks, world, other_world):
+def test_balise_dispatch_sets_the_poisoned_alert_aside_and_sends_the_others(procs, sinks, world, other_world,
+                                                                          settings):
+    settings.METRICS_TOKEN = METRICS_TOKEN
     sink = sinks()
     good = [raise_alert(other_world)]
     poisoned = poisoned_alert(world)
@@ -97,7 +103,7 @@ def test_balise_dispatch_sets_the_poisoned_alert_aside_and_sends_the_others(proc
     check(sink, poisoned, good, world, d)
     texts = [h.body["text"] for h in sink.snapshot() if h.body["alert_id"] == good[3].pk and h.body["channel"] == "sms"]
     assert texts and all("à une heure inconnue" in t for t in texts if t.startswith("ALERTE"))
-    check_health(Client(HTTP_HOST="127.0.0.1").get)
+    check_health(lambda path, headers: Client(HTTP_HOST="127.0.0.1").get(path, headers=headers))
     after = [raise_alert(world)]  # the same process goes on
     wait_until(lambda: d.check_alive() or settled(after), 60, "an alert after the poisoned one")
     assert set(Delivery.objects.filter(alert__in=after).values_list("state", flat=True)) == {"sent"}
@@ -105,7 +111,7 @@ def test_balise_dispatch_sets_the_poisoned_alert_aside_and_sends_the_others(proc
 
 def test_balise_serve_sets_the_poisoned_alert_aside_and_sends_the_others(procs, sinks, world, other_world):
     sink = sinks()
-    server = procs.serve(dispatcher=True, **webhook_env(sink.url, **FAULTS))
+    server = procs.serve(dispatcher=True, **webhook_env(sink.url, BALISE_METRICS_TOKEN=METRICS_TOKEN, **FAULTS))
     headers = {"Authorization": f"Bearer {world.token}"}
 
     def post(recorded_at: str) -> httpx.Response:
@@ -129,4 +135,4 @@ def test_balise_serve_sets_the_poisoned_alert_aside_and_sends_the_others(procs, 
     good.append(Alert.objects.get(pk=r.json()["id"]))
     good += [a for a in (alert_fixed_in(other_world, YEAR_9999), alert_fixed_in(other_world, BEYOND_UTC)) if a]
     check(sink, poisoned, good, world, server)
-    check_health(lambda path: httpx.get(f"{server.base}{path}", timeout=10))
+    check_health(lambda path, headers: httpx.get(f"{server.base}{path}", headers=headers, timeout=10))

@@ -22,6 +22,7 @@ from balise.dispatch.dispatcher import Dispatcher, Outcome
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from tests.spine.helpers import RecordingProvider
 from tests.spine.loopback import Reply, wait_until
+from tests.personas import another_holder
 from tests.spine.test_dispatch_faults import all_sent, delivery_ids, raise_alert, webhook_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -84,9 +85,10 @@ def test_sigkill_of_balise_serve_right_after_a_burst_its_hand_overs_are_taken_ov
     survivor = procs.dispatch(**webhook_env(survivor_sink.url, BALISE_DISPATCH_LEASE_SECONDS=LONG_LEASE))
     server = procs.serve(dispatcher=True, **webhook_env(dead_sink.url, BALISE_DISPATCH_LEASE_SECONDS=LONG_LEASE,
                                                         BALISE_PROVIDER_TIMEOUT=LONG_LEASE))
-    headers = {"Authorization": f"Bearer {world.token}"}
     accepted = []
     for kind in ("emergency", "prevention", "emergency", "alarm"):
+        # each alert of a person of her own: a press while her alert is open joins it
+        headers = {"Authorization": f"Bearer {another_holder(world, uuid.uuid4().hex[:8])[2]}"}
         body = {"client_id": str(uuid.uuid4()), "kind": kind, "gesture": "double"}
         r = httpx.post(f"{server.base}/api/v1/alerts", json=body, headers=headers, timeout=30)
         assert r.status_code == 201, r.text
