@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from balise.alerts.models import Alert, AlertEvent
@@ -34,12 +35,13 @@ def held(n, key, body):
 
 
 def check_taken_over(alerts, ids, dead_sink, survivor_sink, survivor_name) -> None:
-    """Each delivery: first attempt with the dead process (never answered to it), second
-    with the survivor, same key; one outcome recorded, by the survivor."""
-    assert Counter(dead_sink.keys()) == Counter({i: 1 for i in ids})
+    """Each delivery: tried by the dead process (never answered to it), then sent once by
+    the survivor, with the same key; one outcome recorded, by the survivor."""
+    assert set(dead_sink.keys()) == ids
     assert Counter(survivor_sink.keys()) == Counter({i: 1 for i in ids})
     rows = Delivery.objects.filter(alert__in=alerts)
-    assert set(rows.values_list("state", "attempts", "lease_owner", "faults")) == {("sent", 2, "", 0)}
+    assert set(rows.values_list("state", "lease_owner", "faults")) == {("sent", "", 0)}
+    assert all(a >= 2 for a in rows.values_list("attempts", flat=True))
     assert all(h.body["id"] == h.key for h in survivor_sink.snapshot())
     sent = AlertEvent.objects.filter(alert__in=alerts, kind="delivery_sent")
     assert Counter(e.data["delivery"] for e in sent) == Counter({i: 1 for i in ids})
@@ -51,13 +53,20 @@ def wait_beats(name: str, seconds: float) -> None:
     wait_until(lambda: DispatcherBeat.objects.get(name=name).beat_at >= until, seconds + 30, f"{name} to beat on")
 
 
+def all_held_by(alerts, ids, sink, owner: str) -> None:
+    """Until every delivery of ALERTS is with SINK (held), leased to OWNER (a provider's
+    connect timeout on a loaded machine makes a retry, that lands there too)."""
+    wait_until(lambda: set(sink.keys()) >= ids and set(Delivery.objects.filter(alert__in=alerts).values_list(
+        "state", "lease_owner")) == {("sending", owner)}, 60, f"every delivery held by {owner}")
+
+
 def test_sigkill_of_balise_dispatch_its_leases_are_taken_over_in_seconds(procs, sinks, world, capsys):
     dead_sink, survivor_sink = sinks(held), sinks()
     doomed = procs.dispatch(**webhook_env(dead_sink.url, BALISE_DISPATCH_LEASE_SECONDS=LONG_LEASE,
                                           BALISE_PROVIDER_TIMEOUT=LONG_LEASE))
     alerts = [raise_alert(world), raise_alert(world, "prevention")]
     ids = delivery_ids(alerts)
-    dead_sink.wait_for_hits(len(ids))  # every delivery is with the provider, leased to the doomed process
+    all_held_by(alerts, ids, dead_sink, doomed.name)
     survivor = procs.dispatch(**webhook_env(survivor_sink.url, BALISE_DISPATCH_LEASE_SECONDS=LONG_LEASE))
     # Both alive for longer than the takeover delay: a live dispatcher's leases stay with it.
     wait_beats(survivor.name, 6)
@@ -81,7 +90,6 @@ def test_sigkill_of_balise_serve_right_after_a_burst_its_hand_overs_are_taken_ov
     """`balise serve` leases the messages of the alerts it accepts to its own dispatcher,
     in the alerts' transaction: killed right after, those leases are taken over."""
     dead_sink, survivor_sink = sinks(held), sinks()
-    survivor = procs.dispatch(**webhook_env(survivor_sink.url, BALISE_DISPATCH_LEASE_SECONDS=LONG_LEASE))
     server = procs.serve(dispatcher=True, **webhook_env(dead_sink.url, BALISE_DISPATCH_LEASE_SECONDS=LONG_LEASE,
                                                         BALISE_PROVIDER_TIMEOUT=LONG_LEASE))
     headers = {"Authorization": f"Bearer {world.token}"}
@@ -94,10 +102,10 @@ def test_sigkill_of_balise_serve_right_after_a_burst_its_hand_overs_are_taken_ov
     alerts = list(Alert.objects.filter(pk__in=accepted))
     ids = delivery_ids(alerts)
     assert len(ids) >= 15
-    dead_sink.wait_for_hits(len(ids))
-    owners = set(Delivery.objects.filter(alert__in=alerts).values_list("lease_owner", flat=True))
-    assert len(owners) == 1 and owners != {survivor.name}  # all handed over to serve's own dispatcher
-    assert survivor_sink.keys() == []
+    owner = Delivery.objects.filter(alert=alerts[0]).values_list("lease_owner", flat=True).first()
+    assert owner  # handed over to serve's own dispatcher in the alert's transaction
+    all_held_by(alerts, ids, dead_sink, owner)
+    survivor = procs.dispatch(**webhook_env(survivor_sink.url, BALISE_DISPATCH_LEASE_SECONDS=LONG_LEASE))
 
     killed = time.monotonic()
     server.kill()
@@ -165,7 +173,8 @@ def test_the_old_owners_late_outcome_is_ignored(world, settings):
     assert set(Delivery.objects.filter(alert=alert).values_list("lease_owner", "attempts")) == {("survivor", 2)}
     # the old owner comes back from the dead with outcomes: nothing is written
     late = [(j.delivery_id, 1, Outcome(j, ok=True, provider="old-provider", provider_ref="x")) for j in jobs]
-    assert leases.record_outcomes(Delivery, "old", late, timezone.now()) == {}
+    with transaction.atomic():
+        assert leases.record_outcomes(Delivery, "old", late, timezone.now()) == {}
     assert set(Delivery.objects.filter(alert=alert).values_list("state", "lease_owner", "provider")) == {
         ("sending", "survivor", "")}
 
