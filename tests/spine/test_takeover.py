@@ -7,6 +7,7 @@ expiry. A live dispatcher's leases, and those of an owner that never beat, are l
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from balise.alerts.models import Alert, AlertEvent
 from balise.dispatch import leases
-from balise.dispatch.dispatcher import Dispatcher, Outcome
+from balise.dispatch.dispatcher import Dispatcher, Outcome, run_in_thread
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from tests.spine.helpers import RecordingProvider
 from tests.spine.loopback import Reply, wait_until
@@ -207,3 +208,28 @@ def test_a_stopped_dispatcher_gives_its_leases_up_at_once(world, settings):
     lease(alert, "stopping")  # (say its last outcomes could not be recorded)
     stopping._shutdown()
     assert leases.dead_owners(timezone.now(), "survivor") == ["stopping"]
+
+
+def test_a_loop_stuck_for_a_lease_stops_beating(world, settings, monkeypatch, caplog):
+    """The heartbeat comes from a thread of its own (a slow round is no death), but not
+    for a loop that has not turned for a lease's time: that one's work is taken over."""
+    settings.DISPATCH_LEASE_SECONDS, settings.DISPATCH_POLL_SECONDS, settings.DISPATCH_BEAT_SECONDS = 1, 0.05, 0.05
+    release, rounds = threading.Event(), []
+
+    def stuck_tick(self, scan=True):
+        rounds.append(1)
+        release.wait(30)
+        return False
+
+    monkeypatch.setattr(Dispatcher, "tick", stuck_tick)
+    d = Dispatcher(name="stuck", providers=[RecordingProvider()], workers=1)
+    thread = run_in_thread(d)
+    try:
+        wait_until(lambda: "the dispatch loop is stuck" in caplog.text, 30, "the beats to stop")
+        stopped_at = next(r.created for r in caplog.records if "the dispatch loop is stuck" in str(r.exc_info))
+        last_beat = DispatcherBeat.objects.get(name="stuck").beat_at.timestamp()
+        assert last_beat <= stopped_at and rounds == [1]
+    finally:
+        release.set()
+        d.stop()
+        thread.join(30)

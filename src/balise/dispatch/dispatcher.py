@@ -173,8 +173,14 @@ class Dispatcher:
             self.listener.start()
         try:
             # Beat before taking any lease: rows handed over at commit are leased to this
-            # dispatcher, and a live one's leases must never look like a dead one's.
-            self._step("beat", self.beat)
+            # dispatcher, and a live one's leases must never look like a dead one's. (If
+            # the database is not there yet, the beat thread tries again.)
+            try:
+                self.beat()
+            except Exception as exc:
+                self._report("beat", exc)
+                if isinstance(exc, DatabaseError):
+                    connection.close()
             wakeup.local_dispatcher = self
             self.beater = threading.Thread(target=self._beat_on, name="balise-beat", daemon=True)
             self.beater.start()
@@ -245,7 +251,8 @@ class Dispatcher:
         is as good as dead: the beats stop, its work is taken over, /health turns red."""
         try:
             while not self.stop_event.wait(settings.DISPATCH_BEAT_SECONDS):
-                if time.monotonic() - self._last_round > settings.DISPATCH_LEASE_SECONDS:
+                if time.monotonic() - self._last_round > max(settings.DISPATCH_LEASE_SECONDS,
+                                                             3 * settings.DISPATCH_POLL_SECONDS):
                     self._report("beat", RuntimeError("the dispatch loop is stuck; no heartbeat"))
                     continue
                 try:
