@@ -86,9 +86,8 @@ def is_outage(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    """An exception in a few words, safe for a text column (no NUL, no control
-    characters, bounded); never a phone number either: only the exception's type and the
-    first words of its message."""
+    """An exception in a few words (its type and the start of its message), safe for a
+    text column: no NUL, no control characters, bounded."""
     text = f"{type(exc).__name__}: {exc}"
     return clean(text)[:200]
 
