@@ -113,7 +113,8 @@ def test_two_dispatchers_send_each_delivery_exactly_once(procs, sinks, world):
     keys = Counter(sink_a.keys() + sink_b.keys())
     assert set(keys) == ids
     twice = {k: c for k, c in keys.items() if c > 1}
-    assert not twice, f"{len(twice)} deliveries were sent more than once"
+    taken = [line for p in (a, b) for line in p.output().splitlines() if "took over" in line or "error" in line.lower()]
+    assert not twice, f"{len(twice)} deliveries were sent more than once; {taken}"
     assert sink_a.keys() and sink_b.keys(), "one dispatcher did all the work: nothing was shared"
     for d in Delivery.objects.filter(alert__in=alerts):
         assert d.attempts == 1

@@ -7,6 +7,7 @@ expiry. A live dispatcher's leases, and those of an owner that never beat, are l
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -14,11 +15,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from balise.alerts.models import Alert, AlertEvent
 from balise.dispatch import leases
-from balise.dispatch.dispatcher import Dispatcher, Outcome
+from balise.dispatch.dispatcher import Dispatcher, Outcome, run_in_thread
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from tests.spine.helpers import RecordingProvider
 from tests.spine.loopback import Reply, wait_until
@@ -35,12 +37,13 @@ def held(n, key, body):
 
 
 def check_taken_over(alerts, ids, dead_sink, survivor_sink, survivor_name) -> None:
-    """Each delivery: first attempt with the dead process (never answered to it), second
-    with the survivor, same key; one outcome recorded, by the survivor."""
-    assert Counter(dead_sink.keys()) == Counter({i: 1 for i in ids})
+    """Each delivery: tried by the dead process (never answered to it), then sent once by
+    the survivor, with the same key; one outcome recorded, by the survivor."""
+    assert set(dead_sink.keys()) == ids
     assert Counter(survivor_sink.keys()) == Counter({i: 1 for i in ids})
     rows = Delivery.objects.filter(alert__in=alerts)
-    assert set(rows.values_list("state", "attempts", "lease_owner", "faults")) == {("sent", 2, "", 0)}
+    assert set(rows.values_list("state", "lease_owner", "faults")) == {("sent", "", 0)}
+    assert all(a >= 2 for a in rows.values_list("attempts", flat=True))
     assert all(h.body["id"] == h.key for h in survivor_sink.snapshot())
     sent = AlertEvent.objects.filter(alert__in=alerts, kind="delivery_sent")
     assert Counter(e.data["delivery"] for e in sent) == Counter({i: 1 for i in ids})
@@ -52,13 +55,20 @@ def wait_beats(name: str, seconds: float) -> None:
     wait_until(lambda: DispatcherBeat.objects.get(name=name).beat_at >= until, seconds + 30, f"{name} to beat on")
 
 
+def all_held_by(alerts, ids, sink, owner: str) -> None:
+    """Until every delivery of ALERTS is with SINK (held), leased to OWNER (a provider's
+    connect timeout on a loaded machine makes a retry, that lands there too)."""
+    wait_until(lambda: set(sink.keys()) >= ids and set(Delivery.objects.filter(alert__in=alerts).values_list(
+        "state", "lease_owner")) == {("sending", owner)}, 60, f"every delivery held by {owner}")
+
+
 def test_sigkill_of_balise_dispatch_its_leases_are_taken_over_in_seconds(procs, sinks, world, capsys):
     dead_sink, survivor_sink = sinks(held), sinks()
     doomed = procs.dispatch(**webhook_env(dead_sink.url, BALISE_DISPATCH_LEASE_SECONDS=LONG_LEASE,
                                           BALISE_PROVIDER_TIMEOUT=LONG_LEASE))
     alerts = [raise_alert(world), raise_alert(world, "prevention")]
     ids = delivery_ids(alerts)
-    dead_sink.wait_for_hits(len(ids))  # every delivery is with the provider, leased to the doomed process
+    all_held_by(alerts, ids, dead_sink, doomed.name)
     survivor = procs.dispatch(**webhook_env(survivor_sink.url, BALISE_DISPATCH_LEASE_SECONDS=LONG_LEASE))
     # Both alive for longer than the takeover delay: a live dispatcher's leases stay with it.
     wait_beats(survivor.name, 6)
@@ -82,7 +92,6 @@ def test_sigkill_of_balise_serve_right_after_a_burst_its_hand_overs_are_taken_ov
     """`balise serve` leases the messages of the alerts it accepts to its own dispatcher,
     in the alerts' transaction: killed right after, those leases are taken over."""
     dead_sink, survivor_sink = sinks(held), sinks()
-    survivor = procs.dispatch(**webhook_env(survivor_sink.url, BALISE_DISPATCH_LEASE_SECONDS=LONG_LEASE))
     server = procs.serve(dispatcher=True, **webhook_env(dead_sink.url, BALISE_DISPATCH_LEASE_SECONDS=LONG_LEASE,
                                                         BALISE_PROVIDER_TIMEOUT=LONG_LEASE))
     accepted = []
@@ -96,10 +105,10 @@ def test_sigkill_of_balise_serve_right_after_a_burst_its_hand_overs_are_taken_ov
     alerts = list(Alert.objects.filter(pk__in=accepted))
     ids = delivery_ids(alerts)
     assert len(ids) >= 15
-    dead_sink.wait_for_hits(len(ids))
-    owners = set(Delivery.objects.filter(alert__in=alerts).values_list("lease_owner", flat=True))
-    assert len(owners) == 1 and owners != {survivor.name}  # all handed over to serve's own dispatcher
-    assert survivor_sink.keys() == []
+    owner = Delivery.objects.filter(alert=alerts[0]).values_list("lease_owner", flat=True).first()
+    assert owner  # handed over to serve's own dispatcher in the alert's transaction
+    all_held_by(alerts, ids, dead_sink, owner)
+    survivor = procs.dispatch(**webhook_env(survivor_sink.url, BALISE_DISPATCH_LEASE_SECONDS=LONG_LEASE))
 
     killed = time.monotonic()
     server.kill()
@@ -167,7 +176,8 @@ def test_the_old_owners_late_outcome_is_ignored(world, settings):
     assert set(Delivery.objects.filter(alert=alert).values_list("lease_owner", "attempts")) == {("survivor", 2)}
     # the old owner comes back from the dead with outcomes: nothing is written
     late = [(j.delivery_id, 1, Outcome(j, ok=True, provider="old-provider", provider_ref="x")) for j in jobs]
-    assert leases.record_outcomes(Delivery, "old", late, timezone.now()) == {}
+    with transaction.atomic():
+        assert leases.record_outcomes(Delivery, "old", late, timezone.now()) == {}
     assert set(Delivery.objects.filter(alert=alert).values_list("state", "lease_owner", "provider")) == {
         ("sending", "survivor", "")}
 
@@ -200,3 +210,28 @@ def test_a_stopped_dispatcher_gives_its_leases_up_at_once(world, settings):
     lease(alert, "stopping")  # (say its last outcomes could not be recorded)
     stopping._shutdown()
     assert leases.dead_owners(timezone.now(), "survivor") == ["stopping"]
+
+
+def test_a_loop_stuck_for_a_lease_stops_beating(world, settings, monkeypatch, caplog):
+    """The heartbeat comes from a thread of its own (a slow round is no death), but not
+    for a loop that has not turned for a lease's time: that one's work is taken over."""
+    settings.DISPATCH_LEASE_SECONDS, settings.DISPATCH_POLL_SECONDS, settings.DISPATCH_BEAT_SECONDS = 1, 0.05, 0.05
+    release, rounds = threading.Event(), []
+
+    def stuck_tick(self, scan=True):
+        rounds.append(1)
+        release.wait(30)
+        return False
+
+    monkeypatch.setattr(Dispatcher, "tick", stuck_tick)
+    d = Dispatcher(name="stuck", providers=[RecordingProvider()], workers=1)
+    thread = run_in_thread(d)
+    try:
+        wait_until(lambda: "the dispatch loop is stuck" in caplog.text, 30, "the beats to stop")
+        stopped_at = next(r.created for r in caplog.records if "the dispatch loop is stuck" in str(r.exc_info))
+        last_beat = DispatcherBeat.objects.get(name="stuck").beat_at.timestamp()
+        assert last_beat <= stopped_at and rounds == [1]
+    finally:
+        release.set()
+        d.stop()
+        thread.join(30)

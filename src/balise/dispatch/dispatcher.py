@@ -15,8 +15,9 @@ messages to providers, in parallel, without ever losing one.
   DISPATCH_FAULT_ATTEMPTS set aside as failed, with an alert event and an SMS to the
   association's on-call line: she must call the contacts herself. The loop itself
   survives any exception, logs it once and keeps beating.
-- Dispatchers beat every DISPATCH_BEAT_SECONDS; the work leased to one silent for
-  DISPATCH_TAKEOVER_SECONDS is taken over by the others (see balise.dispatch.leases).
+- Dispatchers beat every DISPATCH_BEAT_SECONDS (see _beat_on); the work leased to one
+  silent for DISPATCH_TAKEOVER_SECONDS is taken over by the others (see
+  balise.dispatch.leases).
 """
 
 from __future__ import annotations
@@ -85,9 +86,8 @@ def is_outage(exc: BaseException) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    """An exception in a few words, safe for a text column (no NUL, no control
-    characters, bounded); never a phone number either: only the exception's type and the
-    first words of its message."""
+    """An exception in a few words (its type and the start of its message), safe for a
+    text column: no NUL, no control characters, bounded."""
     text = f"{type(exc).__name__}: {exc}"
     return clean(text)[:200]
 
@@ -152,7 +152,8 @@ class Dispatcher:
         self.started_at = timezone.now()
         self.sent = 0
         self.failed = 0
-        self._last_beat = 0.0
+        self._last_round = time.monotonic()  # when the loop last began a round
+        self.beater: threading.Thread | None = None
         self._last_audit = 0.0
         self._last_sweep = 0.0
         self._last_scan = 0.0
@@ -171,10 +172,19 @@ class Dispatcher:
             self.listener.start()
         try:
             # Beat before taking any lease: rows handed over at commit are leased to this
-            # dispatcher, and a live one's leases must never look like a dead one's.
-            self._step("beat", self.beat)
+            # dispatcher, and a live one's leases must never look like a dead one's. (If
+            # the database is not there yet, the beat thread tries again.)
+            try:
+                self.beat()
+            except Exception as exc:
+                self._report("beat", exc)
+                if isinstance(exc, DatabaseError):
+                    connection.close()
             wakeup.local_dispatcher = self
+            self.beater = threading.Thread(target=self._beat_on, name="balise-beat", daemon=True)
+            self.beater.start()
             while not self.stop_event.is_set():
+                self._last_round = time.monotonic()
                 self.wake.clear()
                 # The database is queried for work when some was signalled, when the last
                 # claim may have left some behind, and every poll interval (retries that
@@ -196,8 +206,7 @@ class Dispatcher:
                     self.stop_event.wait(1.0)
                     continue
                 if not busy:
-                    wait = min(self._last_scan + settings.DISPATCH_POLL_SECONDS,
-                               self._last_beat + settings.DISPATCH_BEAT_SECONDS) - time.monotonic()
+                    wait = self._last_scan + settings.DISPATCH_POLL_SECONDS - time.monotonic()
                     if self.in_flight:
                         wait = min(wait, OUTCOME_BATCH_SECONDS)
                     self.wake.wait(max(0.0, wait))
@@ -229,13 +238,32 @@ class Dispatcher:
         if now - self._last_audit >= settings.AUDITOR_INTERVAL_SECONDS:
             self._last_audit = now
             self._step("audit", self.audit)
-        if now - self._last_beat >= settings.DISPATCH_BEAT_SECONDS:
-            self._last_beat = now  # (tried: a failing beat is tried again in a beat, not at once)
-            self._step("beat", self.beat)
         if now - self._last_sweep >= EVIDENCE_SWEEP_SECONDS:
             self._last_sweep = now
             self._step("evidence sweep", self.sweep_evidence)
         return bool(done or fired or jobs)
+
+    def _beat_on(self) -> None:
+        """Beat every DISPATCH_BEAT_SECONDS, on a thread (and database connection) of its
+        own: a slow round (a busy machine, a wait for a lock) is not taken for a death and
+        its leases are not taken over. A loop that has not begun a round for a lease's time
+        is as good as dead: the beats stop, its work is taken over, /health turns red."""
+        try:
+            while not self.stop_event.wait(settings.DISPATCH_BEAT_SECONDS):
+                if time.monotonic() - self._last_round > max(settings.DISPATCH_LEASE_SECONDS,
+                                                             3 * settings.DISPATCH_POLL_SECONDS):
+                    self._report("beat", RuntimeError("the dispatch loop is stuck; no heartbeat"))
+                    continue
+                try:
+                    self.beat()
+                except Exception as exc:
+                    self._report("beat", exc)
+                    if isinstance(exc, DatabaseError):
+                        connection.close()  # (this thread's)
+                else:
+                    self._errors.pop("beat", None)
+        finally:
+            connection.close()
 
     def _step(self, what: str, step, default=None):
         """Run STEP; an exception other than a lost database is logged (once while it
@@ -271,6 +299,9 @@ class Dispatcher:
 
     def _shutdown(self) -> None:
         self.accepting = False
+        self.stop_event.set()  # (also when the loop died: the beats and the listener stop)
+        if self.beater is not None:
+            self.beater.join(30)
         if wakeup.local_dispatcher is self:
             wakeup.local_dispatcher = None
         self.pool.shutdown(wait=True)
@@ -696,7 +727,6 @@ class Dispatcher:
             name=self.name,
             defaults={"started_at": self.started_at, "beat_at": now, "sent": self.sent, "failed": self.failed},
         )
-        self._last_beat = time.monotonic()
         # Deliveries are handed over to this dispatcher only once it has beaten (see run).
         self.accepting = not self.stop_event.is_set()
 
