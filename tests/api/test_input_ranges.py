@@ -214,3 +214,14 @@ def test_whole_floats_are_still_integers(client, world):
 def test_a_voice_message_that_is_not_audio_is_a_4xx(client, world, raw):
     r = client.put("/api/v1/voice-message", data=raw, content_type="audio/ogg", **world.auth)
     assert 400 <= r.status_code < 500 and r.json()["error"], r.content
+
+
+def test_the_published_schema_states_the_ranges(client, db):
+    schemas = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    assert '"ge"' not in json.dumps(schemas) and '"le"' not in json.dumps(schemas)  # not JSON Schema keywords
+    fix_schema = schemas["FixIn"]["properties"]
+    assert (fix_schema["lat"]["minimum"], fix_schema["lat"]["maximum"]) == (-90, 90)
+    assert fix_schema["accuracy_m"]["anyOf"][0]["maximum"] == 100_000
+    battery = schemas["HeartbeatIn"]["properties"]["battery_percent"]["anyOf"][0]
+    assert (battery["minimum"], battery["maximum"]) == (0, 100)
+    assert schemas["ErrorOut"]["properties"]["fields"]

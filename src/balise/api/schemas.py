@@ -58,19 +58,22 @@ def _not_text_or_bool(value):
 Moment = Annotated[datetime, AfterValidator(moment)]
 Text = Annotated[str, AfterValidator(text)]
 MultilineText = Annotated[str, AfterValidator(multiline_text)]
-Number = Annotated[float, BeforeValidator(_not_text_or_bool)]
-Integer = Annotated[int, BeforeValidator(_not_text_or_bool)]
-Flag = Annotated[bool, Field(strict=True)]
-Percent = Annotated[Integer, Field(ge=0, le=100)]
+JSON_NUMBER = BeforeValidator(_not_text_or_bool)
+# Constraints before the validator: the OpenAPI schema then shows them as minimum/maximum.
+Latitude = Annotated[float, Field(ge=-90, le=90), JSON_NUMBER]
+Longitude = Annotated[float, Field(ge=-180, le=180), JSON_NUMBER]
+Accuracy = Annotated[float, Field(ge=0, le=100_000), JSON_NUMBER]  # metres
+Percent = Annotated[int, Field(ge=0, le=100), JSON_NUMBER]
 # Database ids are positive 64-bit integers.
-Id = Annotated[Integer, Field(ge=1, le=2**63 - 1)]
+Id = Annotated[int, Field(ge=1, le=2**63 - 1), JSON_NUMBER]
+Flag = Annotated[bool, Field(strict=True)]
 
 
 class FixIn(Schema):
     id: uuid.UUID | None = None
-    lat: Number = Field(ge=-90, le=90)
-    lon: Number = Field(ge=-180, le=180)
-    accuracy_m: Number | None = Field(default=None, ge=0, le=100_000)
+    lat: Latitude
+    lon: Longitude
+    accuracy_m: Accuracy | None = None
     recorded_at: Moment
     source: Literal["gps", "fixed", "network", "simulated", "unknown"] = "unknown"
 
