@@ -226,7 +226,10 @@ def test_a_fresh_demo_install_acknowledges_by_keypad(tmp_path):
             rows = [json.loads(x) for x in outbox.read_text().splitlines()] if outbox.exists() else []
             return [r for r in rows if r["purpose"] == "notice"]
 
-        assert wait_until(told, timeout=60, what="the others told that a contact pressed 1")
+        try:
+            wait_until(told, timeout=180, what="the others told that a contact pressed 1")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{(tmp_path / 'serve.log').read_text()[-3000:]}") from None
         assert "bad_signature" not in (tmp_path / "serve.log").read_text()
         assert "refused a callback" not in (tmp_path / "serve.log").read_text()
     finally:
