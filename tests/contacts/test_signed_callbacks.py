@@ -16,6 +16,7 @@ import sys
 import time
 from urllib.parse import urlencode
 
+import httpx
 import pytest
 
 from balise.alerts.models import Alert
@@ -224,11 +225,20 @@ def test_a_fresh_demo_install_acknowledges_by_keypad(tmp_path):
         assert done.returncode == 0, done.stderr
         outbox = tmp_path / "console-outbox.jsonl"
 
-        def told():
+        def first_contacts_link():
             rows = [json.loads(x) for x in outbox.read_text().splitlines()] if outbox.exists() else []
-            return [r for r in rows if r["purpose"] == "notice"]
+            calls = [r for r in rows if r["channel"] == "voice" and r.get("outcome") == "pressed_1"]
+            texts = [r["text"] for r in rows if calls and r["channel"] == "sms" and r["to"] == calls[0]["to"]]
+            return next((w for t in texts for w in t.split() if "/a/" in w), None)
 
-        assert wait_until(told, timeout=60, what="the others told that a contact pressed 1")
+        def her_answer():  # as the contact who pressed 1 sees it on her page
+            state = httpx.get(f"{wait_until(first_contacts_link, timeout=180, what='the SMS')}/state", timeout=30).json()
+            return [a for a in state["answers"] if a["mine"]]
+
+        try:
+            wait_until(her_answer, timeout=180, what="the press on 1 to be taken", interval=0.2)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{(tmp_path / 'serve.log').read_text()[-3000:]}") from None
         assert "bad_signature" not in (tmp_path / "serve.log").read_text()
         assert "refused a callback" not in (tmp_path / "serve.log").read_text()
     finally:

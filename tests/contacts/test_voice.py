@@ -125,3 +125,24 @@ def test_console_calls_report_their_outcome_to_the_webhook(live_server, settings
     finally:
         dispatcher.pool.shutdown(wait=True)
         dispatcher.contact_messages.close()
+
+
+def test_a_simulated_call_report_is_retried_with_the_same_signed_request(monkeypatch, settings):
+    import httpx
+
+    calls = []
+
+    def post(url, content, headers, timeout):
+        calls.append((url, content, dict(headers)))
+        if len(calls) == 1:
+            raise httpx.ConnectError("refused")
+        return httpx.Response(403 if len(calls) > 2 else 200, request=httpx.Request("POST", url))
+
+    monkeypatch.setattr("balise.providers.console.httpx.post", post)
+    sim = CallSimulator({}, "pressed_1", 0, "http://127.0.0.1:9")
+    sim.report("2210677b-6519-4a7f-8015-87b4a0c64ed6", "pressed_1")
+    assert len(calls) == 2 and calls[0] == calls[1]
+    url, content, headers = calls[0]
+    assert content == b"CallStatus=completed&Digits=1" and "X-Balise-Signature" in headers and "X-Balise-Timestamp" in headers
+    sim.report("2210677b-6519-4a7f-8015-87b4a0c64ed6", "pressed_1")  # refused: not retried
+    assert len(calls) == 3

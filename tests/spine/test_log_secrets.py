@@ -39,7 +39,10 @@ def written_log():
     handlers = _app_handlers()
     assert handlers, "settings.LOGGING configures no handler"
     buffer = io.StringIO()
-    saved_streams = [(h, h.setStream(buffer), h.level) for h in handlers if isinstance(h, logging.StreamHandler)]
+    # (not setStream: it flushes the old stream, which an earlier test may have closed)
+    saved_streams = [(h, h.stream, h.level) for h in handlers if isinstance(h, logging.StreamHandler)]
+    for h, _stream, _level in saved_streams:
+        h.stream = buffer
     loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
                                        if isinstance(lg, logging.Logger)]
     saved_levels = [(lg, lg.level) for lg in loggers]
@@ -53,7 +56,7 @@ def written_log():
         for lg, level in saved_levels:
             lg.setLevel(level)
         for h, stream, level in saved_streams:
-            h.setStream(stream)
+            h.stream = stream
             h.setLevel(level)
 
 

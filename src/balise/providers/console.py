@@ -93,10 +93,17 @@ class CallSimulator:
         url = call_url(key, self.site_url)
         body = urlencode(_CALLBACK[outcome]).encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded", **callbacks.sign("POST", urlsplit(url).path, body)}
-        try:
-            httpx.post(url, content=body, headers=headers, timeout=10).raise_for_status()
-        except httpx.HTTPError as exc:
-            log.warning("console provider: could not report a simulated call outcome (%s)", type(exc).__name__)
+        # Retried as a provider does when it could not deliver (same request: one that did
+        # arrive is refused as a replay, never acted on twice).
+        for _attempt in range(3):
+            try:
+                httpx.post(url, content=body, headers=headers, timeout=10).raise_for_status()
+                return
+            except httpx.HTTPError as exc:
+                error = exc
+                if not isinstance(exc, httpx.TransportError):
+                    break
+        log.warning("console provider: could not report a simulated call outcome (%s)", type(error).__name__)
 
 
 class ConsoleProvider(Provider):
