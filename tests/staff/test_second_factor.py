@@ -130,10 +130,13 @@ def test_wrong_codes_are_throttled(world, settings):
 def test_other_roles_may_enrol_and_are_then_asked(world, role):
     Membership.objects.filter(user=world.staff).update(role=role)
     client, r = password_login(world.staff)
-    assert r["Location"] == "/admin/" and client.get("/admin/").status_code == 200
+    assert r["Location"] == "/admin/"
+    index = client.get("/admin/")
+    assert index.status_code == 200 and "Mettre en place un second facteur" in text(index)  # offered
     page = client.get(ENROL)
     assert page.status_code == 200 and "<svg" in page.content.decode()
     enrol(client)
+    assert "enrol-second-factor" not in text(client.get("/admin/"))
     client.post(reverse("staff:sign_out"))
     client, r = password_login(world.staff)
     assert r["Location"].startswith(VERIFY) and client.get("/admin/").status_code == 302
