@@ -271,7 +271,8 @@ def main() -> int:
         sent_at: dict[str, float] = {}
         errors: list[str] = []
         if args.warmup:
-            asyncio.run(send_alerts(bases, tokens, max(args.rate, 20), args.warmup, {}, errors))
+            # From the last devices: a press while her alert is open would join it.
+            asyncio.run(send_alerts(bases, tokens[::-1], max(args.rate, 20), args.warmup, {}, errors))
             time.sleep(2)
         errors.clear()
         t0 = time.time()

@@ -49,6 +49,21 @@ def make_world(slug: str = "lyon", contacts: int = 5, consent: str = Contact.Con
     return World(association, staff, person, people, device, issue_token(device))
 
 
+def another_holder(world: World, tag: str) -> tuple[Person, Device, str]:
+    """A second person of WORLD's association, with the same contacts' numbers and her own
+    device (person, device, token): a press while a person's alert is open joins it, so
+    tests that need several open alerts at once give each its own person."""
+    person = Person(association=world.association, display_name=f"Camille {tag}", language="fr")
+    person.set_pins(CANCEL_PIN, DURESS_PIN)
+    person.save()
+    for c in world.contacts:
+        Contact.objects.create(person=person, position=c.position, name=c.name, phone=c.phone, language=c.language,
+                               consent=c.consent)
+    device = Device.objects.create(association=world.association, holder=person, kind=Device.Kind.STATION,
+                                   hardware_id=f"{world.device.hardware_id}-{tag}", status=Device.Status.ASSIGNED)
+    return person, device, issue_token(device)
+
+
 def staff_client(user, second_factor: bool = True):
     """A Django test client logged in to the back-office as USER (on an allowed host);
     with SECOND_FACTOR, her session is also verified by an authenticator, as after a real
@@ -65,6 +80,16 @@ def staff_client(user, second_factor: bool = True):
     return client
 
 
+def make_case(world, state: str = "sealed"):
+    """An evidence case of WORLD's device, without records: enough for custody and
+    access rules (the recordings themselves are tests/evidence' business)."""
+    import uuid
+
+    from balise.evidence.models import Case, DeviceKey
+
+    key = DeviceKey.objects.create(device=world.device, public_key_pem="(test)", fingerprint=uuid.uuid4().hex)
+    return Case.objects.create(reference=f"BAL-T-{uuid.uuid4().hex[:8].upper()}", session=uuid.uuid4(), state=state,
+                               association=world.association, device=world.device, device_key=key, person=world.person)
 def authenticator(user):
     """USER's confirmed TOTP device (created if she has none yet)."""
     from django_otp.plugins.otp_totp.models import TOTPDevice

@@ -37,7 +37,7 @@ def cmd_serve(args) -> int:
     import uvicorn
     from django.core.management import call_command
 
-    from balise.dispatch.dispatcher import Dispatcher, run_in_thread
+    from balise.dispatch.dispatcher import Supervisor
 
     call_command("migrate", interactive=False, verbosity=0)
     _preload_place_names()
@@ -47,22 +47,23 @@ def cmd_serve(args) -> int:
 
         demo = create_demo()
         _print_demo(demo, base)
-    dispatcher = None
+    supervisor = None
     if not args.no_dispatcher:
-        dispatcher = Dispatcher()
-        thread = run_in_thread(dispatcher)
+        # A dispatcher thread that dies is replaced at once (see Supervisor).
+        supervisor = Supervisor().start()
     from balise.asgi import application
 
+    # log_config=None: uvicorn's loggers keep settings.LOGGING's handlers (secrets masked).
     config = uvicorn.Config(application, host=args.host, port=args.port, log_level="warning", access_log=False,
-                            lifespan="off")
+                            lifespan="off", log_config=None,
+                            timeout_graceful_shutdown=5)  # a kept-alive device must not hold a stop
     server = uvicorn.Server(config)
     print(f"Balise écoute sur {base}  (back-office : {base}/admin/)", flush=True)
     try:
         server.run()
     finally:
-        if dispatcher is not None:
-            dispatcher.stop()
-            thread.join(timeout=30)
+        if supervisor is not None:
+            supervisor.stop(timeout=30)
     return 0
 
 
@@ -99,7 +100,7 @@ def cmd_dispatch(args) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(f"balise dispatch: {dispatcher.name} started", flush=True)
-    dispatcher.run()
+    dispatcher.run()  # (returns when stopped; any other exception is contained in its loop)
     return 0
 
 

@@ -236,6 +236,9 @@ STATICFILES_DIRS = [("leaflet", Path(_leaflet.submodule_search_locations[0]) / "
 API_MAX_BODY_BYTES = env_int("BALISE_API_MAX_BODY_BYTES", 64 * 1024)
 API_MAX_FIXES_PER_BATCH = env_int("BALISE_API_MAX_FIXES_PER_BATCH", 100)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("BALISE_MAX_UPLOAD_BYTES", 2 * 1024 * 1024)
+# Wrong cancel PINs accepted per alert; then every cancel attempt on it is refused
+# (see balise.alerts.actions.cancel_alert).
+CANCEL_PIN_MAX_ATTEMPTS = max(1, env_int("BALISE_CANCEL_PIN_MAX_ATTEMPTS", 5))
 
 # Providers, tried in this order: a comma-separated list of names (console, webhook).
 PROVIDERS = [p.strip() for p in env("BALISE_PROVIDERS", "console").split(",") if p.strip()]
@@ -253,6 +256,34 @@ DISPATCH_MAX_ATTEMPTS = env_int("BALISE_DISPATCH_MAX_ATTEMPTS", 60)
 DISPATCH_BACKOFF_BASE = env_float("BALISE_DISPATCH_BACKOFF_BASE", 1.0)
 DISPATCH_BACKOFF_MAX = env_float("BALISE_DISPATCH_BACKOFF_MAX", 60.0)
 AUDITOR_INTERVAL_SECONDS = env_float("BALISE_AUDITOR_INTERVAL_SECONDS", 10.0)
+# A row whose rendering or recording raises is retried this many times, then set aside
+# as failed and the association's on-call line is told (see balise.dispatch.dispatcher).
+DISPATCH_FAULT_ATTEMPTS = env_int("BALISE_DISPATCH_FAULT_ATTEMPTS", 3)
+# Dispatchers beat this often; one silent for DISPATCH_TAKEOVER_SECONDS is taken for dead
+# and its leased work is taken over by the others.
+DISPATCH_BEAT_SECONDS = env_float("BALISE_DISPATCH_BEAT_SECONDS", 1.0)
+DISPATCH_TAKEOVER_SECONDS = env_float("BALISE_DISPATCH_TAKEOVER_SECONDS", 4.0)
+
+
+def env_budget(name: str, default: str) -> tuple[float, float]:
+    """"BURST/REFILL_PER_HOUR", e.g. "40/20": a token bucket (see balise.alerts.budget)."""
+    raw = env(name, default)
+    try:
+        burst, per_hour = (float(part) for part in raw.split("/"))
+    except ValueError:
+        burst = per_hour = -1.0
+    if not (burst >= 1 and per_hour > 0):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{name} must be BURST/REFILL_PER_HOUR, e.g. {default} (got {raw!r})")
+    return burst, per_hour
+
+
+# Alert budgets: how many alerts a device, and an association, may fan out to contacts
+# (at once, then per hour); beyond, alerts still reach the on-call line (balise.alerts.budget
+# explains the defaults: no real person in danger reaches them).
+ALERT_BUDGET_DEVICE = env_budget("BALISE_ALERT_BUDGET_DEVICE", "40/20")
+ALERT_BUDGET_ASSOCIATION = env_budget("BALISE_ALERT_BUDGET_ASSOCIATION", "1000/500")
 
 # Links sent to contacts stop working this long after the alert closes.
 TRACKING_LINK_TTL_AFTER_CLOSE = env_int("BALISE_TRACKING_LINK_TTL_AFTER_CLOSE", 24 * 3600)
@@ -266,10 +297,13 @@ CONSENT_LINK_MAX_AGE = env_int("BALISE_CONSENT_LINK_MAX_AGE", 365 * 24 * 3600)
 MAP_TILES_URL = env("BALISE_MAP_TILES_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
 MAP_TILES_ATTRIBUTION = env("BALISE_MAP_TILES_ATTRIBUTION", "&copy; OpenStreetMap contributors")
 PLACE_NAMES = env("BALISE_PLACE_NAMES", "offline") != "off"
-# Inbound provider webhooks (SMS replies, call status, keypad): requests are signed with
-# this secret (X-Balise-Signature: hex HMAC-SHA256 of the body) or Twilio's auth token.
+# Inbound provider webhooks (SMS replies, call status, keypad): every request is signed
+# with this secret (X-Balise-Timestamp, X-Balise-Signature: see balise.providers.callbacks;
+# unset: a secret derived from SECRET_KEY, known to the console provider only) or with
+# Twilio's auth token; a Balise timestamp further than INBOUND_MAX_SKEW seconds is refused.
 INBOUND_SECRET = env("BALISE_INBOUND_SECRET")
 TWILIO_AUTH_TOKEN = env("BALISE_TWILIO_AUTH_TOKEN")
+INBOUND_MAX_SKEW = env_int("BALISE_INBOUND_MAX_SKEW", 300)
 # Console provider call simulation: "+33612345601=no_answer,+33612345602=answered|pressed_1"
 # (outcomes per number, in turn; the last one repeats), the default outcome, and the
 # seconds a simulated call takes before its outcome is reported to /inbound/voice.
@@ -279,17 +313,23 @@ CONSOLE_VOICE_DELAY = env_float("BALISE_CONSOLE_VOICE_DELAY", 2.0)
 # Voice messages recorded by the person (device API upload).
 VOICE_MESSAGE_MAX_BYTES = env_int("BALISE_VOICE_MESSAGE_MAX_BYTES", 1024 * 1024)
 
+# Every handler masks tokens (contact links, calls, devices) and phone numbers
+# (balise.logfilter). Django's own handlers (debug console, admin e-mails, runserver) and
+# uvicorn's are replaced: their records reach the root handler, and only it writes.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"mask_secrets": {"()": "balise.logfilter.MaskSecrets"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_secrets"]}},
     "root": {"handlers": ["console"], "level": env("BALISE_LOG_LEVEL", "INFO")},
     # httpx logs every request with its URL at INFO: provider URLs may carry numbers.
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        **{name: {"handlers": [], "propagate": True}
+           for name in ("django", "django.server", "uvicorn", "uvicorn.error", "uvicorn.access")},
         "axes": {"level": "WARNING"},  # its start banner; failures and lockouts stay (names masked)
     },
 }

@@ -113,7 +113,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2))
     else:
         print(_status_text(status, age))
-    healthy = running and status["buttons"] and all(b["connected"] for b in status["buttons"])
+    healthy = (running and status["buttons"] and all(b["connected"] for b in status["buttons"])
+               and not status.get("token_refused") and not status.get("queue", {}).get("alerts_refused"))
     return EXIT_OK if healthy else EXIT_DEGRADED
 
 
@@ -147,8 +148,12 @@ def _status_text(st: dict[str, Any], age: float) -> str:
         lines.append("no button configured")
     reach = st.get("server_reachable")
     lines.append("server: " + ("reachable" if reach else "unknown" if reach is None else "UNREACHABLE")
+                 + (", REFUSES THIS STATION'S TOKEN (pair the station again)" if st.get("token_refused") else "")
                  + f", last success {_ago(st.get('last_server_success_ts'))}")
     q = st.get("queue", {})
+    if q.get("alerts_refused"):
+        lines.append(f"ALERTS NOT ACCEPTED BY THE SERVER: {q['alerts_refused']} (kept, tried again; the modem "
+                     "texts the contacts when there is one)")
     lines.append(f"queue: {q.get('alerts_pending', 0)} alert(s) waiting, {q.get('alerts_open', 0)} open, "
                  f"{q.get('fixes_pending', 0)} fix(es), {q.get('dropped', 0)} refused by the server")
     ev = st.get("evidence") or {}
@@ -301,9 +306,11 @@ def _simulate_decoder(trace: Any, mode: ButtonMode) -> int:
 def _play_trace(trace: Any, linger: float) -> Any:
     async def feed(station: Any) -> None:
         start = time.monotonic()
+        base = station.clock()
         for t, edge, _button in trace.edges:
             await asyncio.sleep(max(0.0, start + t - time.monotonic()))
-            station.button_edge("button", edge)
+            # the trace's own times: a late wake-up must not turn a double press into two
+            station.button_edge("button", edge, base + t)
         while station.router.next_deadline() is not None:
             await asyncio.sleep(0.05)
         end = time.monotonic() + linger

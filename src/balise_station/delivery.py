@@ -36,6 +36,9 @@ class Backoff:
 
 
 ALERT_BACKOFF = Backoff(0.25, 8.0)
+# The token itself is refused (revoked, device re-paired, server data re-created): only a
+# new pairing mends it; until then the alert waits, and the modem fallback texts.
+TOKEN_REFUSED = (401, 403, 410)
 BACKGROUND_BACKOFF = Backoff(2.0, 300.0)
 
 
@@ -55,6 +58,7 @@ class Sender:
         self._background_wake = asyncio.Event()
         self.server_reachable: bool | None = None
         self.last_success_ts: float | None = None
+        self.token_refused = False
         self.on_heartbeat_reply: Callable[[dict, float], None] | None = None  # (reply, when it was sent)
         self.on_alert_delivered: Callable[[str], None] | None = None
         self.on_alert_closed: Callable[[str], None] | None = None  # the server said 409 to its fixes
@@ -76,6 +80,8 @@ class Sender:
             if reachable and self.server_reachable is False and self.on_reachable:
                 self.on_reachable()
         self.server_reachable = reachable
+        if result.status is not None and result.status < 500:
+            self.token_refused = result.status in TOKEN_REFUSED
         if result.ok:
             self.last_success_ts = self.clock()
 
@@ -96,8 +102,17 @@ class Sender:
                 if self.on_alert_delivered:
                     self.on_alert_delivered(client_id)
             elif result.outcome is Outcome.PERMANENT:
-                log.error("alert %s refused by the server for good: %s", client_id, result.error)
-                self.outbox.alert_dropped(client_id, result.status, result.error)
+                # Never dropped: an alert is what the person has in danger.
+                if result.status not in TOKEN_REFUSED and (row.fixes or row.triggered_at):
+                    log.error("alert %s refused by the server (%s): sent again without its times and fixes",
+                              client_id, result.error)
+                    self.outbox.alert_stripped(client_id)
+                    self._alert_wake.set()
+                else:
+                    delay = self._delay(self.background_backoff, row.attempts, result)
+                    self.outbox.alert_refused(client_id, self.clock() + delay, result.error)
+                    log.error("alert %s refused by the server (%s): kept, tried again in %.0f s and after re-pairing",
+                              client_id, result.error, delay)
             else:
                 delay = self._delay(self.alert_backoff, row.attempts, result)
                 self.outbox.alert_retry(client_id, self.clock() + delay, result.error)

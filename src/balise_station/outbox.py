@@ -139,7 +139,7 @@ class AlertRow:
             "client_id": self.client_id,
             "kind": self.kind,
             "gesture": self.gesture,
-            "triggered_at": self.triggered_at,
+            "triggered_at": self.triggered_at or None,
             "fixes": self.fixes,
             "sms_sent_by_device": self.sms_sent_by_device,
             "sms_sent_to_contacts": sorted(sms_sent_to_contacts or []),
@@ -225,6 +225,24 @@ class Outbox:
                 " WHERE client_id = ?",
                 (next_ts, error, client_id),
             )
+
+    def alert_refused(self, client_id: str, next_ts: float, error: str) -> None:
+        """The server refused the alert: it stays queued (the modem fallback and the next
+        attempt still see it), marked refused for ``status``, and is tried again later and
+        at the next start (which is what follows a re-pairing)."""
+        self.alert_retry(client_id, next_ts, REFUSED + error)
+
+    def alert_stripped(self, client_id: str) -> None:
+        """Keeps only what the server cannot refuse (kind, gesture, id): a clock gone wrong
+        or a fix out of range must not cost the alert itself."""
+        with self._tx() as db:
+            db.execute("UPDATE alerts SET fixes = '[]', triggered_at = '', next_attempt_ts = 0 WHERE client_id = ?",
+                       (client_id,))
+
+    def retry_refused(self) -> int:
+        with self._tx() as db:
+            return db.execute("UPDATE alerts SET next_attempt_ts = 0 WHERE state = 'pending' AND last_error LIKE ?",
+                              (REFUSED + "%",)).rowcount
 
     def alert_dropped(self, client_id: str, status: int | None, error: str) -> None:
         with self._tx() as db:
@@ -456,6 +474,8 @@ class Outbox:
         q = self._query
         return {
             "alerts_pending": q("SELECT COUNT(*) FROM alerts WHERE state = 'pending'")[0][0],
+            "alerts_refused": q("SELECT COUNT(*) FROM alerts WHERE state = 'pending' AND last_error LIKE ?",
+                                (REFUSED + "%",))[0][0],
             "alerts_open": q("SELECT COUNT(*) FROM alerts WHERE state = 'delivered' AND closed = 0")[0][0],
             "fixes_pending": q("SELECT COUNT(*) FROM fixes WHERE state = 'pending'")[0][0],
             "heartbeat_pending": q("SELECT COUNT(*) FROM heartbeat")[0][0],
@@ -470,6 +490,9 @@ class Outbox:
             "INSERT INTO dropped (what, ref, status, error, at) VALUES (?, ?, ?, ?, ?)",
             (what, ref, status, error[:500], self.clock()),
         )
+
+
+REFUSED = "refused: "  # prefix of last_error for an alert the server refused
 
 
 def _alert(r: sqlite3.Row) -> AlertRow:

@@ -368,9 +368,16 @@ class Station:
         return False
 
     async def _contacts(self) -> None:
+        # A failed refresh is retried soon, then less often: the modem fallback needs the
+        # contacts, and a first start on a slow network must not wait a whole minute.
+        retry = 2.0
         while True:
-            ok = await self.refresh_contacts()
-            await asyncio.sleep(self.cfg.contacts_refresh_s if ok else min(60.0, self.cfg.contacts_refresh_s))
+            if await self.refresh_contacts():
+                retry = 2.0
+                await asyncio.sleep(self.cfg.contacts_refresh_s)
+            else:
+                await asyncio.sleep(min(retry, 60.0, self.cfg.contacts_refresh_s))
+                retry *= 2
 
     def status(self) -> dict[str, Any]:
         contacts = self.outbox.contacts()
@@ -384,6 +391,7 @@ class Station:
             + [{"name": n, "hardware_id": f"simulated:{n}", "kind": "simulated", "connected": True}
                for n in self.simulated_buttons],
             "server_reachable": self.sender.server_reachable,
+            "token_refused": self.sender.token_refused,
             "last_server_success_ts": self.sender.last_success_ts,
             "siren_playing": self.siren.playing,
             "modem": self.modem_factory is not None,
@@ -427,6 +435,8 @@ class Station:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        if refused := self.outbox.retry_refused():  # a restart follows a re-pairing: try them now
+            log.warning("%d alert(s) refused by the server before: trying again", refused)
         loc = self.cfg.location
         if "gpsd" in loc.sources:
             self._spawn(GpsdSource(loc.gpsd, self.hub).run())

@@ -58,3 +58,18 @@ class Rig:
 
 def deliveries(alert: Alert, **filters):
     return Delivery.objects.filter(alert=alert, **filters)
+
+
+def signed_post(client, path: str, data: dict, *, as_json: bool = False, secret: bytes | None = None,
+                now: float | None = None, sign_path: str | None = None, sign_body: bytes | None = None):
+    """POST a provider callback (form or JSON) signed as balise.providers.callbacks says;
+    SIGN_PATH / SIGN_BODY sign something other than what is sent."""
+    import json
+    from urllib.parse import urlencode
+
+    from balise.providers.callbacks import sign
+
+    body = json.dumps(data).encode() if as_json else urlencode(data).encode()
+    content_type = "application/json" if as_json else "application/x-www-form-urlencoded"
+    headers = sign("POST", sign_path or path, body if sign_body is None else sign_body, secret=secret, now=now)
+    return client.post(path, body, content_type=content_type, headers=headers)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 
 import pytest
 
 from balise.alerts.models import Alert
 from balise.dispatch.models import Delivery
 from balise.inbound.actions import normalize_reply
+from balise.providers.callbacks import sign
 from balise.tracking.tokens import make_call_token
-from tests.contacts.helpers import deliveries, raise_alert
+from tests.contacts.helpers import deliveries, raise_alert, signed_post
 
 SECRET = "inbound-test-secret"
 
@@ -29,9 +29,7 @@ def sent(alert):
 
 
 def post_sms(client, sender, text, secret=SECRET):
-    body = json.dumps({"from": sender, "text": text}).encode()
-    sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return client.post("/inbound/sms", body, content_type="application/json", HTTP_X_BALISE_SIGNATURE=sig)
+    return signed_post(client, "/inbound/sms", {"from": sender, "text": text}, as_json=True, secret=secret.encode())
 
 
 @pytest.mark.parametrize("text", ["OK", "ok.", " 1 ", "oui", "Oui !", "OUI"])
@@ -64,10 +62,11 @@ def test_sms_reply_in_national_format_and_twiml(client, world, settings):
     assert r.status_code == 403
 
 
-def test_unsigned_or_disabled_sms_webhook_is_refused(client, world, settings):
+def test_unsigned_or_wrongly_signed_sms_webhook_is_refused(client, world, settings):
     alert = raise_alert(world, "prevention")
     sent(alert)
-    assert post_sms(client, world.contacts[0].phone, "OK").status_code == 403  # no secret configured
+    # no secret configured: only the install's own derived secret is accepted
+    assert post_sms(client, world.contacts[0].phone, "OK").status_code == 403
     settings.INBOUND_SECRET = SECRET
     assert post_sms(client, world.contacts[0].phone, "OK", secret="wrong").status_code == 403
     alert.refresh_from_db()
@@ -82,7 +81,7 @@ def test_other_replies_do_not_acknowledge(client, world, signed):
     assert post_sms(client, "+33699999999", "OK").json()["result"] == "no_open_alert"
     assert post_sms(client, "garbage", "OK").json()["result"] == "unknown_sender"
     r = client.post("/inbound/sms", b"{not json", content_type="application/json",
-                    HTTP_X_BALISE_SIGNATURE=hmac.new(SECRET.encode(), b"{not json", hashlib.sha256).hexdigest())
+                    headers=sign("POST", "/inbound/sms", b"{not json", secret=SECRET.encode()))
     assert r.status_code == 400
     alert.refresh_from_db()
     assert alert.state == Alert.State.OPEN
@@ -106,15 +105,15 @@ def test_pressing_1_acknowledges_answering_does_not(client, world):
     alert = raise_alert(world, "emergency")
     call = deliveries(alert, channel="voice").get()
     url = f"/inbound/voice/{make_call_token(call.pk)}"
-    r = client.post(url, {"CallStatus": "completed"})  # answered, no key
+    r = signed_post(client, url, {"CallStatus": "completed"})  # answered, no key
     assert r.status_code == 200 and r["Content-Type"].startswith("text/xml")
     alert.refresh_from_db()
     assert alert.state == Alert.State.OPEN
     assert alert.events.filter(kind="call_answered").exists()
-    r = client.post(url, {"Digits": "2"})
+    r = signed_post(client, url, {"Digits": "2"})
     alert.refresh_from_db()
     assert alert.state == Alert.State.OPEN
-    r = client.post(url, {"Digits": "1", "CallStatus": "in-progress"})
+    r = signed_post(client, url, {"Digits": "1", "CallStatus": "in-progress"})
     assert b"<Say" in r.content
     alert.refresh_from_db()
     assert alert.state == Alert.State.ACKNOWLEDGED
@@ -125,8 +124,7 @@ def test_pressing_1_acknowledges_answering_does_not(client, world):
 def test_unanswered_calls_are_on_the_timeline(client, world):
     alert = raise_alert(world, "emergency")
     call = deliveries(alert, channel="voice").get()
-    r = client.post(f"/inbound/voice/{make_call_token(call.pk)}", json.dumps({"status": "no-answer"}),
-                    content_type="application/json")
+    r = signed_post(client, f"/inbound/voice/{make_call_token(call.pk)}", {"status": "no-answer"}, as_json=True)
     assert r.json() == {"result": "recorded"}
     assert alert.events.filter(kind="call_unanswered").exists()
 
@@ -135,7 +133,7 @@ def test_bad_call_tokens_are_refused(client, world):
     alert = raise_alert(world, "emergency")
     sms = deliveries(alert, channel="sms").first()
     for token in ("nope", make_call_token(sms.pk), make_call_token("not-a-uuid")):
-        assert client.post(f"/inbound/voice/{token}", {"Digits": "1"}).status_code == 404
+        assert signed_post(client, f"/inbound/voice/{token}", {"Digits": "1"}).status_code == 404
         assert client.get(f"/inbound/voice/{token}/twiml").status_code == 404
     alert.refresh_from_db()
     assert alert.state == Alert.State.OPEN
@@ -143,3 +141,32 @@ def test_bad_call_tokens_are_refused(client, world):
 
 def test_normalize_reply():
     assert normalize_reply(" Oui ! ") == "oui" and normalize_reply("OK.") == "ok" and normalize_reply("Ouí") == "oui"
+
+
+def test_control_characters_in_replies_and_callbacks_are_dropped_not_a_500(client, world, signed):
+    """A NUL byte cannot be stored (PostgreSQL refuses it in text and JSON): it and the
+    other control characters are dropped, the reply is understood as it reads."""
+    alert = raise_alert(world, "emergency")
+    sent(alert)
+    phone = world.contacts[0].phone
+    r = post_sms(client, phone, "d'acc\x00ord\x1b[31m \ud800")
+    assert r.status_code == 200 and r.json() == {"result": "unrecognised"}
+    event = alert.events.get(kind="sms_reply_unrecognised")
+    assert event.data["text"] == "d'accord[31m "
+    r = signed_post(client, "/inbound/sms", {"From": phone + "\x00", "Body": "O\x00K\x07"}, secret=SECRET.encode())
+    assert r.status_code == 200 and b"<Message>" in r.content
+    alert.refresh_from_db()
+    assert alert.state == Alert.State.ACKNOWLEDGED and alert.acknowledgements.get().contact_id == world.contacts[0].pk
+    call = deliveries(alert, channel="voice").get()
+    r = signed_post(client, f"/inbound/voice/{make_call_token(call.pk)}", {"status": "no-\x00answer\x00", "digits": "\x00"},
+                    as_json=True, secret=SECRET.encode())
+    assert r.status_code == 200 and r.json() == {"result": "recorded"}
+    assert alert.events.filter(kind="call_unanswered").get().data["status"] == "no-answer"
+
+
+def test_odd_bodies_get_a_4xx(client, world, signed):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for body in (deep, b'["from", "text"]', b'{"from": {"a": 1}, "text": ["OK"]}', b"\xff\xfe"):
+        r = client.post("/inbound/sms", body, content_type="application/json",
+                        headers=sign("POST", "/inbound/sms", body, secret=SECRET.encode()))
+        assert r.status_code == 400, body[:20]

@@ -12,6 +12,7 @@ import pytest
 from balise.alerts.models import Alert
 from balise.dispatch.dispatcher import Dispatcher
 from balise.providers.console import CallSimulator, ConsoleProvider, parse_outcomes, read_outbox
+from balise.tracking import places
 from balise.tracking.tokens import make_call_token
 from balise.voice.actions import synthesize
 from balise.voice.models import VoiceMessage
@@ -46,6 +47,8 @@ def test_bad_uploads_get_json_errors(client, world, settings):
 
 
 def test_the_call_plays_her_message_then_the_location_then_press_1(client, world):
+    places.preload()  # the call waits 3 s for place names: on a busy machine, load them first
+    assert places._loaded.wait(120), "the offline gazetteer did not load"
     alert = raise_alert(world, "emergency")
     call = deliveries(alert, channel="voice").get()
     token = make_call_token(call.pk)

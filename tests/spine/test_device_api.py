@@ -8,7 +8,7 @@ import pytest
 from balise.alerts.models import Alert
 from balise.devices.actions import revoke_tokens
 from balise.dispatch.models import Delivery
-from tests.personas import CANCEL_PIN, DURESS_PIN
+from tests.personas import CANCEL_PIN, DURESS_PIN, another_holder
 
 
 def fix(**over):
@@ -119,8 +119,8 @@ def test_cancel_with_pin(client, world):
 def test_duress_pin_answers_like_a_cancel_but_escalates(client, world):
     normal, duress = alert_body(), alert_body()
     post(client, world, "/alerts", normal)
-    post(client, world, "/alerts", duress)
     r_cancel = post(client, world, f"/alerts/{normal['client_id']}/cancel", {"pin": CANCEL_PIN})
+    post(client, world, "/alerts", duress)  # after the cancel: a press while an alert is open joins it
     r_duress = post(client, world, f"/alerts/{duress['client_id']}/cancel", {"pin": DURESS_PIN})
     assert r_cancel.status_code == r_duress.status_code == 200
     assert r_cancel.content.replace(normal["client_id"].encode(), b"X") == r_duress.content.replace(
@@ -235,11 +235,17 @@ def test_sms_sent_to_some_contacts_by_the_device(client, world):
 
 def test_heartbeat_lists_open_alerts_and_hides_duress(client, world):
     kept, duress, cancelled = alert_body(), alert_body(), alert_body()
-    for body in (kept, duress, cancelled):
-        post(client, world, "/alerts", body)
-    post(client, world, f"/alerts/{duress['client_id']}/cancel", {"pin": DURESS_PIN})
+    # One person's alerts one after the other (a press while one is open joins it); the
+    # kept one is another person's, on her own device.
+    _person, _device, token = another_holder(world, "bis")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    post(client, world, "/alerts", cancelled)
     post(client, world, f"/alerts/{cancelled['client_id']}/cancel", {"pin": CANCEL_PIN})
-    r = post(client, world, "/heartbeat", {})
+    post(client, world, "/alerts", duress)
+    post(client, world, f"/alerts/{duress['client_id']}/cancel", {"pin": DURESS_PIN})
+    client.post("/api/v1/alerts", data=kept, content_type="application/json", **auth)
+    assert post(client, world, "/heartbeat", {}).json()["open_alerts"] == []
+    r = client.post("/api/v1/heartbeat", data={}, content_type="application/json", **auth)
     assert [a["client_id"] for a in r.json()["open_alerts"]] == [kept["client_id"]]
     contacts = client.get("/api/v1/contacts", **world.auth).json()
     assert contacts["association"]["on_call_number"] == world.association.on_call_number

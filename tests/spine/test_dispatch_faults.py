@@ -17,6 +17,7 @@ from django.db import connection
 from balise.alerts.actions import FixIn, create_alert
 from balise.alerts.models import Alert, AlertEvent
 from balise.dispatch.models import Delivery
+from tests.personas import another_holder
 from tests.spine.loopback import OK, Reply, free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,8 +26,10 @@ NOW = datetime(2026, 11, 24, 18, 0, tzinfo=timezone.utc)
 
 
 def raise_alert(world, kind: str = "emergency") -> Alert:
+    """An alert of a person of her own: a press while a person's alert is open joins it."""
+    _person, device, _token = another_holder(world, uuid.uuid4().hex[:8])
     fix = FixIn(lat=45.76, lon=4.83, accuracy_m=12, recorded_at=NOW, source="gps", client_id=uuid.uuid4())
-    alert, created = create_alert(world.device, client_id=uuid.uuid4(), kind=kind, gesture="double", fixes=[fix])
+    alert, created = create_alert(device, client_id=uuid.uuid4(), kind=kind, gesture="double", fixes=[fix])
     assert created
     return alert
 

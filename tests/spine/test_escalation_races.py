@@ -19,7 +19,7 @@ from balise.alerts.actions import FixIn, acknowledge_alert, cancel_alert, create
 from balise.alerts.models import Alert
 from balise.dispatch.dispatcher import Dispatcher
 from balise.dispatch.models import Delivery, EscalationTimer
-from tests.personas import CANCEL_PIN
+from tests.personas import CANCEL_PIN, another_holder
 from tests.spine.helpers import RecordingProvider, drain
 from tests.spine.loopback import Reply, wait_until
 
@@ -38,8 +38,10 @@ def fast_chain(association, steps: int, after_s: int = 0) -> None:
 
 
 def raise_alert(world, kind: str = "prevention") -> Alert:
+    """An alert of a person of her own: a press while a person's alert is open joins it."""
+    _person, device, _token = another_holder(world, uuid.uuid4().hex[:8])
     fix = FixIn(lat=45.76, lon=4.83, accuracy_m=12, recorded_at=NOW, source="gps", client_id=uuid.uuid4())
-    alert, _ = create_alert(world.device, client_id=uuid.uuid4(), kind=kind, gesture="single", fixes=[fix])
+    alert, _ = create_alert(device, client_id=uuid.uuid4(), kind=kind, gesture="single", fixes=[fix])
     return alert
 
 

@@ -69,16 +69,18 @@ def test_demo_prints_commands_that_reach_every_contact(demo_server):
     records = []
     while time.monotonic() < deadline:
         records = [json.loads(x) for x in outbox.read_text().splitlines()] if outbox.exists() else []
-        if len(records) >= 3 + 4 + 7 + 1:
+        if len(records) >= 3 + 4 + 1:
             break
         time.sleep(0.2)
-    kinds = [(r["alert_kind"], r["channel"]) for r in records]
-    assert kinds.count(("prevention", "sms")) == 3
-    # emergency: the map to everyone, calls one by one (the first contact first)
-    assert kinds.count(("emergency", "sms")) == 3 and kinds.count(("emergency", "voice")) == 1
-    assert kinds.count(("alarm", "voice")) == 4 and kinds.count(("alarm", "sms")) == 3
-    assert kinds.count(("test", "sms")) == 1
-    french = next(r for r in records if r["to"] == "+33612345601" and r["alert_kind"] == "prevention")
+    # One button, one person: the double and long presses join her open alert and
+    # escalate it, adding only what the stronger gesture adds (calls, the on-call line).
+    on_call = "+33140000000"
+    contacts = {r["to"] for r in records if r["alert_kind"] != "test" and r["to"] != on_call}
+    assert len(contacts) == 3
+    sent = sorted((r["to"], r["channel"]) for r in records if r["alert_kind"] != "test")
+    assert sent == sorted([(c, "sms") for c in contacts] + [(c, "voice") for c in contacts] + [(on_call, "voice")])
+    assert [(r["to"], r["channel"]) for r in records if r["alert_kind"] == "test"] == [(on_call, "sms")]
+    french = next(r for r in records if r["to"] == "+33612345601" and r["channel"] == "sms")
     assert french["text"].startswith("ALERTE BALISE : Camille")
     assert "/a/" in french["text"]
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from balise.alerts.actions import create_alert
+from balise.alerts.actions import create_alert, resolve_alert
 from balise.alerts.models import Alert, AlertEvent
 from balise.dispatch.models import Delivery, EscalationTimer
 from tests.personas import make_world
@@ -77,6 +77,7 @@ def test_concurrent_retries_create_one_alert_and_one_set_of_deliveries(servers, 
     reference, _ = create_alert(world.device, client_id=uuid.uuid4(), kind="emergency")
     planned = sorted(Delivery.objects.filter(alert=reference).values_list("recipient", "channel", "purpose"))
     assert len(planned) >= 6
+    resolve_alert(reference)  # a press while it is open would join it
     rounds = 4
     for _ in range(rounds):
         client_id = str(uuid.uuid4())
@@ -94,6 +95,7 @@ def test_concurrent_retries_create_one_alert_and_one_set_of_deliveries(servers, 
         assert alert.fixes.count() == 1
         assert AlertEvent.objects.filter(alert=alert, kind="created").count() == 1
         assert EscalationTimer.objects.filter(alert=alert).count() == 1
+        resolve_alert(alert)
     assert Alert.objects.count() == rounds + 1
 
 
@@ -113,4 +115,5 @@ def test_concurrent_same_client_id_from_two_devices_goes_to_one(servers, world):
                 assert r.status_code == 409 and r.json()["error"] == "client_id_conflict", r.text
         assert sum(r.status_code == 201 for r in responses) == 1
         assert Delivery.objects.filter(alert=alert).count() == 5
+        resolve_alert(alert)  # the next round's press must not join it
     assert Alert.objects.count() == 3

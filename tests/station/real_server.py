@@ -50,7 +50,7 @@ class Server:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=90)
             self.proc = None
 
     def outbox(self) -> list[dict]:

@@ -108,6 +108,9 @@ class FakeDeviceApi:
                 return 200, self._alert_reply(cid)
             if body["kind"] not in ("prevention", "emergency", "alarm", "test"):
                 return 422, {"error": "validation", "fields": [{"field": "kind"}]}
+            # like the real server: times before 2020 are refused (a board without a clock)
+            if (body.get("triggered_at") or "2026") < "2020" or any(f["recorded_at"] < "2020" for f in body["fixes"]):
+                return 422, {"error": "validation", "fields": [{"field": "triggered_at"}]}
             self.alerts[cid] = dict(body, id=len(self.alerts) + 1, state="open")
             self.fixes[cid] = {f["id"]: f for f in body.get("fixes", [])}
             return 201, self._alert_reply(cid)
@@ -202,6 +205,20 @@ class FakeGpsd:
 
 def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+
+def tap(station, button: str = "sim", presses: int = 1, hold: float = 0.08, gap: float = 0.1) -> None:
+    """Presses BUTTON PRESSES times with edge times fixed in advance on the decoder's clock:
+    a busy machine that wakes the test late cannot stretch a tap into a hold or split a
+    double press into two singles. A press-only button gets its presses, no releases."""
+    from balise_station.gestures import Edge
+
+    t = station.clock()
+    for _ in range(presses):
+        station.button_edge(button, Edge.PRESS, t)
+        if button != "tag":
+            station.button_edge(button, Edge.RELEASE, t + hold)
+        t += hold + gap
 
 
 async def wait_for(pred, timeout: float = 20.0, step: float = 0.01) -> None:

@@ -50,7 +50,7 @@ def test_outbox_survives_a_restart(tmp_path) -> None:
     ob2 = Outbox(tmp_path / "q.sqlite3")
     row = ob2.alert(cid)
     assert row is not None and row.kind == "alarm" and row.state == "pending"
-    assert ob2.counts() == {"alerts_pending": 1, "alerts_open": 0, "fixes_pending": 1,
+    assert ob2.counts() == {"alerts_pending": 1, "alerts_refused": 0, "alerts_open": 0, "fixes_pending": 1,
                             "heartbeat_pending": 1, "evidence_pending": 0, "evidence_rejected": 0,
                             "recordings": 0, "dropped": 0}
     assert ob2.heartbeat()[0] == {"button_connected": False}
@@ -121,17 +121,62 @@ def test_a_lost_reply_does_not_make_two_alerts(tmp_path, device_api: FakeDeviceA
     assert len(device_api.posts("/api/v1/alerts")) >= 2
 
 
-def test_permanent_refusal_is_dropped_and_recorded(tmp_path, device_api: FakeDeviceApi) -> None:
+def test_a_refused_alert_is_never_dropped(tmp_path, device_api: FakeDeviceApi) -> None:
     ob = Outbox(tmp_path / "q.sqlite3")
     cid = new_alert(ob, kind="bogus")
 
     async def body(sender: Sender):
-        await wait_for(lambda: ob.alert(cid).state == "dropped")
+        await wait_for(lambda: ob.counts()["alerts_refused"] == 1)
 
     run_sender(ob, device_api, body)
-    [drop] = ob.dropped()
-    assert (drop["what"], drop["ref"], drop["status"]) == ("alert", cid, 422)
-    assert len(device_api.posts("/api/v1/alerts")) == 1
+    row = ob.alert(cid)
+    assert row.state == "pending" and row.last_error == "refused: HTTP 422 validation"
+    assert ob.dropped() == []
+    first, second = device_api.posts("/api/v1/alerts")
+    assert first["fixes"] and second["fixes"] == [] and second["triggered_at"] is None, \
+        "sent again with only what the server cannot refuse"
+
+
+def test_an_alert_with_a_wrong_clock_goes_without_its_times(tmp_path, device_api: FakeDeviceApi) -> None:
+    ob = Outbox(tmp_path / "q.sqlite3")
+    cid = str(uuid.uuid4())
+    ob.add_alert(cid, "alarm", "long", "1970-01-01T00:00:42.000Z", [dict(fix(), recorded_at="1970-01-01T00:00:41.000Z")])
+
+    async def body(sender: Sender):
+        await wait_for(lambda: ob.alert(cid).state == "delivered")
+
+    run_sender(ob, device_api, body)
+    assert device_api.alerts[cid]["kind"] == "alarm" and device_api.alerts[cid]["fixes"] == []
+
+
+def test_a_refused_token_keeps_the_queue_until_the_station_is_paired_again(tmp_path, device_api: FakeDeviceApi) -> None:
+    ob = Outbox(tmp_path / "q.sqlite3")
+    cids = [new_alert(ob, "emergency"), new_alert(ob, "alarm")]
+
+    async def refused():
+        api = DeviceApi(device_api.url, "revoked-token", timeout_s=2)
+        sender = Sender(ob, api)
+        task = asyncio.create_task(sender.run_alerts())
+        try:
+            await wait_for(lambda: ob.counts()["alerts_refused"] == 2)
+            return sender.token_refused
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await api.aclose()
+
+    assert asyncio.run(refused()) is True
+    assert device_api.alerts == {} and ob.dropped() == []
+    assert all(ob.alert(c).next_attempt_ts > 0 for c in cids)
+    assert ob.retry_refused() == 2  # what a start after re-pairing does
+
+    async def body(sender: Sender):
+        await wait_for(lambda: ob.counts()["alerts_pending"] == 0)
+        return sender.token_refused
+
+    assert run_sender(ob, device_api, body) is False
+    assert sorted(device_api.alerts) == sorted(cids)
+    assert len(device_api.posts("/api/v1/alerts")) == 2 + 2, "each refused once, then delivered once"
 
 
 def test_offline_for_a_while_then_everything_goes(tmp_path, device_api: FakeDeviceApi) -> None:

@@ -13,7 +13,7 @@ from balise_station.modem import GsmModem
 from balise_station.siren import PacedSink, Siren
 from balise_station.sim.modem import SimulatedModem
 from balise_station.station import Station, alert_kind
-from station_fakes import FakeDeviceApi, TOKEN, wait_for
+from station_fakes import FakeDeviceApi, TOKEN, tap, wait_for
 
 
 def write_config(tmp_path: Path, server_url: str, extra: str = "") -> Path:
@@ -64,12 +64,6 @@ def run_station(cfg_path: Path, body, modem: SimulatedModem | None = None, **kw)
     return asyncio.run(main())
 
 
-async def tap(station: Station, button: str = "sim", hold: float = 0.08) -> None:
-    station.button_edge(button, Edge.PRESS)
-    await asyncio.sleep(hold)
-    station.button_edge(button, Edge.RELEASE)
-
-
 def test_alert_kinds() -> None:
     assert [alert_kind(g) for g in Gesture] == ["prevention", "emergency", "alarm", "alarm"]
     assert alert_kind(Gesture.LONG, test_mode=True) == "test"
@@ -79,28 +73,24 @@ def test_alert_kinds() -> None:
 def test_each_gesture_raises_its_alert_and_only_the_long_press_sounds(tmp_path, device_api: FakeDeviceApi) -> None:
     async def body(station: Station):
         await wait_for(lambda: station.hub.sources_seen() == ["simulated"])
-        await tap(station)
+        tap(station)
         await wait_for(lambda: len(device_api.alerts) == 1)
         assert not station.siren.playing
-        await asyncio.sleep(0.5)
-        await tap(station)
-        await asyncio.sleep(0.1)
-        await tap(station)
+        tap(station, presses=2)
         await wait_for(lambda: len(device_api.alerts) == 2)
         assert not station.siren.playing
-        await asyncio.sleep(0.5)
         station.button_edge("sim", Edge.PRESS)
         await wait_for(lambda: len(device_api.alerts) == 3)
         assert station.siren.playing, "the siren sounds while the button is still held"
         station.button_edge("sim", Edge.RELEASE)
-        for _ in range(3):  # a press-only tag: three presses are the alarm
-            station.button_edge("tag", Edge.PRESS)
-            await asyncio.sleep(0.1)
+        tap(station, "tag", presses=3)  # a press-only tag: three presses are the alarm
         await wait_for(lambda: len(device_api.alerts) == 4)
-        await asyncio.sleep(0.6)
-        await tap(station)  # a single press stops the siren, and raises nothing
+        # the tag's burst window must be over before the next press, or it joins the burst
+        await wait_for(lambda: station.router.next_deadline() is None)
+        tap(station)  # a single press stops the siren, and raises nothing
         await wait_for(lambda: not station.siren.playing)
-        await asyncio.sleep(0.3)
+        assert [g.gesture for g in station.gestures][-1] is Gesture.SINGLE
+        assert len(station.outbox.alerts()) == 4
 
     run_station(write_config(tmp_path, device_api.url), body)
     alerts = sorted(device_api.alerts.values(), key=lambda a: a["id"])
@@ -117,9 +107,7 @@ def test_server_down_modem_sends_then_server_gets_it_once(tmp_path, device_api: 
         async def body(station: Station):
             await wait_for(lambda: station.outbox.contacts() is not None)
             device_api.stop()
-            await tap(station)
-            await asyncio.sleep(0.1)
-            await tap(station)
+            tap(station, presses=2)
             await wait_for(lambda: len(modem.sent) == 2)
             assert len(device_api.alerts) == 0
             device_api.start()
@@ -172,7 +160,7 @@ def test_test_mode_reaches_only_the_on_call_line_and_stays_silent(tmp_path, devi
             await wait_for(lambda: station.outbox.contacts() is not None)
             device_api.stop()
             station.button_edge("sim", Edge.PRESS)
-            await asyncio.sleep(1.5)
+            await wait_for(lambda: station.gestures)  # the long press, decided while held
             assert not station.siren.playing
             station.button_edge("sim", Edge.RELEASE)
             await wait_for(lambda: station.outbox.alerts()[0].fallback == "done")

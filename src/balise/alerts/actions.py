@@ -7,12 +7,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, IntegerField, Q, Value
+from django.db.models.functions import Cast
 from django.utils import timezone
 
-from balise.alerts.models import Acknowledgement, Alert, AlertEvent, LocationFix
+from balise.alerts import budget
+from balise.alerts.models import Acknowledgement, Alert, AlertEvent, JoinedPress, Kind, LocationFix, stronger
 from balise.dispatch import outbox
-from balise.dispatch.plans import DURESS_STEP, plan_for
+from balise.dispatch.plans import DURESS_STEP, Send, plan_for
+
+ACTIVE = (Alert.State.OPEN, Alert.State.ACKNOWLEDGED)
 
 
 class AlertError(Exception):
@@ -49,6 +55,17 @@ def _fix_rows(alert: Alert, fixes: list[FixIn]) -> list[LocationFix]:
     ]
 
 
+@dataclass(frozen=True)
+class _Press:
+    client_id: uuid.UUID
+    kind: str
+    gesture: str
+    triggered_at: datetime | None
+    fixes: list[FixIn]
+    sms_sent_by_device: bool
+    sms_sent_to_contacts: frozenset[int]
+
+
 def create_alert(
     device,
     *,
@@ -60,50 +77,195 @@ def create_alert(
     sms_sent_by_device: bool = False,
     sms_sent_to_contacts: frozenset[int] = frozenset(),
 ) -> tuple[Alert, bool]:
-    """Store an alert with its fixes and all its first deliveries, in one transaction.
+    """Accept a press: store an alert with its fixes and all its first deliveries, in one
+    transaction; or, when an alert of the same person is open, join it.
 
+    Returns (alert, created). ALERT is the alert the press raised, or the open alert it
+    joined (then its client id is not CLIENT_ID): the press is recorded on it, its fixes
+    added, and a stronger gesture escalates it (see _join). CREATED is False for a retry.
     Idempotent on CLIENT_ID: a retry, even concurrent with the first attempt, returns
-    the stored alert and created=False.
+    what the first attempt returned.
+
+    Beyond the device's or the association's budget (balise.alerts.budget), the alert is
+    still stored and reaches the association's on-call line, not the contacts.
     """
-    # A retry is rare: the insert itself finds it (unique client id), no read first.
+    press = _Press(client_id, kind, gesture, triggered_at, list(fixes), sms_sent_by_device,
+                   frozenset(sms_sent_to_contacts))
+    # One read: a retry (this client id already accepted) or an open alert to join.
+    replay, target = _lookup(device, press)
+    if replay is not None:
+        return replay, False
     if device.holder_id is None:
-        existing = Alert.objects.filter(client_id=client_id).first()
-        if existing is not None:
-            return _replay(existing, device), False
         raise AlertError("device_not_assigned", "this device is not assigned to a person", status=409)
+    if target is not None:
+        joined = _join(target, device, press)
+        if joined is not None:
+            return joined
+        # It closed in between: this press raises an alert of its own.
+    return _raise(device, press)
+
+
+def _lookup(device, press: _Press) -> tuple[Alert | None, Alert | None]:
+    """(the alert a retry of PRESS must answer with, the open alert of the same person it
+    may join), in one query. A test never joins a real alert, nor a real one a test."""
+    found = []
+    if device.holder_id is not None:
+        same = Q(kind=Kind.TEST) if press.kind == Kind.TEST else ~Q(kind=Kind.TEST)
+        found.append(Alert.objects.filter(same, person_id=device.holder_id, state__in=ACTIVE))
+    found.append(Alert.objects.filter(client_id=press.client_id))
+    found.append(Alert.objects.filter(joined_presses__client_id=press.client_id))
+    tags = ("open", "own", "joined")[-len(found):]
+    queries = [
+        qs.annotate(hit=Value(tag), press_device=F("joined_presses__device_id") if tag == "joined"
+                                      else Cast(Value(None), IntegerField()))
+        for qs, tag in zip(found, tags)
+    ]
+    rows = list(queries[0].union(*queries[1:], all=True))
+    for tag in ("own", "joined"):
+        for alert in rows:
+            if alert.hit == tag:
+                owner = alert.device_id if tag == "own" else alert.press_device
+                if owner != device.pk:
+                    raise AlertError("client_id_conflict", "this client_id belongs to another device", status=409,
+                                     field="client_id")
+                return alert, None
+    opened = sorted((a for a in rows if a.hit == "open"), key=lambda a: a.pk)
+    return None, opened[-1] if opened else None
+
+
+def _raise(device, press: _Press) -> tuple[Alert, bool]:
     try:
         with transaction.atomic():
-            plan = plan_for(device.association, kind)
+            plan = plan_for(device.association, press.kind)
             alert = Alert.objects.create(
-                client_id=client_id, device=device, person=device.holder, association=device.association,
-                kind=kind, gesture=gesture, triggered_at=triggered_at, sms_sent_by_device=sms_sent_by_device,
-                record=plan.record,
+                client_id=press.client_id, device=device, person=device.holder, association=device.association,
+                kind=press.kind, gesture=press.gesture, triggered_at=press.triggered_at,
+                sms_sent_by_device=press.sms_sent_by_device, record=plan.record,
             )
-            LocationFix.objects.bulk_create(_fix_rows(alert, list(fixes)))
-            created = AlertEvent(alert=alert, kind="created", data={
-                "kind": kind, "gesture": gesture, "fixes": len(fixes), "sms_sent_by_device": sms_sent_by_device,
-                "sms_sent_to_contacts": sorted(sms_sent_to_contacts)})
-            template = "test" if kind == "test" else "alert"
+            LocationFix.objects.bulk_create(_fix_rows(alert, press.fixes))
+            events = [AlertEvent(alert=alert, kind="created", data={
+                "kind": press.kind, "gesture": press.gesture, "fixes": len(press.fixes),
+                "sms_sent_by_device": press.sms_sent_by_device, "sms_sent_to_contacts": sorted(press.sms_sent_to_contacts)})]
+            # After the insert (a retry stops there): the association's bucket stays
+            # locked only for the few inserts below.
+            verdict = budget.take(device)
+            sends = plan.initial
+            if not verdict.within:
+                sends = _over_budget(alert, plan, verdict, events)
             deliveries = outbox.write_deliveries(
-                alert, plan.initial, purpose="alert", template=template, skip_sms=sms_sent_by_device,
-                skip_sms_to=frozenset(sms_sent_to_contacts),
+                alert, sends, purpose="alert", template=_template(alert), skip_sms=press.sms_sent_by_device,
+                skip_sms_to=press.sms_sent_to_contacts,
             )
-            AlertEvent.objects.bulk_create([created, AlertEvent(alert=alert, kind="deliveries_planned",
-                                                                data={"count": len(deliveries)})])
+            events.append(AlertEvent(alert=alert, kind="deliveries_planned", data={"count": len(deliveries)}))
+            AlertEvent.objects.bulk_create(events)
             outbox.arm_next_step(alert)
     except IntegrityError:
         # A concurrent retry committed the same client id first.
-        existing = Alert.objects.filter(client_id=client_id).first()
-        if existing is None:
+        replay, _target = _lookup(device, press)
+        if replay is None:
             raise
-        return _replay(existing, device), False
+        return replay, False
     return alert, True
 
 
-def _replay(alert: Alert, device) -> Alert:
-    if alert.device_id != device.pk:
-        raise AlertError("client_id_conflict", "this client_id belongs to another device", status=409, field="client_id")
-    return alert
+def _template(alert: Alert) -> str:
+    return "test" if alert.kind == Kind.TEST else "duress" if alert.duress else "alert"
+
+
+def _on_call_only(sends: tuple[Send, ...]) -> tuple[Send, ...]:
+    """What an alert over budget still sends: the plan's sends to the on-call line, and
+    at least an SMS to it."""
+    kept = tuple(s for s in sends if s.audience == "on_call")
+    if not any(s.channel == "sms" for s in kept):
+        kept += (Send("sms", "on_call"),)
+    return kept
+
+
+def _over_budget(alert: Alert, plan, verdict: budget.Verdict, events: list[AlertEvent]) -> tuple[Send, ...]:
+    """An alert beyond a budget: flagged, no escalation chain (it calls contacts), only the
+    on-call line; the first of an episode also tells the association why."""
+    if not alert.association.on_call_number:
+        # Nobody to take over: capping would silence her. The contacts get it as usual.
+        events.append(AlertEvent(alert=alert, kind="over_budget", data={"budget": verdict.bucket, "capped": False}))
+        return plan.initial
+    alert.over_budget = True
+    alert.escalation_step = len(plan.chain)
+    alert.save(update_fields=["over_budget", "escalation_step"])
+    events.append(AlertEvent(alert=alert, kind="over_budget", data={
+        "budget": verdict.bucket, "capped": True, "notice": verdict.episode_start}))
+    if verdict.episode_start:
+        outbox.write_deliveries(alert, (Send("sms", "on_call"),), purpose="notice",
+                                template=f"over_budget_{verdict.bucket}")
+    return _on_call_only(plan.initial)
+
+
+def _join(target: Alert, device, press: _Press) -> tuple[Alert, bool] | None:
+    """Record PRESS on TARGET, an open alert of the same person, instead of fanning out
+    again: its fixes are added; a stronger gesture (prevention < emergency < alarm)
+    escalates the alert to that kind. None when TARGET closed in the meantime."""
+    try:
+        with transaction.atomic():
+            alert = _lock(target)
+            if not alert.is_active:
+                return None
+            escalate = stronger(press.kind, alert.kind)
+            JoinedPress.objects.create(client_id=press.client_id, alert=alert, device=device, kind=press.kind,
+                                       gesture=press.gesture, triggered_at=press.triggered_at, escalated=escalate)
+            added = _new_fixes(alert, press.fixes)
+            LocationFix.objects.bulk_create(_fix_rows(alert, added))
+            record_event(alert, "press_joined", client_id=str(press.client_id), device=device.pk, kind=press.kind,
+                         gesture=press.gesture, fixes=len(added), escalates=escalate,
+                         sms_sent_by_device=press.sms_sent_by_device)
+            if escalate:
+                _escalate(alert, press)
+    except IntegrityError:
+        # A concurrent retry of the same press joined first.
+        replay, _target = _lookup(device, press)
+        if replay is None:
+            raise
+        return replay, False
+    return alert, True
+
+
+def _escalate(alert: Alert, press: _Press) -> None:
+    """Make ALERT the stronger kind of PRESS: write the deliveries the stronger plan adds
+    to what the alert already sent, and run the stronger plan's escalation chain from its
+    start (a new epoch fences the weaker chain; an acknowledged alert opens again: she
+    has just said that it got worse). Duress and the over-budget cap are kept."""
+    from balise.dispatch.models import Delivery
+
+    weaker = alert.kind
+    plan = plan_for(alert.association, press.kind)
+    already = frozenset(
+        alert.deliveries.filter(purpose=Delivery.Purpose.ALERT)
+        .exclude(state__in=[Delivery.State.FAILED, Delivery.State.CANCELLED])
+        .values_list("recipient", "channel")
+    )
+    alert.kind = press.kind
+    alert.record = alert.record or plan.record
+    alert.state = Alert.State.OPEN
+    alert.epoch += 1
+    alert.escalation_step = len(plan.chain) if alert.over_budget else 0
+    alert.save(update_fields=["kind", "record", "state", "epoch", "escalation_step"])
+    sends = _on_call_only(plan.initial) if alert.over_budget else plan.initial
+    rows = outbox.write_deliveries(alert, sends, purpose="alert", template=_template(alert),
+                                   skip_sms=press.sms_sent_by_device, skip_sms_to=press.sms_sent_to_contacts,
+                                   already=already)
+    record_event(alert, "escalated_by_press", **{"from": weaker, "to": press.kind, "deliveries": len(rows)})
+    outbox.arm_next_step(alert)
+
+
+def _new_fixes(alert: Alert, fixes: list[FixIn]) -> list[FixIn]:
+    """FIXES less those ALERT already has (same client id) and repeats within the batch."""
+    ids = [f.client_id for f in fixes if f.client_id is not None]
+    known = set(LocationFix.objects.filter(alert=alert, client_id__in=ids).values_list("client_id", flat=True)) if ids else set()
+    fresh, seen = [], set()
+    for f in fixes:
+        if f.client_id is not None and (f.client_id in known or f.client_id in seen):
+            continue
+        seen.add(f.client_id)
+        fresh.append(f)
+    return fresh
 
 
 def add_fixes(alert: Alert, fixes: list[FixIn]) -> tuple[int, int]:
@@ -111,14 +273,7 @@ def add_fixes(alert: Alert, fixes: list[FixIn]) -> tuple[int, int]:
     if not alert.is_active:
         raise AlertError("alert_closed", "the alert is closed", status=409)
     with transaction.atomic():
-        ids = [f.client_id for f in fixes if f.client_id is not None]
-        known = set(LocationFix.objects.filter(alert=alert, client_id__in=ids).values_list("client_id", flat=True))
-        fresh, seen = [], set()
-        for f in fixes:
-            if f.client_id is not None and (f.client_id in known or f.client_id in seen):
-                continue
-            seen.add(f.client_id)
-            fresh.append(f)
+        fresh = _new_fixes(alert, fixes)
         LocationFix.objects.bulk_create(_fix_rows(alert, fresh))
     return len(fresh), len(fixes) - len(fresh)
 
@@ -127,35 +282,70 @@ def _lock(alert: Alert) -> Alert:
     return Alert.objects.select_for_update().select_related("association", "person").get(pk=alert.pk)
 
 
+def _wrong_pins(alert: Alert) -> int:
+    return AlertEvent.objects.filter(alert=alert, kind="cancel_refused").count()
+
+
 def cancel_alert(alert: Alert, pin: str) -> Alert:
     """Cancel with the person's PIN. The duress PIN looks the same from outside, but the
-    alert stays open, is flagged, and escalates at once to everyone."""
-    match = alert.person.match_pin(pin)
-    if match is None:
-        with transaction.atomic():
-            record_event(alert, "cancel_refused")
-        raise AlertError("wrong_pin", "wrong PIN", status=403, field="pin")
+    alert stays open, is flagged, and escalates at once to everyone.
+
+    Wrong PINs are limited per alert (settings.CANCEL_PIN_MAX_ATTEMPTS). The wrong PIN
+    that reaches the limit is recorded as a `cancel_pin_locked` event, which the
+    association sees in the alert's timeline; from then on every attempt on this alert
+    gets the wrong-PIN answer, whatever the PIN, and the cancel PIN is not even checked:
+    guessing teaches nothing, and only staff can close the alert. The duress PIN is never
+    a wrong PIN and is still honoured after the limit (the alert is flagged and escalates
+    at once), but silently: it then gets the same refusal as every other PIN. Answering
+    it "cancelled" while the cancel PIN is refused would tell an aggressor who knows the
+    rule (Balise is open source) that the code she typed was the duress code; as it is,
+    the cancel and the duress PIN get the same answer before the limit (cancelled) and
+    after it (wrong PIN).
+    """
+    limit = settings.CANCEL_PIN_MAX_ATTEMPTS
+    # Which hashes to check; the decision itself is taken below, under the alert's lock.
+    if _wrong_pins(alert) >= limit:
+        match = "duress" if alert.person.is_duress_pin(pin) else None
+    else:
+        match = alert.person.match_pin(pin)
     with transaction.atomic():
         alert = _lock(alert)
+        wrong = _wrong_pins(alert)
+        locked = wrong >= limit
         if match == "duress":
-            if not alert.duress and alert.is_active:
-                alert.duress = True
-                alert.state = Alert.State.OPEN
-                alert.epoch += 1
-                alert.save(update_fields=["duress", "state", "epoch"])
-                record_event(alert, "duress")
-                outbox.write_deliveries(alert, DURESS_STEP.sends, purpose="escalation", template="duress")
-                outbox.arm_next_step(alert)
-            return alert
-        if alert.is_active and not alert.duress:
-            alert.state = Alert.State.CANCELLED
-            alert.closed_at = timezone.now()
-            alert.epoch += 1
-            alert.save(update_fields=["state", "closed_at", "epoch"])
-            cancelled = outbox.cancel_pending(alert, ("alert", "escalation"))
-            record_event(alert, "cancelled", unsent_cancelled=cancelled)
-            _notify_reached_contacts(alert, "cancelled")
-        return alert
+            _duress(alert)
+        elif match == "cancel" and not locked:
+            _cancel(alert)
+        else:
+            record_event(alert, "cancel_refused", **({"after_limit": True} if locked else {}))
+            if wrong + 1 == limit:
+                record_event(alert, "cancel_pin_locked", wrong_pins=limit)
+                outbox.write_deliveries(alert, (Send("sms", "on_call"),), purpose="notice", template="pin_locked")
+    if match is None or locked:
+        raise AlertError("wrong_pin", "wrong PIN", status=403, field="pin")
+    return alert
+
+
+def _duress(alert: Alert) -> None:
+    if not alert.duress and alert.is_active:
+        alert.duress = True
+        alert.state = Alert.State.OPEN
+        alert.epoch += 1
+        alert.save(update_fields=["duress", "state", "epoch"])
+        record_event(alert, "duress")
+        outbox.write_deliveries(alert, DURESS_STEP.sends, purpose="escalation", template="duress")
+        outbox.arm_next_step(alert)
+
+
+def _cancel(alert: Alert) -> None:
+    if alert.is_active and not alert.duress:
+        alert.state = Alert.State.CANCELLED
+        alert.closed_at = timezone.now()
+        alert.epoch += 1
+        alert.save(update_fields=["state", "closed_at", "epoch"])
+        cancelled = outbox.cancel_pending(alert, ("alert", "escalation"))
+        record_event(alert, "cancelled", unsent_cancelled=cancelled)
+        _notify_reached_contacts(alert, "cancelled")
 
 
 def _notify_reached_contacts(alert: Alert, template: str) -> None:

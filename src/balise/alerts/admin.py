@@ -56,7 +56,8 @@ class AlertAdmin(AssociationScopedAdmin):
                   permissions=["change"])  # not for read-only members
     def acknowledge(self, request, queryset):
         done = 0
-        for alert in queryset:  # already scoped to the staff member's associations
+        # Only alerts of associations where her role allows it (not where she only looks).
+        for alert in self.permitted(request, queryset, self.EDIT_ROLES):
             try:
                 answer_alert(alert, channel=Acknowledgement.Channel.STAFF, staff=request.user)
                 done += 1

@@ -30,6 +30,9 @@ class Alert(models.Model):
     duress = models.BooleanField(_("cancelled under duress"), default=False)
     record = models.BooleanField(_("recording requested"), default=False)
     sms_sent_by_device = models.BooleanField(_("SMS already sent by the device"), default=False)
+    # Raised beyond the device's or the association's alert budget (balise.alerts.budget):
+    # stored and sent to the association's on-call line, not to the contacts.
+    over_budget = models.BooleanField(_("over the alert budget"), default=False)
     # Index of the next step of the escalation chain.
     escalation_step = models.PositiveSmallIntegerField(default=0)
     triggered_at = models.DateTimeField(_("triggered (device clock)"), null=True, blank=True)
@@ -55,6 +58,53 @@ class Alert(models.Model):
         if self.duress:
             return self.State.CANCELLED
         return self.state
+
+
+RANK = {"prevention": 1, "emergency": 2, "alarm": 3}
+
+
+def stronger(kind: str, than: str) -> bool:
+    """prevention < emergency < alarm; a test is never stronger nor weaker than a real alert."""
+    return kind in RANK and than in RANK and RANK[kind] > RANK[than]
+
+
+class JoinedPress(models.Model):
+    """A press that joined an alert of the same person already open instead of raising
+    its own (see balise.alerts.actions.accept_press). Its client id is the device's
+    name for that alert from then on, and stays idempotent."""
+
+    client_id = models.UUIDField(unique=True)
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="joined_presses")
+    device = models.ForeignKey("devices.Device", on_delete=models.PROTECT, related_name="joined_presses")
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
+    gesture = models.CharField(_("gesture"), max_length=10, blank=True)
+    triggered_at = models.DateTimeField(_("triggered (device clock)"), null=True, blank=True)
+    escalated = models.BooleanField(_("escalated the alert"), default=False)
+    created_at = models.DateTimeField(_("received"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("joined press")
+        verbose_name_plural = _("joined presses")
+
+
+class AlertBudget(models.Model):
+    """One token bucket (a device's, an association's): see balise.alerts.budget."""
+
+    key = models.CharField(max_length=40, unique=True)
+    tokens = models.FloatField()
+    # Unix time of the last refill, in seconds: the refill is computed in SQL, the same
+    # on SQLite and PostgreSQL.
+    refilled_at = models.FloatField()
+    # Set when an alert first found the bucket empty; cleared once it is full again:
+    # the association is told once per episode.
+    over_since = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("alert budget")
+        verbose_name_plural = _("alert budgets")
+
+    def __str__(self) -> str:
+        return self.key
 
 
 class LocationFix(models.Model):

@@ -9,7 +9,7 @@ from django.utils import timezone
 from ninja import Router, Status
 
 from balise.alerts import actions
-from balise.alerts.models import Alert
+from balise.alerts.models import Alert, JoinedPress
 from balise.api.errors import error_response
 from balise.api.schemas import (
     AlertIn,
@@ -28,7 +28,7 @@ from balise.devices.actions import record_heartbeat
 router = Router(tags=["device"])
 
 HEARTBEAT_INTERVAL_S = 300
-ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut}
+ERRORS = {code: ErrorOut for code in (400, 401, 403, 404, 409, 413, 422, 503)}
 
 
 def _fixes(items) -> list[actions.FixIn]:
@@ -39,10 +39,13 @@ def _fixes(items) -> list[actions.FixIn]:
     ]
 
 
-def _alert_out(alert: Alert) -> dict:
+def _alert_out(alert: Alert, client_id: uuid.UUID) -> dict:
+    """ALERT as the device knows it, by its CLIENT_ID: a press that joined an open alert
+    shows that alert (kind, state, fixes) under its own client id, with joined_to."""
     return {
         "id": alert.pk,
-        "client_id": alert.client_id,
+        "client_id": client_id,
+        "joined_to": alert.client_id if alert.client_id != client_id else None,
         "kind": alert.kind,
         "state": alert.device_state,
         "acknowledged": alert.acknowledged_at is not None and not alert.duress,
@@ -51,8 +54,21 @@ def _alert_out(alert: Alert) -> dict:
     }
 
 
+def _own_alerts(request):
+    """The alerts of this device AND of its current holder: a device handed to someone
+    else never sees the previous holder's alerts."""
+    return Alert.objects.filter(device=request.auth, person_id=request.auth.holder_id)
+
+
 def _own_alert(request, client_id: uuid.UUID) -> Alert | None:
-    return Alert.objects.select_related("person").filter(client_id=client_id, device=request.auth).first()
+    """The device's alert by its client id, or the alert its press of that client id joined
+    (of its current holder only)."""
+    own = _own_alerts(request).select_related("person").filter(client_id=client_id).first()
+    if own is None:
+        press = JoinedPress.objects.select_related("alert__person").filter(
+            client_id=client_id, device=request.auth, alert__person_id=request.auth.holder_id).first()
+        own = press.alert if press else None
+    return own
 
 
 def _alert_error(exc: actions.AlertError):
@@ -71,7 +87,7 @@ def create_alert(request, payload: AlertIn):
         )
     except actions.AlertError as exc:
         return _alert_error(exc)
-    return Status(201 if created else 200, _alert_out(alert))
+    return Status(201 if created else 200, _alert_out(alert, payload.client_id))
 
 
 @router.get("/alerts/{client_id}", response={200: AlertOut, **ERRORS}, summary="Read an alert's status")
@@ -79,7 +95,7 @@ def read_alert(request, client_id: uuid.UUID):
     alert = _own_alert(request, client_id)
     if alert is None:
         return error_response(404, "not_found", "no such alert for this device")
-    return Status(200, _alert_out(alert))
+    return Status(200, _alert_out(alert, client_id))
 
 
 @router.post("/alerts/{client_id}/fixes", response={200: FixesOut, **ERRORS}, summary="Add location fixes")
@@ -104,7 +120,7 @@ def cancel_alert(request, client_id: uuid.UUID, payload: CancelIn):
     except actions.AlertError as exc:
         return _alert_error(exc)
     # The same answer for the cancel and the duress PIN, whatever the alert's real state.
-    return Status(200, {"client_id": alert.client_id, "state": "cancelled"})
+    return Status(200, {"client_id": client_id, "state": "cancelled"})
 
 
 @router.post("/heartbeat", response={200: HeartbeatOut, **ERRORS}, summary="Report device health")
@@ -118,14 +134,18 @@ def heartbeat(request, payload: HeartbeatIn):
         battery = min(levels) if levels else None
     record_heartbeat(request.auth, battery_percent=battery, button_connected=connected,
                      station_version=payload.station_version)
-    open_alerts = Alert.objects.filter(device=request.auth, state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED])
+    active = [Alert.State.OPEN, Alert.State.ACKNOWLEDGED]
+    open_alerts = [(a.client_id, a) for a in _own_alerts(request).filter(state__in=active)]
+    # Its presses that joined an open alert (perhaps another device's) stay open with it.
+    open_alerts += [(p.client_id, p.alert) for p in JoinedPress.objects.select_related("alert").filter(
+        device=request.auth, alert__person_id=request.auth.holder_id, alert__state__in=active)]
     return Status(200, {
         "server_time": timezone.now(),
         "heartbeat_interval_s": HEARTBEAT_INTERVAL_S,
         # What the device should still be working on; an alert cancelled under duress
         # is not listed, exactly as if it had been cancelled.
         "open_alerts": [
-            {"client_id": a.client_id, "kind": a.kind, "state": a.state} for a in open_alerts if not a.duress
+            {"client_id": client_id, "kind": a.kind, "state": a.state} for client_id, a in open_alerts if not a.duress
         ],
     })
 

@@ -1,42 +1,89 @@
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import datetime, timezone
-from typing import Literal
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Literal
 
 from django.conf import settings
+from django.utils import timezone as django_timezone
 from ninja import Schema
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field
+
+# What the server accepts at its edge; docs/device-api.md states the same ranges.
+EARLIEST = datetime(2020, 1, 1, tzinfo=timezone.utc)
+MAX_AHEAD = timedelta(hours=24)
+MAX_OFFSET = timedelta(hours=14)  # the widest real UTC offset (Kiribati, +14:00)
+# C0 and C1 control characters (NUL included) and lone surrogates: no device sends them,
+# and PostgreSQL refuses NUL in text.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+MULTILINE_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+def moment(value: datetime) -> datetime:
+    """A device's clock reading: naive means UTC; refused outside [2020, now + 24 h]."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    offset = value.utcoffset()
+    if offset is None or abs(offset) > MAX_OFFSET:
+        raise ValueError("the UTC offset must be within -14:00 and +14:00")
+    try:
+        utc = value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 9999-12-31T23:30-14:00 is in year 10000 in UTC
+        raise ValueError("the time must be after 2020-01-01 and at most 24 h ahead of the server") from None
+    if not EARLIEST <= utc <= django_timezone.now() + MAX_AHEAD:
+        raise ValueError("the time must be after 2020-01-01 and at most 24 h ahead of the server")
+    return utc
+
+
+def text(value: str) -> str:
+    if CONTROL.search(value):
+        raise ValueError("control characters are not allowed")
     return value
+
+
+def multiline_text(value: str) -> str:
+    if MULTILINE_CONTROL.search(value):
+        raise ValueError("control characters other than line breaks and tabs are not allowed")
+    return value
+
+
+def _not_text_or_bool(value):
+    # JSON numbers only: no "12" read as 12, no true read as 1 (80.0 is still 80).
+    if isinstance(value, (str, bool)):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+Moment = Annotated[datetime, AfterValidator(moment)]
+Text = Annotated[str, AfterValidator(text)]
+MultilineText = Annotated[str, AfterValidator(multiline_text)]
+Number = Annotated[float, BeforeValidator(_not_text_or_bool)]
+Integer = Annotated[int, BeforeValidator(_not_text_or_bool)]
+Flag = Annotated[bool, Field(strict=True)]
+Percent = Annotated[Integer, Field(ge=0, le=100)]
+# Database ids are positive 64-bit integers.
+Id = Annotated[Integer, Field(ge=1, le=2**63 - 1)]
 
 
 class FixIn(Schema):
     id: uuid.UUID | None = None
-    lat: float = Field(ge=-90, le=90)
-    lon: float = Field(ge=-180, le=180)
-    accuracy_m: float | None = Field(default=None, ge=0, le=1_000_000)
-    recorded_at: datetime
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
+    accuracy_m: Number | None = Field(default=None, ge=0, le=100_000)
+    recorded_at: Moment
     source: Literal["gps", "fixed", "network", "simulated", "unknown"] = "unknown"
-
-    _aware = field_validator("recorded_at")(lambda cls, v: _aware(v))
 
 
 class AlertIn(Schema):
     client_id: uuid.UUID
     kind: Literal["prevention", "emergency", "alarm", "test"]
     gesture: Literal["single", "double", "long", "triple", "api", ""] = ""
-    triggered_at: datetime | None = None
+    triggered_at: Moment | None = None
     fixes: list[FixIn] = Field(default_factory=list, max_length=settings.API_MAX_FIXES_PER_BATCH)
-    sms_sent_by_device: bool = False
+    sms_sent_by_device: Flag = False
     # Contacts the device already texted itself (GSM modem while offline): no SMS again.
-    sms_sent_to_contacts: list[int] = Field(default_factory=list, max_length=5)
-
-    _aware = field_validator("triggered_at")(lambda cls, v: _aware(v))
+    sms_sent_to_contacts: list[Id] = Field(default_factory=list, max_length=5)
 
 
 class FixesIn(Schema):
@@ -44,12 +91,14 @@ class FixesIn(Schema):
 
 
 class CancelIn(Schema):
-    pin: str = Field(min_length=1, max_length=32)
+    pin: Text = Field(min_length=1, max_length=32)
 
 
 class AlertOut(Schema):
     id: int
     client_id: uuid.UUID
+    # Set when this press joined an alert of the same person already open (its client id).
+    joined_to: uuid.UUID | None = None
     kind: str
     state: str
     acknowledged: bool
@@ -68,15 +117,15 @@ class CancelOut(Schema):
 
 
 class ButtonIn(Schema):
-    hardware_id: str = Field(max_length=64)
-    connected: bool
-    battery_percent: int | None = Field(default=None, ge=0, le=100)
+    hardware_id: Text = Field(max_length=64)
+    connected: Flag
+    battery_percent: Percent | None = None
 
 
 class HeartbeatIn(Schema):
-    battery_percent: int | None = Field(default=None, ge=0, le=100)
-    button_connected: bool | None = None
-    station_version: str = Field(default="", max_length=40)
+    battery_percent: Percent | None = None
+    button_connected: Flag | None = None
+    station_version: Text = Field(default="", max_length=40)
     buttons: list[ButtonIn] = Field(default_factory=list, max_length=10)
 
 
@@ -117,6 +166,12 @@ class ContactsOut(Schema):
     contacts: list[ContactOut]
 
 
+class FieldErrorOut(Schema):
+    field: str
+    message: str
+
+
 class ErrorOut(Schema):
     error: str
     message: str
+    fields: list[FieldErrorOut] | None = None

@@ -8,6 +8,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from balise.api.auth import DeviceToken
 from balise.api.device import router as device_router
 from balise.api.errors import error_response, validation_fields
+from balise.api.jsonbody import BodyError, DeviceJSONParser
 from balise.api.voice import router as voice_router
 from balise.evidence.api import router as evidence_router
 
@@ -16,6 +17,7 @@ api = NinjaAPI(
     version="1",
     description="What buttons, home stations and phone apps call. See docs/device-api.md.",
     auth=DeviceToken(),
+    parser=DeviceJSONParser(),
     urls_namespace="api",
 )
 api.add_router("", device_router)
@@ -35,6 +37,9 @@ def on_auth_error(request, exc):
 
 @api.exception_handler(HttpError)
 def on_http_error(request, exc):
+    if isinstance(exc.__cause__, BodyError):  # ninja wraps what the parser refused
+        cause = exc.__cause__
+        return error_response(exc.status_code, "bad_request", str(cause), [{"field": cause.field, "message": str(cause)}])
     return error_response(exc.status_code, "bad_request", str(exc))
 
 

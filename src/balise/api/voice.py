@@ -15,7 +15,7 @@ from balise.voice.actions import VoiceError, delete_voice_message, store_voice_m
 from balise.voice.models import VoiceMessage
 
 router = Router(tags=["voice"])
-ERRORS = {401: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut}
+ERRORS = {code: ErrorOut for code in (401, 404, 409, 413, 415, 422, 503)}
 
 
 class VoiceMessageOut(Schema):

@@ -12,12 +12,6 @@ class AssociationAdmin(AssociationScopedAdmin):
     list_display = ("name", "slug", "on_call_number")
     prepopulated_fields = {"slug": ("name",)}
 
-    def get_queryset(self, request):
-        qs = admin.ModelAdmin.get_queryset(self, request)
-        if request.user.is_superuser:
-            return qs
-        return qs.filter(memberships__user=request.user)
-
 
 @admin.register(Membership)
 class MembershipAdmin(AssociationScopedAdmin):

@@ -21,6 +21,22 @@ def revoke_tokens(device: Device) -> int:
     return device.credentials.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
+def reassign(device: Device, holder) -> int:
+    """Hand DEVICE to HOLDER (a Person, or None to take it back). A token follows its
+    holder: when the holder changes, every token of the device is revoked, so that it
+    never speaks for, nor sees the alerts of, the previous holder; it is paired again
+    (issue_token) for the new one. Returns the number of tokens revoked."""
+    with transaction.atomic():
+        current = Device.objects.select_for_update().get(pk=device.pk)
+        if current.holder_id == getattr(holder, "pk", None):
+            return 0
+        current.holder = holder
+        current.clean()  # (a holder of another association is refused)
+        current.save(update_fields=["holder"])
+        device.holder = holder
+        return revoke_tokens(current)
+
+
 def authenticate_token(token: str) -> Device | None:
     if not token or len(token) > 200:
         return None

@@ -1,5 +1,6 @@
 import hashlib
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -45,6 +46,14 @@ class Device(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.hardware_id}"
+
+    def clean(self):
+        # Her alerts go to the device's association: a device of one association never
+        # carries a person of another.
+        if self.holder_id is not None and self.association_id is not None \
+                and self.holder.association_id != self.association_id:
+            raise ValidationError({"holder": _("This person is followed by another association than the device.")},
+                                  code="other_association")
 
 
 class DeviceCredential(models.Model):

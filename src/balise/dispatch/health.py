@@ -28,7 +28,11 @@ def snapshot() -> dict:
     oldest_due = Delivery.objects.filter(state=Delivery.State.PENDING, next_attempt_at__lte=now).aggregate(
         oldest=Min("next_attempt_at")
     )["oldest"]
-    backlog_age = (now - oldest_due).total_seconds() if oldest_due else 0.0
+    # Leased and not sent within the lease: nobody is working on it either.
+    oldest_lost = Delivery.objects.filter(state=Delivery.State.SENDING, lease_until__lt=now).aggregate(
+        oldest=Min("lease_until")
+    )["oldest"]
+    backlog_age = max([(now - t).total_seconds() for t in (oldest_due, oldest_lost) if t] or [0.0])
     recent = Delivery.objects.filter(state=Delivery.State.SENT, sent_at__gte=now - LATENCY_WINDOW, attempts=1)
     latencies = sorted(
         (sent - created).total_seconds() for created, sent in recent.values_list("created_at", "sent_at")[:20000]

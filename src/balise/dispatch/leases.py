@@ -1,41 +1,76 @@
 """Outbox rows claimed with a lease, shared by alert deliveries and messages to contacts.
 
 A row is due when it is pending and its next attempt has come, or when it is being sent
-by someone whose lease has run out (a crashed dispatcher). Claiming marks it as being
-sent by the claimer until the lease expires; the outcome is recorded only by the
-claimer still holding it.
+by someone who is gone: whose lease has run out, or whose heartbeat (DispatcherBeat) is
+older than DISPATCH_TAKEOVER_SECONDS (a crashed dispatcher: its work is taken over in
+seconds rather than when its lease expires). Claiming marks it as being sent by the
+claimer until the lease expires, in one UPDATE: the old owner's outcome, should it come
+late, is then ignored, as the outcome is recorded only by the claimer still holding it.
+
+A dispatcher beats before it takes any lease (see Dispatcher.run), so a row leased to an
+owner that has no heartbeat row at all is left until its lease expires.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import Case, CharField, F, Q, Value, When
 
+log = logging.getLogger(__name__)
+
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
 
 
-def due(model, now: datetime):
-    return model.objects.filter(
-        Q(state=PENDING, next_attempt_at__lte=now) | Q(state=SENDING, lease_until__lt=now)
-    ).order_by("next_attempt_at")
+def dead_owners(now: datetime, me: str | None = None) -> list[str]:
+    """Dispatchers whose last beat is older than DISPATCH_TAKEOVER_SECONDS (ME excepted),
+    among those that beat recently enough to still hold unexpired leases."""
+    from balise.dispatch.models import DispatcherBeat
+
+    stale = now - timedelta(seconds=settings.DISPATCH_TAKEOVER_SECONDS)
+    horizon = stale - timedelta(seconds=settings.DISPATCH_LEASE_SECONDS + settings.DISPATCH_BEAT_SECONDS + 60)
+    beats = DispatcherBeat.objects.filter(beat_at__lt=stale, beat_at__gte=horizon)
+    if me:
+        beats = beats.exclude(name=me)
+    return list(beats.values_list("name", flat=True))
 
 
-def claim(model, owner: str, limit: int, now: datetime) -> list:
+def held_by_the_gone(now: datetime, dead: list[str], state: str = SENDING) -> Q:
+    """Rows in STATE whose lease has run out or whose owner is dead."""
+    gone = Q(state=state, lease_until__lt=now)
+    if dead:
+        gone |= Q(state=state, lease_owner__in=dead)
+    return gone
+
+
+def due(model, now: datetime, dead: list[str] | None = None, me: str | None = None):
+    if dead is None:
+        dead = dead_owners(now, me)
+    return model.objects.filter(Q(state=PENDING, next_attempt_at__lte=now) | held_by_the_gone(now, dead)).order_by(
+        "next_attempt_at")
+
+
+def claim(model, owner: str, limit: int, now: datetime, dead: list[str] | None = None) -> list:
     """Lease up to LIMIT due rows to OWNER and return their ids; call it inside a
     transaction. Other dispatchers skip rows locked here (PostgreSQL); on SQLite the
     transaction itself serialises claims."""
-    rows = due(model, now)
+    rows = due(model, now, dead, owner)
     if connection.features.has_select_for_update_skip_locked:
         rows = rows.select_for_update(skip_locked=True)
-    ids = list(rows.values_list("id", flat=True)[:limit])
+    found = list(rows.values_list("id", "state", "lease_owner", "lease_until")[:limit])
+    ids = [row_id for row_id, _, _, _ in found]
     if ids:
         model.objects.filter(id__in=ids).update(
             state=SENDING, lease_owner=owner, attempts=F("attempts") + 1,
             lease_until=now + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS),
         )
+        taken = [(prev, until) for _, state, prev, until in found if state == SENDING and until and until >= now]
+        if taken:
+            log.warning("%s took over %d %s rows leased to %s (no heartbeat)", owner, len(taken),
+                        model.__name__, ", ".join(sorted({prev for prev, _ in taken})))
     return ids
 
 

@@ -3,6 +3,7 @@ language, from the alert's latest location fix."""
 
 from __future__ import annotations
 
+import math
 import unicodedata
 
 from django.utils import formats, timezone, translation
@@ -50,14 +51,40 @@ def _near(fix) -> str:
     return _(", near %(place)s") % {"place": place.label()} if place else ""
 
 
+def _clock(fix) -> str:
+    """"18:05" in local time, or words saying the time is unknown when the device sent a
+    time that cannot be shown (year 9999 becomes year 10000 in local time)."""
+    try:
+        return formats.time_format(timezone.localtime(fix.recorded_at), "H:i")
+    except (OverflowError, ValueError, TypeError, AttributeError):
+        return _("an unknown time")
+
+
+def _usable(fix) -> bool:
+    """Whether FIX has coordinates that can be shown: finite, on the globe."""
+    try:
+        return math.isfinite(fix.lat) and math.isfinite(fix.lon) and abs(fix.lat) <= 90 and abs(fix.lon) <= 180
+    except TypeError:
+        return False
+
+
+def _accuracy(fix) -> int | None:
+    """The accuracy in whole metres, or None when missing or out of range."""
+    acc = fix.accuracy_m
+    if isinstance(acc, (int, float)) and math.isfinite(acc) and 0 <= acc < 1e7:
+        return round(acc)
+    return None
+
+
 def _where(fix) -> str:
-    if fix is None:
+    if fix is None or not _usable(fix):
         return _("Position not known yet.")
-    when = formats.time_format(timezone.localtime(fix.recorded_at), "H:i")
+    when = _clock(fix)
     near = _near(fix)
-    if fix.accuracy_m is not None:
+    acc = _accuracy(fix)
+    if acc is not None:
         return _("Position %(lat).5f, %(lon).5f within %(acc)d m at %(time)s%(near)s.") % {
-            "lat": fix.lat, "lon": fix.lon, "acc": round(fix.accuracy_m), "time": when, "near": near,
+            "lat": fix.lat, "lon": fix.lon, "acc": acc, "time": when, "near": near,
         }
     return _("Position %(lat).5f, %(lon).5f at %(time)s%(near)s.") % {
         "lat": fix.lat, "lon": fix.lon, "time": when, "near": near,
@@ -67,16 +94,16 @@ def _where(fix) -> str:
 def _where_spoken(fix, wait: float = 0.0) -> str:
     """The location as a voice reads it: the nearest place first (digits alone help
     nobody on the phone), then the coordinates for whoever writes them down."""
-    if fix is None:
+    if fix is None or not _usable(fix):
         return _("Her position is not known yet.")
-    values = {"time": formats.time_format(timezone.localtime(fix.recorded_at), "H:i"),
-              "lat": f"{fix.lat:.5f}", "lon": f"{fix.lon:.5f}"}
+    values = {"time": _clock(fix), "lat": f"{fix.lat:.5f}", "lon": f"{fix.lon:.5f}"}
     place = nearest(fix.lat, fix.lon, wait=wait)
     if place is None:
         return _("At %(time)s she was at latitude %(lat)s, longitude %(lon)s. The map is in the text message.") % values
     values["place"] = place.label()
-    if fix.accuracy_m is not None:
-        values["acc"] = round(fix.accuracy_m)
+    acc = _accuracy(fix)
+    if acc is not None:
+        values["acc"] = acc
         return _("At %(time)s she was near %(place)s, within %(acc)d metres: latitude %(lat)s, longitude %(lon)s. "
                  "The map is in the text message.") % values
     return _("At %(time)s she was near %(place)s: latitude %(lat)s, longitude %(lon)s. "
@@ -129,6 +156,12 @@ def render(template: str, *, channel: str, language: str, alert, contact_id, fix
             return _finish(channel, f"{head} {_where(fix)}")
         elif template == "ack":
             return _finish(channel, _ack_notice(alert, contact_id))
+        elif template == UNDELIVERABLE:
+            return _finish(channel, undeliverable_notice(name))
+        elif template == "pin_locked":
+            return _finish(channel, _pin_locked_notice(name))
+        elif template in ("over_budget_device", "over_budget_association"):
+            return _finish(channel, _over_budget_notice(template, name))
         elif template == "reply_unclear":
             return _finish(channel, _("Balise: several alerts reached you; answer from the link of each: %(link)s") % {
                 "link": tracking_url(alert.pk, contact_id)})
@@ -142,6 +175,32 @@ def render(template: str, *, channel: str, language: str, alert, contact_id, fix
             live, reply = _("Live map:"), _("Reply OK if you are going to help.")  # (xgettext skips f-strings)
             text = f"{head} {_where(fix)} {live} {link} {todo} {reply}"
         return _finish(channel, text)
+
+
+UNDELIVERABLE = "undeliverable"
+
+
+def undeliverable_notice(name: str) -> str:
+    """To the association's on-call line when a message of an alert could not be built
+    or sent because of a fault (see balise.dispatch.dispatcher): she must not rely on it."""
+    return _("Balise: the alert of %(name)s could not be sent to her contacts. Call them yourself.") % {"name": name}
+
+
+def _pin_locked_notice(name: str) -> str:
+    """To the on-call line when wrong cancel PINs lock an alert: someone may be trying to
+    silence her (an aggressor guessing), or she is struggling; either way, staff look."""
+    return _("Balise: several wrong cancel codes were typed on the alert of %(name)s. It can no longer be "
+             "cancelled from her device. Check on her.") % {"name": name}
+
+
+def _over_budget_notice(template: str, name: str) -> str:
+    """To the on-call line, once per episode: alerts beyond a budget reach only it."""
+    if template == "over_budget_device":
+        return _("Balise: the device of %(name)s is raising more alerts than any real use does. Her contacts no "
+                 "longer receive them; every one still reaches this line. Check the device in the back-office.") % {
+            "name": name}
+    return _("Balise: your association is raising more alerts than any real use does. Contacts no longer receive "
+             "them; every one still reaches this line. Check the back-office.")
 
 
 def _ack_notice(alert, contact_id) -> str:

@@ -59,6 +59,9 @@ class Delivery(OutboxMessage):
     # Escalation and notice deliveries only go out while the alert's epoch is this one.
     epoch = models.PositiveIntegerField(default=0)
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
+    # Times building or recording this message raised (a fault of the row, not of a
+    # provider): after DISPATCH_FAULT_ATTEMPTS it is set aside as failed.
+    faults = models.PositiveSmallIntegerField(_("faults"), default=0)
 
     class Meta:
         verbose_name = _("delivery")
@@ -80,6 +83,7 @@ class EscalationTimer(models.Model):
         RUNNING = "running", _("running")
         FIRED = "fired", _("fired")
         STALE = "stale", _("stale")
+        FAILED = "failed", _("failed")  # raised DISPATCH_FAULT_ATTEMPTS times (see Delivery.faults)
 
     alert = models.ForeignKey("alerts.Alert", on_delete=models.CASCADE, related_name="timers")
     step = models.PositiveSmallIntegerField()
@@ -90,6 +94,7 @@ class EscalationTimer(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     fired_at = models.DateTimeField(null=True, blank=True)
+    faults = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         verbose_name = _("escalation timer")
@@ -98,7 +103,8 @@ class EscalationTimer(models.Model):
 
 
 class DispatcherBeat(models.Model):
-    """Liveness of each dispatcher process, for the health endpoint."""
+    """Liveness of each dispatcher process, for the health endpoint and for taking over
+    the work leased to a dispatcher that stopped beating (see balise.dispatch.leases)."""
 
     name = models.CharField(max_length=80, unique=True)
     started_at = models.DateTimeField()

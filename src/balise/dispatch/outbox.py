@@ -33,12 +33,13 @@ def recipients(alert, audience: str, rank: int | None = None) -> list[tuple[obje
 
 def write_deliveries(
     alert, sends: tuple[Send, ...], *, purpose: str, template: str, skip_sms: bool = False,
-    skip_sms_to: frozenset[int] = frozenset(),
+    skip_sms_to: frozenset[int] = frozenset(), already: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Delivery]:
-    """SKIP_SMS / SKIP_SMS_TO: the device already texted everyone / these contacts itself."""
+    """SKIP_SMS / SKIP_SMS_TO: the device already texted everyone / these contacts itself;
+    ALREADY: (phone, channel) pairs the alert has reached already."""
     now = timezone.now()
     rows = []
-    seen = set()
+    seen = set(already)
     for send in sends:
         if skip_sms and send.channel == "sms":
             continue

@@ -261,11 +261,12 @@ def destroy_due(now: datetime | None = None) -> list[Case]:
     now = now or timezone.now()
     done = []
     for case in Case.objects.filter(state=Case.State.DELETION_PENDING, deletion_due_at__lte=now):
-        _custody(case, SYSTEM, "destroy", _("scheduled deletion reached its date"), "")
         with transaction.atomic():
             case = Case.objects.select_for_update().get(pk=case.pk)
             if case.state != Case.State.DELETION_PENDING:
-                continue
+                continue  # cancelled meanwhile: nothing happened, nothing is recorded
+            _custody(case, SYSTEM, "destroy", _("scheduled deletion reached its date"), "")
+            case.refresh_from_db(fields=["custody_index", "custody_head"])
             Record.objects.filter(case=case).update(blob=None)  # the one deliberate non-append
             case.wrapped_key, case.key_destroyed_at, case.state = None, now, Case.State.DESTROYED
             case.save()
@@ -393,18 +394,27 @@ def export(user, reference: str, reason: str, legal_reference: str, out: Path) -
     try:
         return bag.build(inp, k.exporter, out, stamp)
     except tsa.TimestampError as exc:
+        # The export record was written before; the custody log says it did not happen.
+        _custody(case, staff(user), "export_failed", reason, legal_reference, {"error": "timestamp"})
         raise EvidenceError("timestamp", _("the timestamp authority failed: %(error)s") % {"error": exc}, 502) from None
 
 
-def _transition(case: Case, allowed: set[str], to: str, **fields) -> Case:
+def _transition(case: Case, allowed: set[str], to, actor: Actor, action: str, reason, legal_reference: str,
+                details: dict | None = None, **fields) -> Case:
+    """Change the state of CASE, with its custody record, in one transaction: a change
+    that is refused (the case is not in an ALLOWED state) records nothing, and one that
+    is recorded happens. TO and the FIELDS' values may be functions of the case as it
+    was, locked."""
     with transaction.atomic():
         case = Case.objects.select_for_update().get(pk=case.pk)
         if case.state not in allowed:
             raise EvidenceError("state", _("not possible in state %(state)s") % {"state": case.get_state_display()})
-        case.state = to
-        for name, value in fields.items():
+        _custody(case, actor, action, reason, legal_reference, details)
+        values = {name: value(case) if callable(value) else value for name, value in {**fields, "state": to}.items()}
+        for name, value in values.items():
             setattr(case, name, value)
-        case.save()
+        case.save(update_fields=["state", *fields])  # (not the custody head, just written)
+    case.refresh_from_db()
     return case
 
 
@@ -415,28 +425,25 @@ def place_legal_hold(user, reference: str, reason: str, legal_reference: str) ->
     case = case_for(user, reference)
     if not legal_reference.strip():
         raise EvidenceError("legal_reference_required", _("a legal hold needs a legal reference"), 422, "legal_reference")
-    _custody(case, staff(user), "legal_hold", reason, legal_reference)
-    return _transition(case, LIVE | {Case.State.DELETION_PENDING}, Case.State.LEGAL_HOLD, deletion_due_at=None)
+    return _transition(case, LIVE | {Case.State.DELETION_PENDING}, Case.State.LEGAL_HOLD, staff(user), "legal_hold",
+                       reason, legal_reference, deletion_due_at=None)
 
 
 def release_legal_hold(user, reference: str, reason: str, legal_reference: str) -> Case:
-    case = case_for(user, reference)
-    _custody(case, staff(user), "release_hold", reason, legal_reference)
-    return _transition(case, {Case.State.LEGAL_HOLD}, Case.State.RETAINED)
+    return _transition(case_for(user, reference), {Case.State.LEGAL_HOLD}, Case.State.RETAINED, staff(user),
+                       "release_hold", reason, legal_reference)
 
 
 def retain(user, reference: str, reason: str, legal_reference: str) -> Case:
-    case = case_for(user, reference)
-    _custody(case, staff(user), "retain", reason, legal_reference)
-    return _transition(case, {Case.State.SEALED}, Case.State.RETAINED)
+    return _transition(case_for(user, reference), {Case.State.SEALED}, Case.State.RETAINED, staff(user), "retain",
+                       reason, legal_reference)
 
 
 def _schedule_deletion(case: Case, actor: Actor, reason, legal_reference: str, by_device: bool) -> Case:
-    if case.state not in LIVE:
-        raise EvidenceError("state", _("not possible in state %(state)s") % {"state": case.get_state_display()})
     due = timezone.now() + timedelta(seconds=conf.deletion_delay_seconds(by_device))
-    _custody(case, actor, "deletion_request", reason, legal_reference, {"due_at": _now_text(due)})
-    return _transition(case, LIVE, Case.State.DELETION_PENDING, deletion_due_at=due, state_before_deletion=case.state)
+    return _transition(case, LIVE, Case.State.DELETION_PENDING, actor, "deletion_request", reason, legal_reference,
+                       {"due_at": _now_text(due)}, deletion_due_at=due,
+                       state_before_deletion=lambda locked: locked.state)
 
 
 def request_deletion(user, reference: str, reason: str, legal_reference: str) -> Case:
@@ -455,10 +462,9 @@ def request_deletion_by_device(device, session: uuid.UUID) -> Case:
 
 
 def cancel_deletion(user, reference: str, reason: str, legal_reference: str) -> Case:
-    case = case_for(user, reference)
-    _custody(case, staff(user), "cancel_deletion", reason, legal_reference)
-    return _transition(case, {Case.State.DELETION_PENDING}, case.state_before_deletion or Case.State.SEALED,
-                       deletion_due_at=None)
+    return _transition(case_for(user, reference), {Case.State.DELETION_PENDING},
+                       lambda case: case.state_before_deletion or Case.State.SEALED, staff(user), "cancel_deletion",
+                       reason, legal_reference, deletion_due_at=None)
 
 
 # Custody-logged changes of a case's state, by the name the CLI and the back-office use.

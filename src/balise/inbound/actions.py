@@ -27,6 +27,14 @@ ANSWERED = {"completed", "answered", "in-progress"}
 UNANSWERED = {"no-answer", "busy", "failed", "canceled", "cancelled"}
 
 
+def printable(value) -> str:
+    """VALUE as text without control characters (NUL, escapes...) or lone surrogates,
+    which no database column takes; line breaks and tabs become spaces."""
+    text = str(value)
+    return "".join(" " if ch in "\t\n\r" else ch for ch in text
+                   if ch in "\t\n\r" or unicodedata.category(ch) not in ("Cc", "Cs"))
+
+
 def normalize_reply(text: str) -> str:
     """"  Oui ! " -> "oui", "OK." -> "ok": no accents, case, spaces or punctuation."""
     text = unicodedata.normalize("NFKD", text or "")
@@ -37,6 +45,7 @@ def normalize_reply(text: str) -> str:
 def sms_reply(sender: str, text: str) -> tuple[str, Delivery | None]:
     """Handle an inbound SMS. Returns (result, the delivery it answers): acknowledged,
     unrecognised, ambiguous, no_open_alert or unknown_sender."""
+    text = printable(text or "")
     try:
         phone = normalize_phone(sender or "")
     except ValidationError:
@@ -54,7 +63,7 @@ def sms_reply(sender: str, text: str) -> tuple[str, Delivery | None]:
     word = normalize_reply(text)
     if word not in ACK_WORDS:
         for d in alerts.values():
-            record_event(d.alert, "sms_reply_unrecognised", contact=d.contact_id, text=(text or "")[:160])
+            record_event(d.alert, "sms_reply_unrecognised", contact=d.contact_id, text=text[:160])
         return "unrecognised", None
     if len(alerts) > 1:
         # The same number is a contact of several people with an alert open: acknowledging
@@ -78,12 +87,12 @@ def call_event(delivery_id: str, *, digits: str = "", status: str = "") -> str:
     if d is None:
         return "unknown_call"
     result = "recorded"
-    status = (status or "").strip().lower()
+    status = printable(status or "").strip().lower()
     if status in ANSWERED:
         record_event(d.alert, "call_answered", delivery=str(d.pk), contact=d.contact_id)
     elif status in UNANSWERED:
         record_event(d.alert, "call_unanswered", delivery=str(d.pk), contact=d.contact_id, status=status)
-    digits = (digits or "").strip()
+    digits = printable(digits or "").strip()
     if digits:
         if digits[0] == "1":
             try:

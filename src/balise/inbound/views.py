@@ -4,14 +4,13 @@ posts, JSON otherwise). Nothing here logs a phone number or a token."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
+import logging
+from functools import wraps
 from xml.sax.saxutils import escape, quoteattr
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.http import HttpResponse, JsonResponse
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -19,13 +18,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from balise.dispatch.models import Delivery
-from balise.inbound import actions
+from balise.inbound import actions, signatures
 from balise.tracking.tokens import read_call_token
 from balise.voice.actions import synthesize
 from balise.voice.calls import call_script
 from balise.voice.models import VoiceMessage
 
 TWILIO_LANGUAGES = {"fr": "fr-FR", "en": "en-GB"}
+log = logging.getLogger(__name__)
 
 
 def _quiet(response):
@@ -39,46 +39,49 @@ def _twiml(body: str = "") -> HttpResponse:
                                content_type="text/xml; charset=utf-8"))
 
 
-def _params(request) -> tuple[dict, bool]:
-    """(parameters, is_json): a JSON object, or a form post."""
+def _params(request) -> tuple[dict[str, str], bool]:
+    """(parameters, is_json): a JSON object, or a form post. Values are text without
+    control characters (a NUL byte cannot be stored); anything else counts as missing."""
     if request.content_type == "application/json":
         try:
             data = json.loads(request.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             return {}, True
-        return (data if isinstance(data, dict) else {}), True
-    return request.POST.dict(), False
+        is_json = True
+    else:
+        data, is_json = request.POST.dict(), False
+    if not isinstance(data, dict):
+        return {}, is_json
+    return {str(k): actions.printable(v) for k, v in data.items() if isinstance(v, (str, int))}, is_json
 
 
-def _signed(request) -> bool:
-    """True when the request carries a valid signature: Balise's own HMAC-SHA256 of the
-    body (X-Balise-Signature), or Twilio's (X-Twilio-Signature)."""
-    secret = settings.INBOUND_SECRET
-    if secret:
-        expected = hmac.new(secret.encode(), request.body, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(request.headers.get("X-Balise-Signature", ""), expected):
-            return True
-    token = settings.TWILIO_AUTH_TOKEN
-    if token and request.content_type != "application/json":
-        payload = settings.SITE_URL + request.get_full_path()
-        payload += "".join(k + v for k in sorted(request.POST) for v in request.POST.getlist(k))
-        expected = base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
-        if hmac.compare_digest(request.headers.get("X-Twilio-Signature", ""), expected):
-            return True
-    return False
+def signed_callback(view):
+    """Refuse (403, nothing done) a callback whose signature is missing, wrong, stale or
+    already used; run the view in the transaction that records its signature as used."""
+
+    @wraps(view)
+    def checked(request, *args, **kwargs):
+        signature = signatures.verified_signature(request)
+        if not signature:
+            log.warning("inbound: refused a callback without a valid signature")
+            return _quiet(JsonResponse({"error": "bad_signature"}, status=403))
+        with transaction.atomic():
+            if not signatures.claim(signature):
+                log.warning("inbound: refused a callback already received (replay)")
+                return _quiet(JsonResponse({"error": "replayed"}, status=403))
+            return view(request, *args, **kwargs)
+
+    return checked
 
 
 @csrf_exempt
 @require_POST
+@signed_callback
 def sms(request):
     """An SMS received by the provider. Form (From, Body) or JSON {"from", "text"}."""
-    if not (settings.INBOUND_SECRET or settings.TWILIO_AUTH_TOKEN):
-        return _quiet(JsonResponse({"error": "disabled", "message": "set BALISE_INBOUND_SECRET"}, status=403))
-    if not _signed(request):
-        return _quiet(JsonResponse({"error": "bad_signature"}, status=403))
     params, is_json = _params(request)
-    sender = str(params.get("from") or params.get("From") or "")
-    text = str(params.get("text") or params.get("Body") or "")
+    sender = params.get("from") or params.get("From") or ""
+    text = params.get("text") or params.get("Body") or ""
     if not sender:
         return _quiet(JsonResponse({"error": "invalid", "message": "the sender is missing"}, status=400))
     result, delivery = actions.sms_reply(sender, text)
@@ -103,15 +106,17 @@ def _delivery(token: str):
 
 @csrf_exempt
 @require_POST
+@signed_callback
 def voice(request, token: str):
     """Status and keypad of one call: Digits and/or CallStatus (form) or JSON
-    {"digits", "status"}. The signed token in the URL identifies the call."""
+    {"digits", "status"}. The token in the URL identifies the call; the request's
+    signature covers that URL."""
     delivery = _delivery(token)
     if delivery is None:
         return _quiet(JsonResponse({"error": "not_found"}, status=404))
     params, is_json = _params(request)
-    digits = str(params.get("digits") or params.get("Digits") or "")
-    status = str(params.get("status") or params.get("CallStatus") or "")
+    digits = params.get("digits") or params.get("Digits") or ""
+    status = params.get("status") or params.get("CallStatus") or ""
     result = actions.call_event(delivery.pk, digits=digits, status=status)
     if is_json:
         return _quiet(JsonResponse({"result": result}))

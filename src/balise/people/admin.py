@@ -44,6 +44,7 @@ class PersonAdmin(AssociationScopedAdmin):
 
 class MessageInline(RolePermissions, admin.TabularInline):
     model = ContactMessage
+    association_path = "person__association"  # (of the parent contact)
     extra = 0
     can_delete = False
     fields = ("created_at", "template", "state", "sent_at", "attempts", "last_error")
@@ -78,9 +79,11 @@ class ContactAdmin(AssociationScopedAdmin):
         last = contact.messages.filter(template=ContactMessage.Template.INVITATION).order_by("-created_at").first()
         return last.get_state_display() if last else "-"
 
-    @admin.action(description=_("Send the invitation SMS again"))
+    @admin.action(description=_("Send the invitation SMS again"), permissions=["change"])  # not for read-only members
     def send_invitation(self, request, queryset):
-        pending = [c for c in queryset if c.consent == Contact.Consent.PENDING]
+        # Only contacts of associations where her role allows it (not where she only looks).
+        allowed = self.permitted(request, queryset, self.EDIT_ROLES)
+        pending = [c for c in allowed if c.consent == Contact.Consent.PENDING]
         for contact in pending:
             invite_contact(contact)
         self.message_user(request, ngettext("%(n)d invitation will be sent (only to contacts who have not answered).",

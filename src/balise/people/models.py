@@ -33,6 +33,13 @@ class Person(models.Model):
     def __str__(self) -> str:
         return self.display_name
 
+    def clean(self):
+        # Her alerts go to her devices' association (see Device.clean).
+        if self.pk is not None and self.association_id is not None \
+                and self.devices.exclude(association_id=self.association_id).exists():
+            raise ValidationError({"association": _("She holds a device of another association: take it back first.")},
+                                  code="device_of_another_association")
+
     def set_pins(self, cancel_pin: str, duress_pin: str) -> None:
         if cancel_pin == duress_pin:
             raise ValidationError(_("The duress code must differ from the cancel code."), code="same_pins")
@@ -49,6 +56,9 @@ class Person(models.Model):
         if cancel:
             return "cancel"
         return None
+
+    def is_duress_pin(self, pin: str) -> bool:
+        return bool(self.duress_pin_hash) and check_password(pin, self.duress_pin_hash)
 
 
 class Contact(models.Model):

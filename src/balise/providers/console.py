@@ -5,8 +5,10 @@ Calls are simulated: each call gets an outcome (BALISE_CONSOLE_VOICE_OUTCOMES, p
 number, e.g. "+33612345601=no_answer,+33612345602=answered|pressed_1": outcomes in turn,
 the last one repeating; else BALISE_CONSOLE_VOICE_DEFAULT), and after
 BALISE_CONSOLE_VOICE_DELAY seconds the provider reports it to Balise's inbound voice
-webhook exactly as a real provider would: so every path (not answered, answered without
-pressing 1, pressed 1) can be tried with no account.
+webhook exactly as a real provider would, signed (balise.providers.callbacks: with
+BALISE_INBOUND_SECRET, or the secret derived from the install's secret key when it is
+not set): so every path (not answered, answered without pressing 1, pressed 1) can be
+tried with no account, and Balise refuses an unsigned one.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import sys
 import threading
 import uuid
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
 from django.utils import timezone
 
+from balise.providers import callbacks
 from balise.providers.base import OutgoingMessage, Provider, SendResult
 
 _lock = threading.Lock()
@@ -84,11 +88,13 @@ class CallSimulator:
         timer.start()
 
     def report(self, key: str, outcome: str) -> None:
-        from balise.tracking.tokens import make_call_token
+        from balise.voice.calls import call_url
 
-        url = f"{self.site_url}/inbound/voice/{make_call_token(key)}"
+        url = call_url(key, self.site_url)
+        body = urlencode(_CALLBACK[outcome]).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded", **callbacks.sign("POST", urlsplit(url).path, body)}
         try:
-            httpx.post(url, data=_CALLBACK[outcome], timeout=10).raise_for_status()
+            httpx.post(url, content=body, headers=headers, timeout=10).raise_for_status()
         except httpx.HTTPError as exc:
             log.warning("console provider: could not report a simulated call outcome (%s)", type(exc).__name__)
 

@@ -3,6 +3,10 @@
 The delivery id travels as the Idempotency-Key header so that the receiving side can
 drop a re-send after a crash. With BALISE_WEBHOOK_SECRET set, the body is signed
 (X-Balise-Signature: hex HMAC-SHA256 of the body).
+
+A call carries its `callback_url`: the gateway reports the call's status and keypad
+presses there (form CallStatus/Digits or JSON {"status", "digits"}), and SMS replies to
+/inbound/sms, each signed with BALISE_INBOUND_SECRET (README, "Inbound callbacks").
 """
 
 from __future__ import annotations
@@ -39,19 +43,21 @@ class WebhookProvider(Provider):
         )
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        body = json.dumps(
-            {
-                "id": message.key,
-                "channel": message.channel,
-                "to": message.to,
-                "text": message.text,
-                "language": message.language,
-                "alert_id": message.alert_id,
-                "alert_kind": message.alert_kind,
-                "purpose": message.purpose,
-            },
-            ensure_ascii=False,
-        ).encode()
+        payload = {
+            "id": message.key,
+            "channel": message.channel,
+            "to": message.to,
+            "text": message.text,
+            "language": message.language,
+            "alert_id": message.alert_id,
+            "alert_kind": message.alert_kind,
+            "purpose": message.purpose,
+        }
+        if message.channel == "voice":
+            from balise.voice.calls import call_url
+
+            payload["callback_url"] = call_url(message.key)
+        body = json.dumps(payload, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": message.key}
         if self.secret:
             headers["X-Balise-Signature"] = hmac.new(self.secret, body, hashlib.sha256).hexdigest()

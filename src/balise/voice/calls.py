@@ -31,6 +31,12 @@ class CallScript:
         return " ".join((self.intro, self.location, self.prompt))
 
 
+def call_url(delivery_id, site_url: str = "") -> str:
+    """Where a provider reports this call's status and keypad presses: a signed POST
+    (README, "Inbound callbacks"); also the base of the call's script URLs."""
+    return f"{site_url or settings.SITE_URL}/inbound/voice/{make_call_token(delivery_id)}"
+
+
 def call_script(delivery) -> CallScript:
     alert = delivery.alert
     fix = LocationFix.objects.filter(alert=alert).order_by("-recorded_at", "-id").first()
@@ -39,7 +45,7 @@ def call_script(delivery) -> CallScript:
         intro, location, prompt = voice_parts(alert, fix, wait=3.0)
     # Under duress the synthesised warning ("do not call her") is what must be heard.
     recording = not alert.duress and VoiceMessage.objects.filter(person_id=alert.person_id).exists()
-    base = f"{settings.SITE_URL}/inbound/voice/{make_call_token(delivery.pk)}"
+    base = call_url(delivery.pk)
     return CallScript(
         language=delivery.language, intro=intro, recording=recording, location=location, prompt=prompt,
         callback_url=base, audio_url=f"{base}/recording" if recording else "",
