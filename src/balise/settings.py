@@ -62,6 +62,7 @@ CSRF_TRUSTED_ORIGINS = [o for o in env("BALISE_CSRF_TRUSTED_ORIGINS").split(",")
 SITE_URL = env("BALISE_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
+    "balise.staff",  # first: its admin/base_site.html offers staff a second factor
     "balise.staff.admin_config.StaffAdminConfig",  # django.contrib.admin, with the second-factor site
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -78,7 +79,6 @@ INSTALLED_APPS = [
     "balise.inbound",
     "balise.voice",
     "balise.evidence",
-    "balise.staff",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",

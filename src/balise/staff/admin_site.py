@@ -7,6 +7,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpResponseRedirect
 from django.urls import reverse
+from django_otp import user_has_device
 
 from balise.staff.access import safe_next, second_factor_url
 from balise.staff.policy import needs_verification
@@ -15,6 +16,13 @@ from balise.staff.policy import needs_verification
 class StaffAdminSite(admin.AdminSite):
     def has_permission(self, request):
         return super().has_permission(request) and not needs_verification(request.user)
+
+    def each_context(self, request):
+        context = super().each_context(request)
+        user = request.user
+        # Optional roles may set one up: the back-office offers it until they have one.
+        context["offer_second_factor"] = user.is_authenticated and not user_has_device(user)
+        return context
 
     def login(self, request, extra_context=None):
         user = request.user
