@@ -228,3 +228,31 @@ def test_server_accepts_alerts_after_its_database_connections_are_cut(procs, sin
     except AssertionError:
         print(server.output())
         raise
+
+
+# -- a dispatcher whose beat is late re-reads its lease before sending -------------------
+
+
+def test_a_dispatcher_whose_beat_is_late_does_not_send_what_was_taken_over(world, settings):
+    """Its beat thread starved past the takeover delay, another dispatcher took its lease:
+    the message is not sent a second time from here. With a fresh beat, no read at all."""
+    from datetime import timedelta
+
+    from django.utils import timezone as dj_timezone
+
+    from balise.dispatch.dispatcher import Dispatcher
+    from tests.spine.helpers import RecordingProvider
+
+    alert = raise_alert(world)
+    row = Delivery.objects.filter(alert=alert).first()
+    provider = RecordingProvider()
+    late = Dispatcher(name="late", providers=[provider], workers=1)
+    job = late._job(row, None)
+    Delivery.objects.filter(pk=row.pk).update(state="sending", lease_owner="the-taker")
+    late.beat_at = dj_timezone.now() - timedelta(seconds=settings.DISPATCH_TAKEOVER_SECONDS)
+    late._send(job)
+    assert provider.sent == [] and late.outcomes.get_nowait().error == "lease taken over before sending"
+    Delivery.objects.filter(pk=row.pk).update(lease_owner="late")
+    late._send(job)
+    assert [m.key for m in provider.sent] == [str(row.pk)]
+    late.pool.shutdown()

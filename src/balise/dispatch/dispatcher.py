@@ -154,6 +154,7 @@ class Dispatcher:
         self.failed = 0
         self._last_round = time.monotonic()  # when the loop last began a round
         self.beater: threading.Thread | None = None
+        self.beat_at = None  # the last beat written (see _still_leased)
         self._last_audit = 0.0
         self._last_sweep = 0.0
         self._last_scan = 0.0
@@ -292,7 +293,11 @@ class Dispatcher:
 
     def _send(self, job: Job) -> None:
         try:
-            outcome = send_with_failover(self.providers, job)
+            if not self._still_leased(job):
+                log.warning("delivery %s was taken over before it was sent; not sent here", job.delivery_id)
+                outcome = Outcome(job, ok=False, error="lease taken over before sending")  # ignored: not ours
+            else:
+                outcome = send_with_failover(self.providers, job)
         except BaseException as exc:  # never leave a job without an outcome
             outcome = Outcome(job, ok=False, error=f"dispatcher error: {type(exc).__name__}")
         self.outcomes.put(outcome)  # recorded in batches by the loop (see OUTCOME_BATCH_SECONDS)
@@ -721,12 +726,29 @@ class Dispatcher:
         if any(done.values()):
             log.info("evidence sweep: %s", done)
 
+    def _still_leased(self, job: Job) -> bool:
+        """Whether JOB may still be sent here. Others take over the leases of a dispatcher
+        whose recorded beat is older than DISPATCH_TAKEOVER_SECONDS; when this one's is
+        nearly that old (a starved beat thread, a beat stuck on a lock), the lease is read
+        again before sending, so that a takeover does not make the same message go twice.
+        Any doubt sends: a message twice is better than none."""
+        beat_at = self.beat_at
+        if beat_at is None or (timezone.now() - beat_at).total_seconds() < settings.DISPATCH_TAKEOVER_SECONDS - 1:
+            return True  # (the leases of a dispatcher that never beat are not taken over)
+        try:
+            return Delivery.objects.filter(id=job.delivery_id, lease_owner=self.name).exists()
+        except Exception:
+            return True
+        finally:
+            connection.close()  # a sending thread keeps no database session
+
     def beat(self) -> None:
         now = timezone.now()
         DispatcherBeat.objects.update_or_create(
             name=self.name,
             defaults={"started_at": self.started_at, "beat_at": now, "sent": self.sent, "failed": self.failed},
         )
+        self.beat_at = now  # what the others read, once it is written
         # Deliveries are handed over to this dispatcher only once it has beaten (see run).
         self.accepting = not self.stop_event.is_set()
 
