@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "balise.inbound",
     "balise.voice",
     "balise.evidence",
+    "balise.console",
 ]
 
 MIDDLEWARE = [
@@ -218,6 +219,11 @@ TWILIO_AUTH_TOKEN = env("BALISE_TWILIO_AUTH_TOKEN")
 CONSOLE_VOICE_OUTCOMES = env("BALISE_CONSOLE_VOICE_OUTCOMES")
 CONSOLE_VOICE_DEFAULT = env("BALISE_CONSOLE_VOICE_DEFAULT", "answered")
 CONSOLE_VOICE_DELAY = env_float("BALISE_CONSOLE_VOICE_DELAY", 2.0)
+# Console: one-time device pairing codes live this long; wrong codes allowed per source
+# and overall within that time before the exchange answers "too many attempts".
+PAIRING_CODE_TTL = env_int("BALISE_PAIRING_CODE_TTL", 15 * 60)
+PAIRING_MAX_FAILURES = env_int("BALISE_PAIRING_MAX_FAILURES", 10)
+PAIRING_MAX_FAILURES_TOTAL = env_int("BALISE_PAIRING_MAX_FAILURES_TOTAL", 200)
 # Voice messages recorded by the person (device API upload).
 VOICE_MESSAGE_MAX_BYTES = env_int("BALISE_VOICE_MESSAGE_MAX_BYTES", 1024 * 1024)
 

@@ -15,5 +15,6 @@ urlpatterns = [
     path("metrics", dispatch_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("inbound/", include("balise.inbound.urls")),
+    path("console/", include("balise.console.urls")),
     path("", include("balise.tracking.urls")),
 ]
