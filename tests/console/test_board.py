@@ -3,6 +3,8 @@ acting follows her role, and every action goes through the alert's real operatio
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 from django.utils import translation
@@ -10,6 +12,7 @@ from django.utils import translation
 from balise.alerts.models import Alert, Outcome
 from balise.associations.models import Membership
 from balise.console.models import AuditEntry
+from balise.console.timeline import describe_events
 from balise.dispatch.models import Delivery
 from balise.tracking.actions import answer_alert
 from tests.contacts.helpers import raise_alert
@@ -112,3 +115,25 @@ def test_a_contact_answer_shows_in_the_live_fragment(world):
                                              HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "on my way" in html
     assert "Proche 2: I am on my way (live page)" in html
+
+
+def test_the_timeline_reads_as_sentences_to_the_second(world):
+    alert = raise_alert(world, "prevention")
+    answer_alert(alert, channel="sms", contact=world.contacts[0])
+    with translation.override("fr"):
+        lines = [f"{line.clock} {line.text}" for line in describe_events(alert)]
+    assert re.fullmatch(r"\d\d:\d\d:\d\d Alerte prévention de Camille reçue \(bouton pressé à \d\d:\d\d:\d\d\)", lines[0])
+    assert any(re.fullmatch(r"\d\d:\d\d:\d\d Proche 1 : je m'en occupe \(réponse par SMS\)", x) for x in lines), lines
+    joined = " ".join(lines)
+    assert "{" not in joined and "object" not in joined and not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}", joined)
+
+
+def test_the_back_office_alert_page_shows_the_same_sentences(world, django_user_model):
+    alert = raise_alert(world, "prevention")
+    answer_alert(alert, channel="page", answer="called_police", contact=world.contacts[2])
+    admin = django_user_model.objects.create_superuser("root", password="correct horse battery")
+    with translation.override("fr"):
+        html = staff_client(admin).get(reverse("admin:alerts_alert_change", args=[alert.pk]),
+                                       HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert "Proche 3 : J&#x27;ai appelé la police" in html
+    assert "AlertEvent object" not in html

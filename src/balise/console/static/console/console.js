@@ -108,8 +108,15 @@
   document.addEventListener("click", function () { fresh = 0; });
 
   // -- the alert in view --------------------------------------------------------------
-  var live = $("live"), map = null, layers = null;
+  var live = $("live"), map = null, layers = null, mapEl = $("map"), mapOff = $("map-off");
+  function placeMap() {
+    // The map is made once and moved into each new rendering of the fragment.
+    var slot = $("map-slot");
+    if (!slot || !mapEl) return;
+    if (mapEl.parentNode !== slot) { slot.appendChild(mapEl); slot.appendChild(mapOff); if (map) map.invalidateSize(); }
+  }
   function drawMap() {
+    placeMap();
     var fix = $("fix");
     if (!fix || !fix.dataset.lat) { $("map").hidden = true; return; }
     $("map").hidden = false;
