@@ -3,7 +3,7 @@ token. The only device endpoint without a token (the code is the credential)."""
 
 from __future__ import annotations
 
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 
 from balise.api.errors import error_response
 from balise.console.pairing import PairingError, exchange, source_key
@@ -38,4 +38,4 @@ def pair(request, body: PairIn):
         if exc.status == 429:
             response["Retry-After"] = "60"
         return response
-    return 200, {"token": paired.token, "device": paired.device.hardware_id, "kind": paired.device.kind}
+    return Status(200, {"token": paired.token, "device": paired.device.hardware_id, "kind": paired.device.kind})
