@@ -149,3 +149,13 @@ def detail(alert: Alert) -> dict:
         "escalation": escalation(alert), "timeline": describe_events(alert)[::-1],
         "taken_by": staff_name(alert.taken_by) if alert.taken_by_id else "",
     }
+
+
+def supervision_events(association_ids: list[int], open_: bool = True) -> list[dict]:
+    """Supervision events of these associations as sentences, newest first."""
+    from balise.supervision.messages import describe
+    from balise.supervision.models import SupervisionEvent
+
+    rows = (SupervisionEvent.objects.filter(association__in=association_ids, cleared_at__isnull=open_)
+            .select_related("device", "person", "contact").order_by("-raised_at", "-id"))
+    return [{"event": e, "text": describe(e), "raised_clock": clock(e.raised_at)} for e in rows]

@@ -36,3 +36,7 @@ urlpatterns += [
     path("devices/<int:pk>/pair", views.device_pair, name="device_pair"),
     path("devices/<int:pk>/revoke", views.device_revoke, name="device_revoke"),
 ]
+
+urlpatterns += [
+    path("supervision/", views.supervision_page, name="supervision"),
+]

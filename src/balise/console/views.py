@@ -41,8 +41,9 @@ def _no_store(response):
 
 
 def _list_context(request, focus: int | None = None) -> dict:
-    alerts = [present.summary(a) for a in present.board_alerts(access.association_ids(request))]
-    return {"cards": alerts, "focus": focus}
+    ids = access.association_ids(request)
+    alerts = [present.summary(a) for a in present.board_alerts(ids)]
+    return {"cards": alerts, "focus": focus, "supervision": present.supervision_events(ids)}
 
 
 def _detail_context(request, alert: Alert) -> dict:
@@ -339,3 +340,14 @@ def device_revoke(request, pk: int):
     actions.revoke_device(device, request.user)
     messages.success(request, _("The device's token was revoked: it can no longer send alerts until paired again."))
     return _to_person(device.holder)
+
+
+# -- supervision --------------------------------------------------------------------------
+
+@require_GET
+@staff_view
+def supervision_page(request):
+    """Technical alarms of her associations: open ones first, then the last cleared."""
+    return _no_store(render(request, "console/supervision.html", {
+        "open": present.supervision_events(access.association_ids(request), open_=True),
+        "cleared": present.supervision_events(access.association_ids(request), open_=False)[:100]}))

@@ -37,6 +37,7 @@ from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from balise.dispatch.plans import plan_for
 from balise.providers.base import OutgoingMessage, PermanentError, Provider, ProviderError, RateLimitedError
 from balise.providers.registry import build_providers
+from balise.supervision import runner as supervision
 from balise.tracking.sender import ContactMessageSender
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,7 @@ class Dispatcher:
             self.pool.submit(self._send, job)
         done = self.drain_outcomes()
         self.contact_messages.tick(self.providers, self.name)
+        supervision.tick(self.providers, self.name)  # technical alarms (balise.supervision), on their own thread
         now = time.monotonic()
         if now - self._last_audit >= settings.AUDITOR_INTERVAL_SECONDS:
             self._last_audit = now

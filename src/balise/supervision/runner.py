@@ -1,0 +1,93 @@
+"""What the dispatcher calls on every tick (`tick`): the supervision checks every
+SUPERVISION_INTERVAL_SECONDS and the sending of their notices, on a thread of their own
+(its own database connection), never on the dispatch loop."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.utils import timezone
+
+from balise.dispatch import leases
+from balise.supervision.checks import run_checks
+from balise.supervision.messages import notice_text
+from balise.supervision.models import SupervisionNotice
+
+log = logging.getLogger(__name__)
+BATCH = 20
+
+
+def _outgoing(row: SupervisionNotice):
+    from balise.providers.base import OutgoingMessage
+
+    return OutgoingMessage(key=str(row.id), channel="sms", to=row.recipient, text=notice_text(row.event),
+                           language=settings.LANGUAGE_CODE, alert_id=0, alert_kind="", purpose="supervision")
+
+
+def send_notices(providers, owner: str) -> int:
+    """Claim and send the due notices; returns how many went out."""
+    from balise.dispatch.dispatcher import Job, send_with_failover
+
+    now = timezone.now()
+    if not leases.due(SupervisionNotice, now).exists():
+        return 0
+    with transaction.atomic():
+        ids = leases.claim(SupervisionNotice, owner, BATCH, now)
+    rows = SupervisionNotice.objects.filter(id__in=ids, lease_owner=owner).select_related(
+        "event__device", "event__person", "event__contact")
+    sent = 0
+    for row in rows:
+        outcome = send_with_failover(providers, Job(row.id, 0, row.attempts, _outgoing(row)))
+        with transaction.atomic():
+            written = leases.record_outcomes(SupervisionNotice, owner, [(row.id, row.attempts, outcome)], timezone.now())
+        sent += written.get(row.id) == "sent"
+    return sent
+
+
+class Supervisor:
+    def __init__(self):
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="balise-supervision")
+        self.future = None
+        self.last_tick = 0.0
+        # The first checks wait one interval: a dispatcher that just started has not
+        # yet heard the heartbeats that arrived while it was down.
+        self.last_check = time.monotonic()
+
+    def tick(self, providers, owner: str) -> None:
+        now = time.monotonic()
+        if (self.future is not None and not self.future.done()) or now - self.last_tick < settings.DISPATCH_POLL_SECONDS:
+            return
+        self.last_tick = now
+        check = settings.SUPERVISION_INTERVAL_SECONDS > 0 and now - self.last_check >= settings.SUPERVISION_INTERVAL_SECONDS
+        if check:
+            self.last_check = now
+        self.future = self.executor.submit(self._run, providers, owner, check)
+
+    @staticmethod
+    def _run(providers, owner: str, check: bool) -> None:
+        if not connection.in_atomic_block:
+            close_old_connections()
+        try:
+            if check:
+                run_checks(timezone.now())
+            send_notices(providers, owner)
+        except DatabaseError as exc:
+            log.warning("supervision: database error (%s)", type(exc).__name__)
+            connection.close()
+        except Exception:  # supervision must never stop alert dispatch
+            log.exception("supervision failed")
+
+
+_supervisors: dict[str, Supervisor] = {}
+
+
+def tick(providers, owner: str) -> None:
+    """One supervisor per dispatcher (by name), made on its first tick."""
+    supervisor = _supervisors.get(owner)
+    if supervisor is None:
+        supervisor = _supervisors[owner] = Supervisor()
+    supervisor.tick(providers, owner)
