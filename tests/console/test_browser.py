@@ -11,11 +11,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from balise.alerts.models import Alert
 from balise.associations.models import Membership
+from balise.demo import create_demo
+from balise.supervision.checks import run_checks
 from tests.contacts.test_browser import _fix, _link_for, _now, server  # noqa: F401 (the live server fixture)
 from tests.personas import make_world
 
@@ -67,8 +71,6 @@ def test_a_worker_sees_a_new_alarm_takes_charge_follows_answers_and_closes(serve
     page.wait_for_function("document.title.indexOf('(1)') === 0", timeout=3_000)  # the title rings too
     assert "Camille" in card.inner_text()
     alert = Alert.objects.get()
-    DOCS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS / "board.png"))
 
     card.locator("a").click()
     page.wait_for_selector("#map.leaflet-container")
@@ -88,6 +90,7 @@ def test_a_worker_sees_a_new_alarm_takes_charge_follows_answers_and_closes(serve
     row = page.locator("#contacts tbody tr", has_text="Proche 2")
     expect(row.locator(".answer")).to_contain_text("en route", timeout=5_000)
     expect(page.locator("#timeline")).to_contain_text("Proche 2 : J'arrive")
+    DOCS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(DOCS / "alert.png"), full_page=True)
 
     page.check("input[name=outcome][value=contacts]")
@@ -122,3 +125,39 @@ def test_a_read_only_member_cannot_act_and_another_association_sees_nothing(serv
     alert.refresh_from_db()
     assert alert.state == Alert.State.OPEN and alert.taken_by is None
     assert re.search(r"Camille", stranger.content()) is None
+
+
+def test_the_demo_board_the_person_s_file_pairing_and_supervision(server, chromium, world):  # noqa: F811
+    """The demo's history on the board, Dominique's file, a pairing code and the
+    supervision list, as a worker sees them (the screenshots of docs/console/)."""
+    base, _outbox = server
+    create_demo()
+    run_checks(timezone.now())  # her button's battery is low
+    user = get_user_model().objects.get(username="demo")
+    page = _login(chromium, base, user)
+    expect(page.locator("#list [data-alert]")).to_have_count(2)
+    expect(page.locator("#supervision-list")).to_contain_text("batterie")
+    alarm = Alert.objects.get(kind="alarm", person__display_name="Dominique")
+    page.click(f"[data-alert='{alarm.pk}'] a")
+    page.locator("#map path.trail").wait_for()
+    DOCS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS / "board.png"))
+
+    page.click("#live-body a.person")
+    expect(page.locator("h1")).to_contain_text("Dominique")
+    expect(page.locator("#devices")).to_contain_text("14 %")
+    expect(page.locator("#contacts")).to_contain_text("invité, sans réponse")
+    page.screenshot(path=str(DOCS / "person.png"), full_page=True)
+
+    page.locator("#devices form[action$='/pair'] button").first.click()
+    code = page.inner_text("#pairing-code")
+    assert re.fullmatch(r"[A-Z0-9]{5}-[A-Z0-9]{5}", code) and page.locator(".qr svg").count() == 1
+    page.screenshot(path=str(DOCS / "pairing.png"))
+    r = httpx.post(f"{base}/api/v1/pair", json={"code": code}, timeout=10)
+    assert r.status_code == 200 and r.json()["device"] == "demo-button-dominique"
+
+    page.goto(f"{base}/console/supervision/")
+    expect(page.locator("#open")).to_contain_text("demo-button-dominique")
+    page.screenshot(path=str(DOCS / "supervision.png"))
+    page.goto(f"{base}/console/audit/")
+    expect(page.locator("#audit")).to_contain_text("a consulté le dossier")

@@ -43,7 +43,7 @@ def _no_store(response):
 def _list_context(request, focus: int | None = None) -> dict:
     ids = access.association_ids(request)
     alerts = [present.summary(a) for a in present.board_alerts(ids)]
-    return {"cards": alerts, "focus": focus, "supervision": present.supervision_events(ids)}
+    return {"cards": alerts, "focus": focus, "supervision": present.supervision_events(ids), "several": len(ids) > 1}
 
 
 def _detail_context(request, alert: Alert) -> dict:

@@ -134,16 +134,21 @@
           $("map-off").hidden = false;
         }
         layers = L.layerGroup().addTo(map);
-        map.setView(here, acc > 500 ? 14 : 16);
       }
+      var first = !layers.getLayers().length;
       layers.clearLayers();
       var trail = (fix.dataset.trail || "").split(";").filter(Boolean).map(function (p) {
         var ll = p.split(","); return [parseFloat(ll[0]), parseFloat(ll[1])];
       });
+      if (first) {
+        // The whole trail in view on first sight; then the map follows her, at the zoom chosen.
+        if (trail.length > 1) map.fitBounds(L.latLngBounds(trail).extend(here), { padding: [30, 30], maxZoom: 17 });
+        else map.setView(here, acc > 500 ? 14 : 16);
+      }
       if (trail.length > 1) L.polyline(trail, { color: "#1d4ed8", weight: 3, opacity: .7, className: "trail" }).addTo(layers);
       if (acc) L.circle(here, { radius: acc, color: "#b00020", weight: 1, fillOpacity: .12 }).addTo(layers);
       L.circleMarker(here, { radius: 8, color: "#fff", weight: 3, fillColor: "#b00020", fillOpacity: 1, className: "here" }).addTo(layers);
-      map.panTo(here);
+      if (!first && !map.getBounds().contains(here)) map.panTo(here);
     } catch (e) {
       $("map-off").hidden = false;
     }
