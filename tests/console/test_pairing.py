@@ -123,3 +123,31 @@ def test_another_association_cannot_pair_her_devices(world, other_world):
     assert stranger.post(reverse("console:device_pair", args=[world.device.pk])).status_code == 404
     assert stranger.post(reverse("console:device_revoke", args=[world.device.pk])).status_code == 404
     assert not PairingCode.objects.exists()
+
+
+def _p256_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def test_a_re_installed_station_s_evidence_key_is_revoked_and_re_enrolled(world):
+    from balise.associations.models import Membership
+    from balise.evidence.actions import EvidenceError, register_device_key
+
+    old, _ = register_device_key(world.device, _p256_pem())
+    with pytest.raises(EvidenceError):
+        register_device_key(world.device, _p256_pem())  # one active key per device
+    url = reverse("console:device_evidence_key_revoke", args=[world.device.pk])
+    Membership.objects.filter(user=world.staff).update(role=Membership.Role.WORKER)
+    assert staff_client(world.staff).post(url).status_code == 403  # evidence: referents and administrators
+    Membership.objects.filter(user=world.staff).update(role=Membership.Role.REFERENT)
+    staff = staff_client(world.staff)
+    assert old.fingerprint[:10] in staff.get(reverse("console:person", args=[world.person.pk])).content.decode()
+    assert staff.post(url).status_code == 302
+    old.refresh_from_db()
+    assert old.revoked_at is not None
+    new, created = register_device_key(world.device, _p256_pem())  # the station enrols its new key
+    assert created and new.revoked_at is None

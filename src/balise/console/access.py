@@ -21,6 +21,8 @@ from balise.associations.models import Membership
 Role = Membership.Role
 # Who acts on alerts and people: everyone but read-only members.
 ACT_ROLES = frozenset({Role.ADMIN, Role.REFERENT, Role.WORKER})
+# Who handles evidence (as in the back-office): revoking a station's evidence key.
+EVIDENCE_ROLES = frozenset({Role.ADMIN, Role.REFERENT})
 # Who reads the audit log of the association.
 AUDIT_ROLES = frozenset({Role.ADMIN})
 
@@ -40,6 +42,10 @@ def association_ids(request) -> list[int]:
 
 def can_act(request, association_id: int) -> bool:
     return roles(request).get(association_id) in ACT_ROLES
+
+
+def can_handle_evidence(request, association_id: int) -> bool:
+    return roles(request).get(association_id) in EVIDENCE_ROLES
 
 
 def can_audit(request, association_id: int | None = None) -> bool:

@@ -156,3 +156,15 @@ def revoke_device(device: Device, user) -> int:
         count = revoke_tokens(device)
         audit(user, device.association_id, AuditEntry.Action.REVOKE, person=device.holder, detail=device.hardware_id)
         return count
+
+
+def revoke_evidence_key(device: Device, user) -> int:
+    """A re-installed station has a new evidence key: the old one is revoked, and the
+    station registers its new key by itself at its next start (or `balise-station enrol`)."""
+    from balise.evidence.models import DeviceKey
+
+    with transaction.atomic():
+        count = DeviceKey.objects.filter(device=device, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        audit(user, device.association_id, AuditEntry.Action.REVOKE_EVIDENCE_KEY, person=device.holder,
+              detail=device.hardware_id)
+        return count

@@ -20,6 +20,7 @@ class AuditEntry(models.Model):
         CLOSE = "close", _("closed an alert")
         PAIRING_CODE = "pairing_code", _("created a pairing code")
         REVOKE = "revoke", _("revoked a device")
+        REVOKE_EVIDENCE_KEY = "revoke_evidence_key", _("revoked a device's evidence key")
 
     association = models.ForeignKey("associations.Association", on_delete=models.CASCADE, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")

@@ -35,6 +35,7 @@ urlpatterns += [
     path("people/<int:pk>/devices", views.device_add, name="device_add"),
     path("devices/<int:pk>/pair", views.device_pair, name="device_pair"),
     path("devices/<int:pk>/revoke", views.device_revoke, name="device_revoke"),
+    path("devices/<int:pk>/evidence-key/revoke", views.device_evidence_key_revoke, name="device_evidence_key_revoke"),
 ]
 
 urlpatterns += [

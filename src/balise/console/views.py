@@ -147,15 +147,17 @@ def _person(request, pk: int) -> Person:
 
 def _person_context(request, person: Person, **forms_) -> dict:
     protection = Protection.objects.filter(person=person).first()
-    devices = list(person.devices.prefetch_related("credentials").order_by("kind", "pk"))
+    devices = list(person.devices.prefetch_related("credentials", "evidence_keys").order_by("kind", "pk"))
     for device in devices:
         device.paired = any(c.revoked_at is None for c in device.credentials.all())
+        device.evidence_key = next((k for k in device.evidence_keys.all() if k.revoked_at is None), None)
     context = {
         "person": person, "protection": protection, "devices": devices,
         "contacts": list(person.contacts.all()),
         "alerts": list(person.alerts.order_by("-created_at")[:50]),
         "notes": list(PersonNote.objects.filter(person=person).select_related("author")[:50]),
         "can_act": access.can_act(request, person.association_id),
+        "can_handle_evidence": access.can_handle_evidence(request, person.association_id),
         "person_form": PersonForm(initial={
             "display_name": person.display_name, "language": person.language,
             "starts_on": protection.starts_on if protection else None, "ends_on": protection.ends_on if protection else None,
@@ -331,6 +333,17 @@ def device_pair(request, pk: int):
     """A new code for a device already in her file (re-installation, new phone)."""
     device = _acting_on_device(request, pk)
     return _code_page(request, device.holder, device, actions.pairing_code(device, request.user))
+
+
+@require_POST
+@staff_view
+def device_evidence_key_revoke(request, pk: int):
+    device = _acting_on_device(request, pk)
+    if not access.can_handle_evidence(request, device.association_id):
+        raise PermissionDenied
+    actions.revoke_evidence_key(device, request.user)
+    messages.success(request, _("The evidence key was revoked; the station registers its new key at its next start."))
+    return _to_person(device.holder)
 
 
 @require_POST
