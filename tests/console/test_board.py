@@ -137,3 +137,12 @@ def test_the_back_office_alert_page_shows_the_same_sentences(world, django_user_
                                        HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert "Proche 3 : J&#x27;ai appelé la police" in html
     assert "AlertEvent object" not in html
+
+
+def test_the_back_office_list_shows_duress_in_red(world, django_user_model):
+    alert = raise_alert(world, "prevention")
+    Alert.objects.filter(pk=alert.pk).update(duress=True)
+    admin = django_user_model.objects.create_superuser("root", password="correct horse battery")
+    with translation.override("fr"):
+        html = staff_client(admin).get(reverse("admin:alerts_alert_changelist"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert '<strong style="color:#b00020">CONTRAINTE</strong>' in html and "icon-yes.svg" not in html

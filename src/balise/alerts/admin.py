@@ -1,5 +1,5 @@
 from django.contrib import admin, messages
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -31,10 +31,15 @@ class AcknowledgementInline(RolePermissions, admin.TabularInline):
 
 @admin.register(Alert)
 class AlertAdmin(AssociationScopedAdmin):
-    list_display = ("id", "kind", "state", "duress", "person", "created_at", "acknowledged_at")
+    list_display = ("id", "kind", "state", "duress_mark", "person", "created_at", "acknowledged_at")
     list_filter = ("kind", "state", "duress")
     readonly_fields = [f.name for f in Alert._meta.fields] + ["timeline"]
     inlines = [AcknowledgementInline]
+
+    @admin.display(description=_("cancelled under duress"), ordering="duress")
+    def duress_mark(self, alert):
+        """Duress in red, never a reassuring green tick."""
+        return format_html('<strong style="color:#b00020">{}</strong>', _("DURESS")) if alert.duress else ""
 
     @admin.display(description=_("timeline"))
     def timeline(self, alert):
