@@ -5,6 +5,7 @@ cleared when it goes away."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -109,3 +110,34 @@ def test_the_board_shows_supervision_to_her_association_only(world, other_world)
     assert "data-supervision" not in theirs
     page = staff_client(world.staff).get(reverse("console:supervision")).content.decode()
     assert world.device.hardware_id in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dispatcher_runs_the_checks_and_sends_the_notice_once(world, settings, monkeypatch):
+    from balise.dispatch.dispatcher import Dispatcher
+    from balise.supervision import runner
+
+    rounds = []
+
+    def counted(now):
+        result = run_checks(now)
+        rounds.append(result)
+        return result
+
+    monkeypatch.setattr(runner, "run_checks", counted)
+    settings.SUPERVISION_INTERVAL_SECONDS = 0.1
+    settings.DISPATCH_POLL_SECONDS = 0.05
+    Device.objects.filter(pk=world.device.pk).update(last_seen_at=timezone.now() - timedelta(hours=2))
+    provider = RecordingProvider()
+    dispatcher = Dispatcher(name="supervised", providers=[provider], workers=2)
+    try:
+        deadline = time.monotonic() + 30
+        while (len(rounds) < 4 or not provider.sent) and time.monotonic() < deadline:
+            dispatcher.tick()
+            time.sleep(0.05)
+        assert len(rounds) >= 4 and rounds[0] == (1, 0) and set(rounds[1:]) == {(0, 0)}
+        assert [m.to for m in provider.sent] == [world.association.on_call_number]
+        assert SupervisionEvent.objects.count() == 1
+    finally:
+        dispatcher.pool.shutdown(wait=True)
+        dispatcher.contact_messages.close()

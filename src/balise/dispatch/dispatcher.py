@@ -176,7 +176,7 @@ class Dispatcher:
             self.pool.submit(self._send, job)
         done = self.drain_outcomes()
         self.contact_messages.tick(self.providers, self.name)
-        supervision.tick(self.providers, self.name)  # technical alarms (balise.supervision), on their own thread
+        supervision.tick(self)  # technical alarms (balise.supervision), on their own thread
         now = time.monotonic()
         if now - self._last_audit >= settings.AUDITOR_INTERVAL_SECONDS:
             self._last_audit = now

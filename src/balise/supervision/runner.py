@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from balise.dispatch import leases
@@ -69,25 +70,26 @@ class Supervisor:
 
     @staticmethod
     def _run(providers, owner: str, check: bool) -> None:
-        if not connection.in_atomic_block:
-            close_old_connections()
         try:
             if check:
                 run_checks(timezone.now())
             send_notices(providers, owner)
         except DatabaseError as exc:
             log.warning("supervision: database error (%s)", type(exc).__name__)
-            connection.close()
         except Exception:  # supervision must never stop alert dispatch
             log.exception("supervision failed")
+        finally:
+            # Back to the pool (or closed) between runs: this thread keeps no connection.
+            connection.close()
 
 
-_supervisors: dict[str, Supervisor] = {}
+_supervisors: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def tick(providers, owner: str) -> None:
-    """One supervisor per dispatcher (by name), made on its first tick."""
-    supervisor = _supervisors.get(owner)
+def tick(dispatcher) -> None:
+    """One supervisor per dispatcher, made on its first tick, gone with it."""
+    supervisor = _supervisors.get(dispatcher)
     if supervisor is None:
-        supervisor = _supervisors[owner] = Supervisor()
-    supervisor.tick(providers, owner)
+        supervisor = _supervisors[dispatcher] = Supervisor()
+        weakref.finalize(dispatcher, supervisor.executor.shutdown, wait=False)
+    supervisor.tick(dispatcher.providers, dispatcher.name)
