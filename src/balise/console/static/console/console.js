@@ -59,7 +59,12 @@
     document.title = label;
     if (flashing) clearInterval(flashing);
     var on = true;
-    flashing = setInterval(function () { on = !on; document.title = on ? label : baseTitle; }, 1000);
+    var beats = 0;
+    flashing = setInterval(function () {
+      on = !on; document.title = on ? label : baseTitle;
+      beats += 1;
+      if (beats % 10 === 0) ring();  // rings again every 10 s until someone touches the page
+    }, 1000);
     ring();
   }
   function calm() {
