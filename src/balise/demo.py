@@ -118,3 +118,24 @@ def _history(association: Association, user) -> None:
                  contact=contacts[1])
     take_charge(emergency, user)
     raise_("alarm", TRAIL)  # open: nobody has answered yet
+    _quiet(person, now)
+
+
+def _quiet(person: Person, now) -> None:
+    """The history is for reading: its messages count as sent already (nothing reaches
+    the demo's made-up numbers) and the open alarm escalates no further."""
+    from balise.alerts.models import AlertEvent
+    from balise.dispatch.models import Delivery, EscalationTimer
+
+    unsent = list(Delivery.objects.filter(alert__person=person, state__in=[Delivery.State.PENDING,
+                                                                            Delivery.State.SENDING]))
+    Delivery.objects.filter(pk__in=[d.pk for d in unsent]).update(
+        state=Delivery.State.SENT, sent_at=now, attempts=1, provider="demo", lease_owner="", lease_until=None)
+    AlertEvent.objects.bulk_create([
+        AlertEvent(alert_id=d.alert_id, kind="delivery_sent", data={
+            "delivery": str(d.pk), "channel": d.channel, "purpose": d.purpose, "attempt": 1, "provider": "demo",
+            "error": ""})
+        for d in unsent])
+    # The open alarm's next step is far away: the demo never calls anyone by itself.
+    EscalationTimer.objects.filter(alert__person=person, state=EscalationTimer.State.PENDING).update(
+        due_at=now + timedelta(days=1))

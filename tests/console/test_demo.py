@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -9,6 +11,7 @@ from django.utils import timezone
 from balise.alerts.models import Alert
 from balise.associations.models import Association
 from balise.demo import create_demo
+from balise.dispatch.models import Delivery, EscalationTimer
 from balise.people.models import Contact, Person
 from balise.supervision.checks import run_checks
 from tests.personas import staff_client
@@ -33,6 +36,10 @@ def test_the_demo_is_valid_and_fills_the_board(django_user_model):
     user = django_user_model.objects.get(username=demo.username)
     board = staff_client(user).get(reverse("console:board_list")).content.decode()
     assert board.count("data-alert=") == 2 and "data-supervision=" in board
+
+    # The history is for reading: nothing is left to send, the alarm escalates no further today.
+    assert not Delivery.objects.filter(state__in=["pending", "sending"]).exclude(alert__person__display_name="Camille").exists()
+    assert not EscalationTimer.objects.filter(state="pending", due_at__lt=timezone.now() + timedelta(hours=12)).exists()
 
     again = create_demo()  # idempotent: the history is made once
     assert again.device_token != demo.device_token
