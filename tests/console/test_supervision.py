@@ -126,7 +126,6 @@ def test_the_dispatcher_runs_the_checks_and_sends_the_notice_once(world, setting
 
     monkeypatch.setattr(runner, "run_checks", counted)
     settings.SUPERVISION_INTERVAL_SECONDS = 0.1
-    settings.DISPATCH_POLL_SECONDS = 0.05
     Device.objects.filter(pk=world.device.pk).update(last_seen_at=timezone.now() - timedelta(hours=2))
     provider = RecordingProvider()
     dispatcher = Dispatcher(name="supervised", providers=[provider], workers=2)
@@ -139,5 +138,6 @@ def test_the_dispatcher_runs_the_checks_and_sends_the_notice_once(world, setting
         assert [m.to for m in provider.sent] == [world.association.on_call_number]
         assert SupervisionEvent.objects.count() == 1
     finally:
+        runner.stop(dispatcher)
         dispatcher.pool.shutdown(wait=True)
         dispatcher.contact_messages.close()

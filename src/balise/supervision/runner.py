@@ -1,6 +1,7 @@
-"""What the dispatcher calls on every tick (`tick`): the supervision checks every
-SUPERVISION_INTERVAL_SECONDS and the sending of their notices, on a thread of their own
-(its own database connection), never on the dispatch loop."""
+"""What the dispatcher calls on every tick (`tick`): every SUPERVISION_INTERVAL_SECONDS,
+the supervision checks and then the sending of their notices (a notice that failed is
+retried at a later round), on a thread of their own (its own database connection),
+never on the dispatch loop."""
 
 from __future__ import annotations
 
@@ -53,26 +54,24 @@ class Supervisor:
     def __init__(self):
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="balise-supervision")
         self.future = None
-        self.last_tick = 0.0
         # The first checks wait one interval: a dispatcher that just started has not
         # yet heard the heartbeats that arrived while it was down.
         self.last_check = time.monotonic()
 
     def tick(self, providers, owner: str) -> None:
         now = time.monotonic()
-        if (self.future is not None and not self.future.done()) or now - self.last_tick < settings.DISPATCH_POLL_SECONDS:
+        if self.future is not None and not self.future.done():
             return
-        self.last_tick = now
-        check = settings.SUPERVISION_INTERVAL_SECONDS > 0 and now - self.last_check >= settings.SUPERVISION_INTERVAL_SECONDS
-        if check:
-            self.last_check = now
-        self.future = self.executor.submit(self._run, providers, owner, check)
+        if settings.SUPERVISION_INTERVAL_SECONDS <= 0 or now - self.last_check < settings.SUPERVISION_INTERVAL_SECONDS:
+            return
+        self.last_check = now
+        self.future = self.executor.submit(self._run, providers, owner)
 
     @staticmethod
-    def _run(providers, owner: str, check: bool) -> None:
+    def _run(providers, owner: str) -> None:
+        """The checks, then the notices due (new ones, and retries of earlier ones)."""
         try:
-            if check:
-                run_checks(timezone.now())
+            run_checks(timezone.now())
             send_notices(providers, owner)
         except DatabaseError as exc:
             log.warning("supervision: database error (%s)", type(exc).__name__)
@@ -93,3 +92,10 @@ def tick(dispatcher) -> None:
         supervisor = _supervisors[dispatcher] = Supervisor()
         weakref.finalize(dispatcher, supervisor.executor.shutdown, wait=False)
     supervisor.tick(dispatcher.providers, dispatcher.name)
+
+
+def stop(dispatcher) -> None:
+    """Wait for the dispatcher's supervisor to finish its run (tests, orderly shutdown)."""
+    supervisor = _supervisors.pop(dispatcher, None)
+    if supervisor is not None:
+        supervisor.executor.shutdown(wait=True)
