@@ -218,12 +218,16 @@ def _pair_with_code(args: argparse.Namespace) -> int:
     if not args.server or not args.token_file:
         return _fail("pairing with a code needs --server URL and --token-file PATH")
     url = args.server.rstrip("/") + "/api/v1/pair"
-    try:
-        r = httpx.post(url, json={"code": args.code}, timeout=10.0,
-                       headers={"User-Agent": f"balise-station/{__version__}", "Accept": "application/json"})
-    except httpx.HTTPError as exc:
-        print(f"balise-station: cannot reach {args.server}: {type(exc).__name__}", file=sys.stderr)
-        return EXIT_DEGRADED
+    for attempt in range(4):  # a busy server answers 503: the code is still good, try again
+        try:
+            r = httpx.post(url, json={"code": args.code}, timeout=10.0,
+                           headers={"User-Agent": f"balise-station/{__version__}", "Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            print(f"balise-station: cannot reach {args.server}: {type(exc).__name__}", file=sys.stderr)
+            return EXIT_DEGRADED
+        if r.status_code != 503 or attempt == 3:
+            break
+        time.sleep(min(float(r.headers.get("Retry-After", "1") or 1), 5.0))
     try:
         body = r.json()
     except ValueError:

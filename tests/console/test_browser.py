@@ -19,7 +19,9 @@ from playwright.sync_api import expect
 from balise.alerts.models import Alert
 from balise.associations.models import Membership
 from balise.demo import create_demo
+from balise.devices.actions import authenticate_token
 from balise.supervision.checks import run_checks
+from balise_station.cli import main
 from tests.contacts.test_browser import _fix, _link_for, _now, server  # noqa: F401 (the live server fixture)
 from tests.personas import make_world
 
@@ -127,7 +129,7 @@ def test_a_read_only_member_cannot_act_and_another_association_sees_nothing(serv
     assert re.search(r"Camille", stranger.content()) is None
 
 
-def test_the_demo_board_the_person_s_file_pairing_and_supervision(server, chromium, world):  # noqa: F811
+def test_the_demo_board_the_person_s_file_pairing_and_supervision(server, chromium, world, tmp_path):  # noqa: F811
     """The demo's history on the board, Dominique's file, a pairing code and the
     supervision list, as a worker sees them (the screenshots of docs/console/)."""
     base, _outbox = server
@@ -153,8 +155,8 @@ def test_the_demo_board_the_person_s_file_pairing_and_supervision(server, chromi
     code = page.inner_text("#pairing-code")
     assert re.fullmatch(r"[A-Z0-9]{5}-[A-Z0-9]{5}", code) and page.locator(".qr svg").count() == 1
     page.screenshot(path=str(DOCS / "pairing.png"))
-    r = httpx.post(f"{base}/api/v1/pair", json={"code": code}, timeout=10)
-    assert r.status_code == 200 and r.json()["device"] == "demo-button-dominique"
+    assert main(["pair", code, "--server", base, "--token-file", str(tmp_path / "token")]) == 0  # as a station does
+    assert authenticate_token((tmp_path / "token").read_text().strip()).hardware_id == "demo-button-dominique"
 
     page.goto(f"{base}/console/supervision/")
     expect(page.locator("#open")).to_contain_text("demo-button-dominique")
