@@ -113,12 +113,12 @@
   document.addEventListener("click", function () { fresh = 0; });
 
   // -- the alert in view --------------------------------------------------------------
-  var live = $("live"), map = null, layers = null, mapEl = $("map"), mapOff = $("map-off");
+  var live = $("live"), map = null, layers = null, mapEl = $("map"), mapOff = $("map-off"), userMoved = false;
   function placeMap() {
     // The map is made once and moved into each new rendering of the fragment.
     var slot = $("map-slot");
     if (!slot || !mapEl) return;
-    if (mapEl.parentNode !== slot) { slot.appendChild(mapEl); slot.appendChild(mapOff); if (map) map.invalidateSize(); }
+    if (mapEl.parentNode !== slot) { slot.appendChild(mapEl); slot.appendChild(mapOff); if (map) map.invalidateSize(false); }
   }
   function drawMap() {
     placeMap();
@@ -139,15 +139,16 @@
           $("map-off").hidden = false;
         }
         layers = L.layerGroup().addTo(map);
+        map.on("dragstart", function () { userMoved = true; });
       }
-      var first = !layers.getLayers().length;
+      var first = !userMoved;
       layers.clearLayers();
       var trail = (fix.dataset.trail || "").split(";").filter(Boolean).map(function (p) {
         var ll = p.split(","); return [parseFloat(ll[0]), parseFloat(ll[1])];
       });
       if (first) {
-        // The whole trail in view on first sight; then the map follows her, at the zoom chosen.
-        if (trail.length > 1) map.fitBounds(L.latLngBounds(trail).extend(here), { padding: [30, 30], maxZoom: 17 });
+        // The whole trail in view, until the worker moves the map herself.
+        if (trail.length > 1) map.fitBounds(L.latLngBounds(trail).extend(here), { padding: [50, 50], maxZoom: 17 });
         else map.setView(here, acc > 500 ? 14 : 16);
       }
       if (trail.length > 1) L.polyline(trail, { color: "#1d4ed8", weight: 3, opacity: .7, className: "trail" }).addTo(layers);
