@@ -1,15 +1,23 @@
 """Demo data for a first run: one association, a staff login, a person with three
-contacts and a paired virtual button. Idempotent: running it again refreshes the
-staff password and the device token (the old token is revoked)."""
+contacts and a paired virtual button; and, for the console's on-call board, a second
+person with a history made through the real operations (an open alarm with a trail,
+an acknowledged emergency, a closed false alarm) and a button whose battery is low.
+Idempotent: running it again refreshes the staff password and the device token (the
+old token is revoked); the history is made once."""
 
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 
+from balise.alerts.actions import FixIn, create_alert
+from balise.alerts.models import Acknowledgement, Outcome
 from balise.associations.models import Association, Membership
 from balise.devices.actions import issue_token, revoke_tokens
 from balise.devices.models import Device
@@ -18,8 +26,16 @@ from balise.people.models import Contact, Person
 DEMO_CONTACTS = [
     ("Alex", "+33612345601", "fr"),
     ("Sam", "+33612345602", "fr"),
-    ("Robin", "+447700900123", "en"),
+    ("Robin", "+447911123456", "en"),
 ]
+HISTORY_CONTACTS = [
+    ("Lou", "+33612345611", "fr", Contact.Consent.ACCEPTED),
+    ("Nour", "+33612345612", "fr", Contact.Consent.ACCEPTED),
+    ("Kim", "+33612345613", "fr", Contact.Consent.PENDING),
+]
+# A walk across Lyon's Part-Dieu: the open alarm's trail.
+TRAIL = [(45.7606, 4.8590, 35), (45.7611, 4.8575, 25), (45.7617, 4.8561, 18), (45.7622, 4.8549, 15),
+         (45.7629, 4.8538, 12), (45.7633, 4.8527, 10)]
 DEMO_CANCEL_PIN = "1234"
 DEMO_DURESS_PIN = "4321"
 
@@ -63,4 +79,63 @@ def create_demo() -> Demo:
     )
     revoke_tokens(device)
     token = issue_token(device)
+    if not Person.objects.filter(association=association, display_name="Dominique").exists():
+        _history(association, user)
     return Demo("demo", password, token, device.hardware_id, DEMO_CANCEL_PIN, DEMO_DURESS_PIN)
+
+
+def _fixes(points, now, step_s: int = 40) -> list[FixIn]:
+    start = now - timedelta(seconds=step_s * len(points))
+    return [FixIn(lat=lat, lon=lon, accuracy_m=acc, recorded_at=start + timedelta(seconds=step_s * i), source="gps",
+                  client_id=uuid.uuid4()) for i, (lat, lon, acc) in enumerate(points, start=1)]
+
+
+def _history(association: Association, user) -> None:
+    """Dominique: her alerts, raised and handled through the real operations."""
+    from balise.console.actions import close_alert, take_charge
+    from balise.tracking.actions import answer_alert
+
+    person = Person(association=association, display_name="Dominique")
+    person.set_pins("2468", "8642")
+    person.save()
+    contacts = [Contact.objects.create(person=person, position=i, name=name, phone=phone, language=language,
+                                       consent=consent)
+                for i, (name, phone, language, consent) in enumerate(HISTORY_CONTACTS, start=1)]
+    button = Device.objects.create(association=association, holder=person, kind=Device.Kind.BUTTON,
+                                   hardware_id="demo-button-dominique", status=Device.Status.ASSIGNED,
+                                   battery_percent=14, button_connected=True, last_seen_at=timezone.now())
+    now = timezone.now()
+
+    def raise_(kind: str, points) -> object:
+        alert, _ = create_alert(button, client_id=uuid.uuid4(), kind=kind, gesture="demo",
+                                triggered_at=now - timedelta(seconds=3), fixes=_fixes(points, now))
+        return alert
+
+    false_alarm = raise_("prevention", TRAIL[:1])
+    close_alert(false_alarm, user, Outcome.FALSE_ALARM, "Appui par erreur dans son sac ; elle a rappelé aussitôt.")
+    emergency = raise_("emergency", TRAIL[:2])
+    answer_alert(emergency, channel=Acknowledgement.Channel.PAGE, answer=Acknowledgement.Answer.ON_MY_WAY,
+                 contact=contacts[1])
+    take_charge(emergency, user)
+    raise_("alarm", TRAIL)  # open: nobody has answered yet
+    _quiet(person, now)
+
+
+def _quiet(person: Person, now) -> None:
+    """The history is for reading: its messages count as sent already (nothing reaches
+    the demo's made-up numbers) and the open alarm escalates no further."""
+    from balise.alerts.models import AlertEvent
+    from balise.dispatch.models import Delivery, EscalationTimer
+
+    unsent = list(Delivery.objects.filter(alert__person=person, state__in=[Delivery.State.PENDING,
+                                                                            Delivery.State.SENDING]))
+    Delivery.objects.filter(pk__in=[d.pk for d in unsent]).update(
+        state=Delivery.State.SENT, sent_at=now, attempts=1, provider="demo", lease_owner="", lease_until=None)
+    AlertEvent.objects.bulk_create([
+        AlertEvent(alert_id=d.alert_id, kind="delivery_sent", data={
+            "delivery": str(d.pk), "channel": d.channel, "purpose": d.purpose, "attempt": 1, "provider": "demo",
+            "error": ""})
+        for d in unsent])
+    # The open alarm's next step is far away: the demo never calls anyone by itself.
+    EscalationTimer.objects.filter(alert__person=person, state=EscalationTimer.State.PENDING).update(
+        due_at=now + timedelta(days=1))

@@ -83,6 +83,8 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "axes",
+    "balise.console",
+    "balise.supervision",
 ]
 
 MIDDLEWARE = [
@@ -310,6 +312,17 @@ INBOUND_MAX_SKEW = env_int("BALISE_INBOUND_MAX_SKEW", 300)
 CONSOLE_VOICE_OUTCOMES = env("BALISE_CONSOLE_VOICE_OUTCOMES")
 CONSOLE_VOICE_DEFAULT = env("BALISE_CONSOLE_VOICE_DEFAULT", "answered")
 CONSOLE_VOICE_DELAY = env_float("BALISE_CONSOLE_VOICE_DELAY", 2.0)
+# Console: one-time device pairing codes live this long; wrong codes allowed per source
+# and overall within that time before the exchange answers "too many attempts".
+PAIRING_CODE_TTL = env_int("BALISE_PAIRING_CODE_TTL", 15 * 60)
+PAIRING_MAX_FAILURES = env_int("BALISE_PAIRING_MAX_FAILURES", 10)
+PAIRING_MAX_FAILURES_TOTAL = env_int("BALISE_PAIRING_MAX_FAILURES_TOTAL", 200)
+# Supervision (technical alarms): how often the checks run; a heartbeating device silent
+# this long, a battery below this level, no test alert for this many days raise an event.
+SUPERVISION_INTERVAL_SECONDS = env_float("BALISE_SUPERVISION_INTERVAL_SECONDS", 60.0)
+SUPERVISION_SILENCE_SECONDS = env_int("BALISE_SUPERVISION_SILENCE_SECONDS", 900)
+SUPERVISION_LOW_BATTERY = env_int("BALISE_SUPERVISION_LOW_BATTERY", 20)
+SUPERVISION_TEST_DAYS = env_int("BALISE_SUPERVISION_TEST_DAYS", 15)
 # Voice messages recorded by the person (device API upload).
 VOICE_MESSAGE_MAX_BYTES = env_int("BALISE_VOICE_MESSAGE_MAX_BYTES", 1024 * 1024)
 

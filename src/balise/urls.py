@@ -29,5 +29,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("staff/", include("balise.staff.urls")),
     path("inbound/", include("balise.inbound.urls")),
+    path("console/", include("balise.console.urls")),
     path("", include("balise.tracking.urls")),
 ]

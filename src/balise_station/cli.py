@@ -215,7 +215,52 @@ def cmd_enrol(args: argparse.Namespace) -> int:
 
 
 # -- pair -------------------------------------------------------------------------------
+def _pair_with_code(args: argparse.Namespace) -> int:
+    """Exchange the one-time code shown in the association's console for this station's
+    device token, written to --token-file (mode 600). The token is never printed."""
+    import httpx
+
+    if not args.server or not args.token_file:
+        return _fail("pairing with a code needs --server URL and --token-file PATH")
+    url = args.server.rstrip("/") + "/api/v1/pair"
+    for attempt in range(4):  # a busy server answers 503: the code is still good, try again
+        try:
+            r = httpx.post(url, json={"code": args.code}, timeout=10.0,
+                           headers={"User-Agent": f"balise-station/{__version__}", "Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            print(f"balise-station: cannot reach {args.server}: {type(exc).__name__}", file=sys.stderr)
+            return EXIT_DEGRADED
+        if r.status_code != 503 or attempt == 3:
+            break
+        time.sleep(min(float(r.headers.get("Retry-After", "1") or 1), 5.0))
+    try:
+        body = r.json()
+    except ValueError:
+        body = {}
+    if r.status_code != 200 or not isinstance(body, dict) or not body.get("token"):
+        message = body.get("message") if isinstance(body, dict) else ""
+        print(f"balise-station: pairing refused ({r.status_code}): {message or 'unexpected answer'}", file=sys.stderr)
+        return EXIT_DEGRADED
+    path = Path(args.token_file)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(body["token"] + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        return _fail(f"cannot write {path}: {exc.strerror}")
+    print(f"paired as {body.get('kind', 'device')} {body.get('device', '')}; token written to {path} "
+          "(set server.token_file to it, then restart the station)")
+    return EXIT_OK
+
+
 def cmd_pair(args: argparse.Namespace) -> int:
+    if args.code:
+        return _pair_with_code(args)
+    if not args.config:
+        return _fail("give a pairing code, or --config to scan for buttons")
     cfg = load_config(args.config)
     if args.address:
         if any(b.address.lower() == args.address.lower() for b in cfg.buttons):
@@ -417,8 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--config", "-c", required=True)
     en.set_defaults(func=cmd_enrol)
 
-    pair = sub.add_parser("pair", help="scan for buttons, or add one to the configuration")
-    pair.add_argument("--config", "-c", required=True)
+    pair = sub.add_parser("pair", help="pair the station with the code from the console; or scan for buttons, "
+                                        "or add one to the configuration")
+    pair.add_argument("code", nargs="?", help="one-time pairing code shown in the association's console")
+    pair.add_argument("--server", help="server address, with a pairing code")
+    pair.add_argument("--token-file", help="where to write the device token, with a pairing code")
+    pair.add_argument("--config", "-c")
     pair.add_argument("--scan-seconds", type=float, default=10.0)
     pair.add_argument("--address", help="add this button to the configuration file")
     pair.add_argument("--kind", choices=sorted(BUTTON_KINDS), default="led-button")

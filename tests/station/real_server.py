@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-DEMO_PHONES = {"+33612345601", "+33612345602", "+447700900123"}
+DEMO_PHONES = {"+33612345601", "+33612345602", "+447911123456"}
 
 
 def free_port() -> int:

@@ -1,21 +1,12 @@
 from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from balise.alerts.models import Acknowledgement, Alert, AlertEvent
+from balise.alerts.models import Acknowledgement, Alert
 from balise.associations.scoping import AssociationScopedAdmin, RolePermissions
 from balise.tracking.actions import NotAllowed, answer_alert
-
-
-class EventInline(RolePermissions, admin.TabularInline):
-    model = AlertEvent
-    extra = 0
-    can_delete = False
-    fields = ("at", "kind", "data")
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class AcknowledgementInline(RolePermissions, admin.TabularInline):
@@ -40,10 +31,22 @@ class AcknowledgementInline(RolePermissions, admin.TabularInline):
 
 @admin.register(Alert)
 class AlertAdmin(AssociationScopedAdmin):
-    list_display = ("id", "kind", "state", "duress", "person", "created_at", "acknowledged_at")
+    list_display = ("id", "kind", "state", "duress_mark", "person", "created_at", "acknowledged_at")
     list_filter = ("kind", "state", "duress")
-    readonly_fields = [f.name for f in Alert._meta.fields]
-    inlines = [AcknowledgementInline, EventInline]
+    readonly_fields = [f.name for f in Alert._meta.fields] + ["timeline"]
+    inlines = [AcknowledgementInline]
+
+    @admin.display(description=_("cancelled under duress"), ordering="duress")
+    def duress_mark(self, alert):
+        """Duress in red, never a reassuring green tick."""
+        return format_html('<strong style="color:#b00020">{}</strong>', _("DURESS")) if alert.duress else ""
+
+    @admin.display(description=_("timeline"))
+    def timeline(self, alert):
+        """The events as sentences (the console's timeline), not raw rows."""
+        from balise.console.timeline import describe_events
+
+        return format_html_join(mark_safe("<br>"), "<b>{}</b> {}", ((line.clock, line.text) for line in describe_events(alert)))
     actions = ["acknowledge"]
 
     def has_add_permission(self, request):

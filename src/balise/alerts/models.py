@@ -10,6 +10,16 @@ class Kind(models.TextChoices):
     TEST = "test", _("test")
 
 
+class Outcome(models.TextChoices):
+    """How the association closed an alert."""
+
+    FALSE_ALARM = "false_alarm", _("false alarm")
+    HANDLED_BY_CONTACTS = "contacts", _("handled by her contacts")
+    POLICE_CALLED = "police", _("police called")
+    PERSON_SAFE = "safe", _("she is safe")
+    OTHER = "other", _("other")
+
+
 class Alert(models.Model):
     class State(models.TextChoices):
         OPEN = "open", _("open")
@@ -39,6 +49,12 @@ class Alert(models.Model):
     created_at = models.DateTimeField(_("received"), auto_now_add=True, db_index=True)
     acknowledged_at = models.DateTimeField(_("acknowledged"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    # The association's handling (the console): who took charge, and how it ended.
+    taken_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="+", verbose_name=_("taken in charge by"))
+    taken_at = models.DateTimeField(_("taken in charge"), null=True, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=20, choices=Outcome.choices, blank=True)
+    outcome_note = models.TextField(_("closing note"), blank=True)
 
     class Meta:
         verbose_name = _("alert")

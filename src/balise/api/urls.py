@@ -9,6 +9,7 @@ from balise.api.auth import DeviceToken
 from balise.api.device import router as device_router
 from balise.api.errors import error_response, validation_fields
 from balise.api.jsonbody import BodyError, DeviceJSONParser
+from balise.api.pairing import router as pairing_router
 from balise.api.voice import router as voice_router
 from balise.evidence.api import router as evidence_router
 
@@ -23,6 +24,7 @@ api = NinjaAPI(
 api.add_router("", device_router)
 api.add_router("", voice_router)
 api.add_router("/evidence", evidence_router)
+api.add_router("", pairing_router)
 
 
 @api.exception_handler(ValidationError)

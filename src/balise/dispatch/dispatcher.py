@@ -48,6 +48,7 @@ from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from balise.dispatch.plans import Send, plan_for
 from balise.providers.base import OutgoingMessage, PermanentError, Provider, ProviderError, RateLimitedError
 from balise.providers.registry import build_providers
+from balise.supervision import runner as supervision
 from balise.tracking.sender import ContactMessageSender
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,7 @@ class Dispatcher:
             self.pool.submit(self._send, job)
         done = self._step("outcomes", self.drain_outcomes, 0)
         self._step("contact messages", lambda: self.contact_messages.tick(self.providers, self.name))
+        self._step("supervision", lambda: supervision.tick(self))  # technical alarms (balise.supervision)
         now = time.monotonic()
         if now - self._last_audit >= settings.AUDITOR_INTERVAL_SECONDS:
             self._last_audit = now

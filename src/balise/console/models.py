@@ -1,0 +1,84 @@
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class AuditEntry(models.Model):
+    """Who looked at or changed what, and when: every view of a person's file and every
+    change made from the console. Append-only; read by the association's administrators."""
+
+    class Action(models.TextChoices):
+        VIEW_PERSON = "view_person", _("viewed the file")
+        VIEW_ALERT = "view_alert", _("viewed the alert")
+        ENROL = "enrol", _("enrolled the person")
+        EDIT_PERSON = "edit_person", _("changed her details")
+        SET_PINS = "set_pins", _("set her codes")
+        ADD_CONTACT = "add_contact", _("added a contact")
+        RESEND_INVITATION = "resend_invitation", _("sent the invitation again")
+        TAKE_CHARGE = "take_charge", _("took charge of an alert")
+        NOTE = "note", _("wrote a note")
+        CLOSE = "close", _("closed an alert")
+        PAIRING_CODE = "pairing_code", _("created a pairing code")
+        REVOKE = "revoke", _("revoked a device")
+        REVOKE_EVIDENCE_KEY = "revoke_evidence_key", _("revoked a device's evidence key")
+
+    association = models.ForeignKey("associations.Association", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(_("action"), max_length=24, choices=Action.choices)
+    person = models.ForeignKey("people.Person", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    alert = models.ForeignKey("alerts.Alert", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # A few plain words about what changed (never a PIN, a token or a phone number).
+    detail = models.CharField(_("detail"), max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit log")
+        ordering = ["-at", "-id"]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("audit entries are append-only")
+        super().save(*args, **kwargs)
+
+
+class PersonNote(models.Model):
+    """A note of the association about a person (not about one alert)."""
+
+    person = models.ForeignKey("people.Person", on_delete=models.CASCADE, related_name="console_notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+    text = models.TextField(_("note"), max_length=4000)
+
+    class Meta:
+        verbose_name = _("note")
+        verbose_name_plural = _("notes")
+        ordering = ["-at", "-id"]
+
+
+class Protection(models.Model):
+    """The start and end of a person's protection by the association."""
+
+    person = models.OneToOneField("people.Person", on_delete=models.CASCADE, related_name="protection")
+    starts_on = models.DateField(_("protection starts"), null=True, blank=True)
+    ends_on = models.DateField(_("protection ends"), null=True, blank=True)
+
+
+class PairingCode(models.Model):
+    """A one-time code that a device exchanges for its token (POST /api/v1/pair).
+
+    Only a keyed hash of the code is stored; it works once, before `expires_at`."""
+
+    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="pairing_codes")
+    code_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+
+class PairingFailure(models.Model):
+    """A wrong pairing code, kept a while to slow down guessing (per source and overall)."""
+
+    source = models.CharField(max_length=64, db_index=True)
+    at = models.DateTimeField(db_index=True)

@@ -1,0 +1,161 @@
+"""What the on-call board shows of an alert, as plain dicts for the templates."""
+
+from __future__ import annotations
+
+from django.db.models import Q
+from django.utils.translation import gettext as _
+
+from balise.alerts.models import Acknowledgement, Alert, AlertEvent, LocationFix
+from balise.console.timeline import clock, describe_events, staff_name
+from balise.dispatch.models import Delivery, EscalationTimer
+from balise.dispatch.plans import plan_for
+from balise.tracking.places import nearest
+
+TRAIL_MAX = 200
+ACTIVE = (Alert.State.OPEN, Alert.State.ACKNOWLEDGED)
+
+
+def board_alerts(association_ids: list[int]):
+    """Open alerts, newest first, of these associations."""
+    return (Alert.objects.filter(association__in=association_ids, state__in=ACTIVE)
+            .select_related("person", "association", "taken_by").order_by("-created_at", "-id"))
+
+
+def pressed_at(alert: Alert):
+    """When she pressed: the device's clock when it sent one, else when it was received."""
+    return alert.triggered_at or alert.created_at
+
+
+def last_fix(alert: Alert) -> LocationFix | None:
+    return LocationFix.objects.filter(alert=alert).order_by("-recorded_at", "-id").first()
+
+
+def fix_card(fix: LocationFix | None) -> dict | None:
+    if fix is None:
+        return None
+    place = nearest(fix.lat, fix.lon)
+    return {
+        "lat": f"{fix.lat:.6f}", "lon": f"{fix.lon:.6f}", "coords": f"{fix.lat:.5f}, {fix.lon:.5f}",
+        "acc": round(fix.accuracy_m) if fix.accuracy_m is not None else None,
+        "at": fix.recorded_at, "clock": clock(fix.recorded_at), "source": fix.source,
+        "place": place.label() if place else "",
+    }
+
+
+def trail(alert: Alert) -> str:
+    """The trail as "lat,lon;lat,lon…" (oldest first), for the map's data attribute."""
+    fixes = list(LocationFix.objects.filter(alert=alert).order_by("-recorded_at", "-id")
+                 .values_list("lat", "lon")[:TRAIL_MAX])[::-1]
+    return ";".join(f"{lat:.6f},{lon:.6f}" for lat, lon in fixes)
+
+
+_DELIVERY_WORDS = {
+    Delivery.State.PENDING: ("wait", lambda: _("waiting")),
+    Delivery.State.SENDING: ("wait", lambda: _("sending")),
+    Delivery.State.SENT: ("ok", lambda: _("sent")),
+    Delivery.State.FAILED: ("bad", lambda: _("failed")),
+    Delivery.State.CANCELLED: ("off", lambda: _("not sent (closed)")),
+}
+
+_ANSWER_TONE = {
+    Acknowledgement.Answer.ON_MY_WAY: "good", Acknowledgement.Answer.CALLED_POLICE: "good",
+    Acknowledgement.Answer.ACKNOWLEDGED: "good", Acknowledgement.Answer.CANNOT_HELP: "bad",
+}
+
+
+def _delivery_cell(rows: list[Delivery], calls: dict) -> dict | None:
+    """The latest delivery of one channel to one recipient, in words."""
+    if not rows:
+        return None
+    d = max(rows, key=lambda r: (r.created_at, str(r.pk)))
+    tone, words = _DELIVERY_WORDS[d.state]
+    text = words()
+    if d.channel == "voice" and d.state == Delivery.State.SENT:
+        status = calls.get(str(d.pk))
+        if status == "call_answered":
+            tone, text = "ok", _("picked up")
+        elif status == "call_unanswered":
+            tone, text = "bad", _("no answer")
+        else:
+            text = _("ringing")
+    at = d.sent_at or d.created_at
+    return {"tone": tone, "text": text, "clock": clock(at), "count": len(rows)}
+
+
+def contact_rows(alert: Alert) -> list[dict]:
+    """One row per contact, and the association's own line: SMS, call, answer."""
+    deliveries = list(Delivery.objects.filter(alert=alert).exclude(purpose=Delivery.Purpose.NOTICE))
+    calls = {}
+    for e in AlertEvent.objects.filter(alert=alert, kind__in=["call_answered", "call_unanswered"]).order_by("at", "id"):
+        calls[str(e.data.get("delivery"))] = e.kind
+    acks = list(alert.acknowledgements.select_related("staff").order_by("at", "id"))
+    rows = []
+    for c in alert.person.contacts.all():
+        mine = [d for d in deliveries if d.contact_id == c.pk]
+        answer = next((a for a in reversed(acks) if a.contact_id == c.pk), None)
+        rows.append({
+            "name": c.name, "phone": c.phone, "consent": c.get_consent_display(), "consented": c.has_consented,
+            "sms": _delivery_cell([d for d in mine if d.channel == "sms"], calls),
+            "call": _delivery_cell([d for d in mine if d.channel == "voice"], calls),
+            "answer": _answer_cell(answer), "line": False,
+        })
+    number = alert.association.on_call_number
+    line = [d for d in deliveries if d.contact_id is None]
+    staff_answer = next((a for a in reversed(acks) if a.contact_id is None), None)
+    rows.append({
+        "name": _("On-call line (association)"), "phone": number, "consent": "", "consented": True,
+        "sms": _delivery_cell([d for d in line if d.channel == "sms"], calls),
+        "call": _delivery_cell([d for d in line if d.channel == "voice"], calls),
+        "answer": _answer_cell(staff_answer), "line": True,
+    })
+    return rows
+
+
+def _answer_cell(ack: Acknowledgement | None) -> dict | None:
+    if ack is None:
+        return None
+    text = ack.get_answer_display()
+    if ack.staff_id is not None:
+        text = _("%(who)s is on it") % {"who": staff_name(ack.staff)}
+    return {"tone": _ANSWER_TONE.get(ack.answer, ""), "text": text, "clock": clock(ack.at),
+            "channel": ack.get_channel_display()}
+
+
+def escalation(alert: Alert) -> dict:
+    """Where the escalation chain is, and when its next step fires (if it will)."""
+    chain = plan_for(alert.association, alert.kind).chain
+    timer = (EscalationTimer.objects.filter(alert=alert, epoch=alert.epoch, state=EscalationTimer.State.PENDING)
+             .order_by("due_at").first()) if alert.state == Alert.State.OPEN else None
+    return {"step": min(alert.escalation_step, len(chain)), "steps": len(chain),
+            "next_at": timer.due_at if timer else None, "next_clock": clock(timer.due_at) if timer else "",
+            "stopped": alert.state != Alert.State.OPEN}
+
+
+def summary(alert: Alert) -> dict:
+    """A card of the board's list."""
+    fix = last_fix(alert)
+    acks = alert.acknowledgements.filter(~Q(answer=Acknowledgement.Answer.CANNOT_HELP)).count()
+    return {"alert": alert, "pressed_at": pressed_at(alert), "pressed_clock": clock(pressed_at(alert)),
+            "fix": fix_card(fix), "answers": acks}
+
+
+def detail(alert: Alert) -> dict:
+    """Everything of one alert on the board."""
+    fix = last_fix(alert)
+    return {
+        "alert": alert, "pressed_at": pressed_at(alert), "pressed_clock": clock(pressed_at(alert)),
+        "received_clock": clock(alert.created_at),
+        "fix": fix_card(fix), "trail": trail(alert), "contacts": contact_rows(alert),
+        "escalation": escalation(alert), "timeline": describe_events(alert)[::-1],
+        "taken_by": staff_name(alert.taken_by) if alert.taken_by_id else "",
+    }
+
+
+def supervision_events(association_ids: list[int], open_: bool = True) -> list[dict]:
+    """Supervision events of these associations as sentences, newest first."""
+    from balise.supervision.messages import describe
+    from balise.supervision.models import SupervisionEvent
+
+    rows = (SupervisionEvent.objects.filter(association__in=association_ids, cleared_at__isnull=open_)
+            .select_related("device", "person", "contact").order_by("-raised_at", "-id"))
+    return [{"event": e, "text": describe(e), "raised_clock": clock(e.raised_at)} for e in rows]

@@ -1,0 +1,39 @@
+"""The words of a supervision SMS to the association's on-call line, rendered at send time."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils import formats, timezone, translation
+from django.utils.translation import gettext as _
+
+from balise.dispatch.messages import to_gsm7
+from balise.supervision.models import SupervisionEvent
+
+Kind = SupervisionEvent.Kind
+
+
+def describe(event: SupervisionEvent) -> str:
+    """One sentence about the event, in the active language (the board uses it too)."""
+    person = event.person.display_name if event.person_id else ""
+    device = f"{event.device.get_kind_display()} {event.device.hardware_id}" if event.device_id else ""
+    if event.kind == Kind.SILENT:
+        seen = event.device.last_seen_at if event.device_id else None
+        when = formats.date_format(timezone.localtime(seen), "SHORT_DATETIME_FORMAT") if seen else "?"
+        return _("The %(device)s of %(person)s has sent no news since %(time)s.") % {
+            "device": device, "person": person, "time": when}
+    if event.kind == Kind.LOW_BATTERY:
+        level = event.device.battery_percent if event.device_id else None
+        return _("The battery of the %(device)s of %(person)s is low (%(level)s%%).") % {
+            "device": device, "person": person, "level": level if level is not None else "?"}
+    if event.kind == Kind.UNDELIVERED:
+        return _("The last two messages to %(contact)s, contact of %(person)s, were not delivered.") % {
+            "contact": event.contact.name if event.contact_id else "?", "person": person}
+    if event.kind == Kind.TEST_OVERDUE:
+        return _("%(person)s has not tested her button for more than %(days)d days.") % {
+            "person": person, "days": settings.SUPERVISION_TEST_DAYS}
+    return _("Technical alarm.")
+
+
+def notice_text(event: SupervisionEvent) -> str:
+    with translation.override(settings.LANGUAGE_CODE):
+        return to_gsm7(_("Balise supervision: %(what)s") % {"what": describe(event)})

@@ -1,0 +1,53 @@
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from balise.dispatch.models import OutboxMessage
+
+
+class SupervisionEvent(models.Model):
+    """A technical alarm (EN 50134): something that may stop an alert from going out.
+    One row per episode: raised once, cleared when the condition is gone."""
+
+    class Kind(models.TextChoices):
+        SILENT = "silent", _("device silent")
+        LOW_BATTERY = "low_battery", _("low battery")
+        UNDELIVERED = "undelivered", _("messages to a contact undelivered")
+        TEST_OVERDUE = "test_overdue", _("periodic test overdue")
+
+    association = models.ForeignKey("associations.Association", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    contact = models.ForeignKey("people.Contact", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    person = models.ForeignKey("people.Person", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    # What the condition was on: one open episode per (kind, subject).
+    subject = models.CharField(max_length=40)
+    raised_at = models.DateTimeField(_("raised"))
+    cleared_at = models.DateTimeField(_("cleared"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("supervision event")
+        verbose_name_plural = _("supervision events")
+        ordering = ["-raised_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["kind", "subject"], condition=Q(cleared_at__isnull=True),
+                                               name="one_open_supervision_episode")]
+
+
+class SupervisionNotice(OutboxMessage):
+    """The SMS that tells the association's on-call line of a supervision event; drained
+    by the dispatcher like every outbox row (lease, retries, failover)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("pending")
+        SENDING = "sending", _("sending")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+
+    event = models.ForeignKey(SupervisionEvent, on_delete=models.CASCADE, related_name="notices")
+    recipient = models.CharField(max_length=20)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
+
+    class Meta:
+        verbose_name = _("supervision notice")
+        verbose_name_plural = _("supervision notices")
+        indexes = [models.Index(fields=["state", "next_attempt_at"])]

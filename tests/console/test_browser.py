@@ -1,0 +1,165 @@
+"""The on-call board in real headless Chromium at 1366x900, against `balise serve`
+(uvicorn, its own dispatcher, the console provider), driven like real life: the device
+API raises the alarm, a contact answers from her live page, the worker acts in the page."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from balise.alerts.models import Alert
+from balise.associations.models import Membership
+from balise.demo import create_demo
+from balise.devices.actions import authenticate_token
+from balise.supervision.checks import run_checks
+from balise_station.cli import main
+from tests.contacts.test_browser import _fix, _link_for, _now, server  # noqa: F401 (the live server fixture)
+from tests.personas import make_world
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
+PASSWORD = "correct horse battery"
+VIEWPORT = {"width": 1366, "height": 900}
+
+
+def _login(browser, base: str, user):
+    """Log USER in through the form. The server process knows only the real hashers:
+    her password gets a (cheap) PBKDF2 hash it can check."""
+    user.password = PBKDF2PasswordHasher().encode(PASSWORD, "console-tests", iterations=1000)
+    user.save(update_fields=["password"])
+    context = browser.new_context(viewport=VIEWPORT, locale="fr-FR")
+    page = context.new_page()
+    page.goto(f"{base}/console/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    try:
+        page.wait_for_selector("#board", timeout=10_000)
+    except Exception:
+        raise AssertionError(page.url + "\n" + page.inner_text("body")[:2000])
+    return page
+
+
+def _raise(base: str, token: str, kind: str = "alarm") -> str:
+    client_id = str(uuid.uuid4())
+    r = httpx.post(f"{base}/api/v1/alerts", headers={"Authorization": f"Bearer {token}"}, timeout=10, json={
+        "client_id": client_id, "kind": kind, "gesture": "long", "triggered_at": _now(),
+        "fixes": [_fix(45.7578, 4.8320, 35), _fix(45.7590, 4.8335, 20)]})
+    assert r.status_code == 201, r.text
+    return client_id
+
+
+def test_a_worker_sees_a_new_alarm_takes_charge_follows_answers_and_closes(server, chromium, world):  # noqa: F811
+    base, outbox = server
+    page = _login(chromium, base, world.staff)
+    expect(page.locator("#list")).to_contain_text("Aucune alerte en cours")
+
+    _raise(base, world.token)
+    raised = time.monotonic()
+    card = page.locator("#list [data-alert]")
+    card.wait_for(timeout=2_000)  # a new alarm is on the board within 2 s, without reload
+    seen_ms = (time.monotonic() - raised) * 1000
+    expect(page.locator("#board")).to_have_attribute("data-new-alerts", "1")
+    page.wait_for_function("document.title.indexOf('(1)') === 0", timeout=3_000)  # the title rings too
+    assert "Camille" in card.inner_text()
+    alert = Alert.objects.get()
+
+    card.locator("a").click()
+    page.wait_for_selector("#map.leaflet-container")
+    page.locator("#map path.here").wait_for()  # her last position, drawn without tiles
+    page.locator("#map path.trail").wait_for()  # and the trail
+    expect(page.locator("#coords")).to_have_text("45.75900, 4.83350")
+    rows = page.locator("#contacts tbody tr")
+    expect(rows).to_have_count(len(world.contacts) + 1)  # her contacts and the association's line
+    expect(page.locator("#contacts")).to_contain_text("Proche 5")
+    page.click("#take")
+    expect(page.locator("#status")).to_contain_text(world.staff.username)
+
+    # A contact answers on her live page: the board shows it without reload.
+    link = _link_for(outbox, world.contacts[1].phone)
+    r = httpx.post(f"{link}/answer", data={"answer": "on_my_way"}, headers={"Accept": "application/json"})
+    assert r.status_code == 200
+    row = page.locator("#contacts tbody tr", has_text="Proche 2")
+    expect(row.locator(".answer")).to_contain_text("en route", timeout=5_000)
+    expect(page.locator("#timeline")).to_contain_text("Proche 2 : J'arrive")
+    DOCS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS / "alert.png"), full_page=True)
+
+    page.check("input[name=outcome][value=contacts]")
+    page.fill("#close-note", "Proche 2 est arrivée, Camille est en sécurité.")
+    page.click("#close")
+    expect(page.locator("#status")).to_contain_text("gérée par ses proches", ignore_case=True)
+    alert.refresh_from_db()
+    assert alert.state == Alert.State.RESOLVED and alert.outcome == "contacts"
+    expect(page.locator("#list")).to_contain_text("Aucune alerte en cours")
+    print(f"new alarm on the board {seen_ms:.0f} ms after the device API answered")
+
+
+def test_a_read_only_member_cannot_act_and_another_association_sees_nothing(server, chromium, world):  # noqa: F811
+    base, _outbox = server
+    Membership.objects.filter(user=world.staff).update(role=Membership.Role.VIEWER)
+    other = make_world("oise")
+    _raise(base, world.token, kind="emergency")
+    alert = Alert.objects.get()
+
+    viewer = _login(chromium, base, world.staff)
+    viewer.locator("#list [data-alert]").wait_for()
+    viewer.goto(f"{base}/console/alerts/{alert.pk}/")
+    expect(viewer.locator("#contacts")).to_be_visible()
+    assert viewer.locator("#take").count() == 0 and viewer.locator("#close").count() == 0
+    csrf = next(c["value"] for c in viewer.context.cookies() if c["name"] == "csrftoken")
+    refused = viewer.request.post(f"{base}/console/alerts/{alert.pk}/take", headers={"X-CSRFToken": csrf})
+    assert refused.status == 403
+
+    stranger = _login(chromium, base, other.staff)
+    expect(stranger.locator("#list")).to_contain_text("Aucune alerte en cours")
+    assert stranger.goto(f"{base}/console/alerts/{alert.pk}/").status == 404
+    alert.refresh_from_db()
+    assert alert.state == Alert.State.OPEN and alert.taken_by is None
+    assert re.search(r"Camille", stranger.content()) is None
+
+
+def test_the_demo_board_the_person_s_file_pairing_and_supervision(server, chromium, world, tmp_path):  # noqa: F811
+    """The demo's history on the board, Dominique's file, a pairing code and the
+    supervision list, as a worker sees them (the screenshots of docs/console/)."""
+    base, _outbox = server
+    create_demo()
+    run_checks(timezone.now())  # her button's battery is low
+    user = get_user_model().objects.get(username="demo")
+    page = _login(chromium, base, user)
+    expect(page.locator("#list [data-alert]")).to_have_count(2)
+    expect(page.locator("#supervision-list")).to_contain_text("batterie")
+    alarm = Alert.objects.get(kind="alarm", person__display_name="Dominique")
+    page.click(f"[data-alert='{alarm.pk}'] a")
+    page.locator("#map path.trail").wait_for()
+    DOCS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS / "board.png"))
+
+    page.click("#live-body a.person")
+    expect(page.locator("h1")).to_contain_text("Dominique")
+    expect(page.locator("#devices")).to_contain_text("14 %")
+    expect(page.locator("#contacts")).to_contain_text("invité, sans réponse")
+    page.screenshot(path=str(DOCS / "person.png"), full_page=True)
+
+    page.locator("#devices form[action$='/pair'] button").first.click()
+    code = page.inner_text("#pairing-code")
+    assert re.fullmatch(r"[A-Z0-9]{5}-[A-Z0-9]{5}", code) and page.locator(".qr svg").count() == 1
+    page.screenshot(path=str(DOCS / "pairing.png"))
+    assert main(["pair", code, "--server", base, "--token-file", str(tmp_path / "token")]) == 0  # as a station does
+    assert authenticate_token((tmp_path / "token").read_text().strip()).hardware_id == "demo-button-dominique"
+
+    page.goto(f"{base}/console/supervision/")
+    expect(page.locator("#open")).to_contain_text("demo-button-dominique")
+    page.screenshot(path=str(DOCS / "supervision.png"))
+    page.goto(f"{base}/console/audit/")
+    expect(page.locator("#audit")).to_contain_text("a consulté le dossier")

@@ -1,0 +1,46 @@
+"""The demo data is valid and gives the on-call board something real to show."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from balise.alerts.models import Alert
+from balise.associations.models import Association
+from balise.demo import create_demo
+from balise.dispatch.models import Delivery, EscalationTimer
+from balise.people.models import Contact, Person
+from balise.supervision.checks import run_checks
+from tests.personas import staff_client
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_demo_is_valid_and_fills_the_board(django_user_model):
+    demo = create_demo()
+    association = Association.objects.get(slug="demo")
+    association.full_clean()
+    for contact in Contact.objects.all():
+        contact.full_clean()  # the UK number used to fail here
+    for person in Person.objects.all():
+        person.full_clean()
+    alerts = {a.kind: a for a in Alert.objects.filter(person__display_name="Dominique")}
+    assert alerts["alarm"].state == Alert.State.OPEN and alerts["alarm"].fixes.count() == 6
+    assert alerts["emergency"].state == Alert.State.ACKNOWLEDGED and alerts["emergency"].taken_by.username == "demo"
+    assert alerts["prevention"].state == Alert.State.RESOLVED and alerts["prevention"].outcome == "false_alarm"
+    assert run_checks(timezone.now()) == (1, 0)  # the low-battery button
+
+    user = django_user_model.objects.get(username=demo.username)
+    board = staff_client(user).get(reverse("console:board_list")).content.decode()
+    assert board.count("data-alert=") == 2 and "data-supervision=" in board
+
+    # The history is for reading: nothing is left to send, the alarm escalates no further today.
+    assert not Delivery.objects.filter(state__in=["pending", "sending"]).exclude(alert__person__display_name="Camille").exists()
+    assert not EscalationTimer.objects.filter(state="pending", due_at__lt=timezone.now() + timedelta(hours=12)).exists()
+
+    again = create_demo()  # idempotent: the history is made once
+    assert again.device_token != demo.device_token
+    assert Alert.objects.count() == 3

@@ -1,0 +1,143 @@
+"""Supervision (EN 50134 technical alarms), with an injected clock: each condition
+raises one event per episode, with one SMS to the association's on-call line, and is
+cleared when it goes away."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from balise.devices.models import Device
+from balise.dispatch.models import Delivery
+from balise.people.models import Person
+from balise.supervision.checks import run_checks
+from balise.supervision.models import SupervisionEvent, SupervisionNotice
+from balise.supervision.runner import send_notices
+from tests.contacts.helpers import raise_alert
+from tests.personas import staff_client
+from tests.spine.helpers import RecordingProvider
+
+pytestmark = pytest.mark.django_db
+
+
+def heartbeat(world, **body):
+    api = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {world.token}")
+    r = api.post("/api/v1/heartbeat", json.dumps(body), content_type="application/json")
+    assert r.status_code == 200, r.content
+
+
+def test_a_silent_station_raises_one_event_after_the_interval_and_clears_when_it_returns(world, settings):
+    t0 = timezone.now() - timedelta(hours=1)
+    Device.objects.filter(pk=world.device.pk).update(last_seen_at=t0)
+    silence = settings.SUPERVISION_SILENCE_SECONDS
+    assert run_checks(t0 + timedelta(seconds=silence - 1)) == (0, 0)
+    assert run_checks(t0 + timedelta(seconds=silence + 1)) == (1, 0)
+    for minute in range(1, 6):  # not again every minute
+        assert run_checks(t0 + timedelta(seconds=silence + 1 + 60 * minute)) == (0, 0)
+    event = SupervisionEvent.objects.get()
+    assert event.kind == "silent" and event.device_id == world.device.pk and event.cleared_at is None
+    assert SupervisionNotice.objects.filter(event=event, recipient=world.association.on_call_number).count() == 1
+
+    heartbeat(world)  # it comes back
+    assert run_checks(timezone.now()) == (0, 1)
+    event.refresh_from_db()
+    assert event.cleared_at is not None
+    # A new silence is a new episode.
+    assert run_checks(timezone.now() + timedelta(seconds=silence + 1)) == (1, 0)
+    assert SupervisionEvent.objects.count() == 2
+
+
+def test_the_notice_goes_to_the_on_call_line_through_the_outbox(world, settings):
+    Device.objects.filter(pk=world.device.pk).update(last_seen_at=timezone.now() - timedelta(hours=2))
+    run_checks(timezone.now())
+    provider = RecordingProvider()
+    assert send_notices([provider], "test-owner") == 1
+    [message] = provider.sent
+    assert message.to == world.association.on_call_number and message.channel == "sms"
+    assert message.text.startswith("Supervision Balise : L'appareil") and "Camille" in message.text
+    assert SupervisionNotice.objects.get().state == "sent"
+    assert send_notices([provider], "test-owner") == 0  # sent once
+
+
+def test_low_battery_raises_and_clears(world):
+    heartbeat(world, battery_percent=12)
+    assert run_checks(timezone.now()) == (1, 0)
+    assert SupervisionEvent.objects.get().kind == "low_battery"
+    heartbeat(world, battery_percent=12)
+    assert run_checks(timezone.now()) == (0, 0)
+    heartbeat(world, battery_percent=85)
+    assert run_checks(timezone.now()) == (0, 1)
+
+
+def test_a_contact_undelivered_twice_raises_until_a_message_gets_through(world):
+    alert = raise_alert(world, "prevention")
+    contact = world.contacts[0]
+    rows = list(Delivery.objects.filter(alert=alert, contact=contact))
+    Delivery.objects.filter(pk=rows[0].pk).update(state="failed")
+    assert run_checks(timezone.now()) == (0, 0)  # once is not twice
+    second = raise_alert(world, "prevention")
+    Delivery.objects.filter(alert=second, contact=contact).update(state="failed")
+    assert run_checks(timezone.now()) == (1, 0)
+    event = SupervisionEvent.objects.get()
+    assert event.kind == "undelivered" and event.contact_id == contact.pk
+    third = raise_alert(world, "prevention")
+    Delivery.objects.filter(alert=third, contact=contact).update(state="sent")
+    assert run_checks(timezone.now()) == (0, 1)
+
+
+def test_an_overdue_periodic_test_raises_and_a_test_clears_it(world, settings):
+    now = timezone.now()
+    Person.objects.filter(pk=world.person.pk).update(created_at=now - timedelta(days=settings.SUPERVISION_TEST_DAYS, hours=1))
+    assert run_checks(now) == (1, 0)
+    assert SupervisionEvent.objects.get().kind == "test_overdue"
+    raise_alert(world, "test")
+    assert run_checks(timezone.now()) == (0, 1)
+
+
+def test_the_board_shows_supervision_to_her_association_only(world, other_world):
+    Device.objects.filter(pk=world.device.pk).update(last_seen_at=timezone.now() - timedelta(hours=2))
+    run_checks(timezone.now())
+    event = SupervisionEvent.objects.get()
+    mine = staff_client(world.staff).get(reverse("console:board_list")).content.decode()
+    assert f'data-supervision="{event.pk}"' in mine and world.device.hardware_id in mine
+    theirs = staff_client(other_world.staff).get(reverse("console:board_list")).content.decode()
+    assert "data-supervision" not in theirs
+    page = staff_client(world.staff).get(reverse("console:supervision")).content.decode()
+    assert world.device.hardware_id in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dispatcher_runs_the_checks_and_sends_the_notice_once(world, settings, monkeypatch):
+    from balise.dispatch.dispatcher import Dispatcher
+    from balise.supervision import runner
+
+    rounds = []
+
+    def counted(now):
+        result = run_checks(now)
+        rounds.append(result)
+        return result
+
+    monkeypatch.setattr(runner, "run_checks", counted)
+    settings.SUPERVISION_INTERVAL_SECONDS = 0.1
+    Device.objects.filter(pk=world.device.pk).update(last_seen_at=timezone.now() - timedelta(hours=2))
+    provider = RecordingProvider()
+    dispatcher = Dispatcher(name="supervised", providers=[provider], workers=2)
+    try:
+        deadline = time.monotonic() + 30
+        while (len(rounds) < 4 or not provider.sent) and time.monotonic() < deadline:
+            dispatcher.tick()
+            time.sleep(0.05)
+        assert len(rounds) >= 4 and rounds[0] == (1, 0) and set(rounds[1:]) == {(0, 0)}
+        assert [m.to for m in provider.sent] == [world.association.on_call_number]
+        assert SupervisionEvent.objects.count() == 1
+    finally:
+        runner.stop(dispatcher)
+        dispatcher.pool.shutdown(wait=True)
+        dispatcher.contact_messages.close()
