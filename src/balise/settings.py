@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "balise.inbound",
     "balise.voice",
     "balise.evidence",
+    "balise.integrations.flic",
 ]
 
 MIDDLEWARE = [
@@ -220,6 +221,11 @@ CONSOLE_VOICE_DEFAULT = env("BALISE_CONSOLE_VOICE_DEFAULT", "answered")
 CONSOLE_VOICE_DELAY = env_float("BALISE_CONSOLE_VOICE_DELAY", 2.0)
 # Voice messages recorded by the person (device API upload).
 VOICE_MESSAGE_MAX_BYTES = env_int("BALISE_VOICE_MESSAGE_MAX_BYTES", 1024 * 1024)
+# Flic buttons (balise.integrations.flic): clock skew allowed on a token's expiry, and the
+# largest webhook body (a Flic token is well under 2 KB). Each association's HS256
+# secret, when it uses one, is BALISE_FLIC_SECRET_<SLUG> (or _FILE).
+FLIC_JWT_LEEWAY_SECONDS = env_int("BALISE_FLIC_JWT_LEEWAY_SECONDS", 30)
+FLIC_MAX_BODY_BYTES = env_int("BALISE_FLIC_MAX_BODY_BYTES", 8 * 1024)
 
 LOGGING = {
     "version": 1,

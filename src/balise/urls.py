@@ -15,5 +15,6 @@ urlpatterns = [
     path("metrics", dispatch_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("inbound/", include("balise.inbound.urls")),
+    path("integrations/flic/", include("balise.integrations.flic.urls")),
     path("", include("balise.tracking.urls")),
 ]
