@@ -31,7 +31,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from balise.alerts.models import Alert, AlertEvent, LocationFix
-from balise.dispatch import leases, outbox, wakeup
+from balise.dispatch import extra_timers, leases, outbox, wakeup
 from balise.dispatch.messages import render
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from balise.dispatch.plans import plan_for
@@ -166,7 +166,7 @@ class Dispatcher:
         fired, jobs = 0, []
         if scan:
             self._last_scan = time.monotonic()
-            fired = self.run_due_timers()
+            fired = self.run_due_timers() + extra_timers.run_due(self.name)
             limit = min(self.workers * 2 - len(self.in_flight), settings.DISPATCH_BATCH)
             jobs, claimed = self.claim_deliveries(limit) if limit > 0 else ([], 0)
             self._backlog = limit <= 0 or claimed >= limit

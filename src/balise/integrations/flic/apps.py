@@ -7,3 +7,9 @@ class FlicConfig(AppConfig):
     label = "flic"
     verbose_name = _("Flic buttons")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from balise.dispatch import extra_timers
+        from balise.integrations.flic import checkins
+
+        extra_timers.register(checkins.run_due)

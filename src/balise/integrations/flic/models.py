@@ -91,3 +91,29 @@ class FlicButton(models.Model):
 
     def __str__(self) -> str:
         return self.device.hardware_id
+
+
+class CheckIn(models.Model):
+    """"If I have not confirmed by 23:00, send a prevention alert with my last position":
+    a timer row, fired by the dispatchers (see balise.integrations.flic.checkins)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("running")
+        RUNNING = "running", _("firing")
+        CONFIRMED = "confirmed", _("confirmed")
+        FIRED = "fired", _("alert sent")
+
+    person = models.ForeignKey("people.Person", on_delete=models.CASCADE, related_name="checkins")
+    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="checkins")
+    due_at = models.DateTimeField(_("due"))
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
+    lease_owner = models.CharField(max_length=80, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    alert = models.ForeignKey("alerts.Alert", on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("check-in timer")
+        verbose_name_plural = _("check-in timers")
+        indexes = [models.Index(fields=["state", "due_at"])]
