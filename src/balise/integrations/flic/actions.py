@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 
 from balise.alerts.actions import AlertError, FixIn, create_alert
 from balise.alerts.models import Alert
@@ -125,3 +127,70 @@ def record_health(button: FlicButton, claims: dict, *, click: str | None = None,
     with transaction.atomic():
         FlicButton.objects.filter(pk=button.pk).update(**fields)
         Device.objects.filter(pk=button.device_id).update(**device_fields)
+
+
+# Flic serial numbers look like BC44-B06243; the device manager's export (CSV, JSON or
+# the Hub SDK's pairing data) carries one per button, with its 32-hex-digit uuid nearby.
+SERIAL_RE = re.compile(r"\b([A-Z0-9]{4}-[A-Z0-9]{6})\b", re.IGNORECASE)
+UUID_RE = re.compile(r"\b([0-9a-f]{32})\b", re.IGNORECASE)
+MAX_REGISTER = 5000
+
+
+def parse_serials(text: str) -> list[tuple[str, str | None]]:
+    """(serial, uuid or None) for every button named in TEXT, in order, once each: one
+    serial per line, or a pasted export with a serial (and its uuid) per line."""
+    found: dict[str, str | None] = {}
+    for line in text.splitlines():
+        serials = SERIAL_RE.findall(line)
+        uuids = UUID_RE.findall(line)
+        for i, serial in enumerate(serials):
+            serial = serial.upper()
+            if serial not in found:
+                found[serial] = uuids[i].lower() if len(uuids) == len(serials) else None
+    return list(found.items())
+
+
+@dataclass(frozen=True)
+class Registered:
+    created: list[str]
+    already: list[str]
+
+
+def register_buttons(association, text: str, holder=None) -> Registered:
+    """Register the buttons named in TEXT to ASSOCIATION, in stock (or handed to HOLDER
+    when there is one button); serials already known are left as they are."""
+    buttons = parse_serials(text)
+    if not buttons:
+        raise ValueError("no serial number found")
+    if len(buttons) > MAX_REGISTER:
+        raise ValueError(f"at most {MAX_REGISTER} buttons at once")
+    if holder is not None and (len(buttons) != 1 or holder.association_id != association.pk):
+        raise ValueError("a person can be given one button of her own association")
+    serials = [s for s, _ in buttons]
+    known = set(Device.objects.filter(hardware_id__in=serials).values_list("hardware_id", flat=True))
+    uuids_taken = set(FlicButton.objects.filter(uuid__in=[u for _, u in buttons if u]).values_list("uuid", flat=True))
+    fresh = [(s, u) for s, u in buttons if s not in known]
+    with transaction.atomic():
+        devices = Device.objects.bulk_create([
+            Device(association=association, kind=Device.Kind.FLIC, hardware_id=s, holder=holder,
+                   status=Device.Status.ASSIGNED if holder else Device.Status.STOCK)
+            for s, _ in fresh])
+        if not connection.features.can_return_rows_from_bulk_insert:
+            ids = dict(Device.objects.filter(hardware_id__in=[s for s, _ in fresh]).values_list("hardware_id", "pk"))
+            for device in devices:
+                device.pk = ids[device.hardware_id]
+        FlicButton.objects.bulk_create([
+            FlicButton(device=device, uuid=u if u and u not in uuids_taken else None)
+            for device, (_, u) in zip(devices, fresh)])
+    return Registered([s for s, _ in fresh], sorted(known))
+
+
+def metadata(site_url: str) -> dict:
+    """The JSON to paste into Flic's device manager (on a button, or on a button group)."""
+    return {
+        "__fcb_icon": f"{site_url}/static/flic/icon.png",
+        "__fcb_webhook": f"{site_url}/integrations/flic/",
+        "__fcb_webview": f"{site_url}/integrations/flic/page/",
+        "__fcb_action": "CLOUD_LOCATION",
+        "__fcb_name": str(_("My space")),
+    }
