@@ -78,8 +78,13 @@ def verification_key(config: FlicSettings, purpose: str):
 
 
 def settings_for(association) -> FlicSettings:
-    config = FlicSettings.objects.filter(association=association).first()
-    return config or FlicSettings(association=association)
+    """The association's Flic settings (the defaults when it has none), read once per
+    request: kept on the association object the request loaded."""
+    config = getattr(association, "_flic_settings", None)
+    if config is None:
+        config = FlicSettings.objects.filter(association=association).first() or FlicSettings(association=association)
+        association._flic_settings = config
+    return config
 
 
 def _find_button(serial, button_uuid) -> FlicButton | None:
