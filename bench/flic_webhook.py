@@ -23,19 +23,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dispatch_latency import SRC, balise, create_pg_database, free_port, quantiles, sink_main, wait_http  # noqa: E402
+from dispatch_latency import (  # noqa: E402
+    SRC, balise, free_port, open_loop, quantiles, setup_django, start_sink, wait_http)
 
 HS_SECRET = "bench-only-flic-secret-of-32-bytes-or-more"
 
@@ -83,7 +82,7 @@ def close_bench_alerts(slug: str) -> None:
 
 async def press(base: str, serials: list[str], sign, rate: float, count: int, offset: int, sent: dict,
                 errors: list) -> float:
-    """Open loop: press i leaves at i / RATE, from button OFFSET + i, whatever the answers."""
+    """Press i leaves at i / RATE (an open loop), from button OFFSET + i."""
     import httpx
 
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
@@ -105,15 +104,7 @@ async def press(base: str, serials: list[str], sign, rate: float, count: int, of
             except httpx.HTTPError as exc:
                 errors.append(type(exc).__name__)
 
-        start = time.monotonic()
-        tasks = []
-        for i in range(count):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        return time.monotonic() - start
+        return await open_loop(rate, count, one)
 
 
 def main() -> int:
@@ -128,25 +119,12 @@ def main() -> int:
     duration = min(args.duration, 120)
     count = max(1, int(args.rate * duration))
 
-    data_dir = os.environ.get("BALISE_DATA_DIR") or tempfile.mkdtemp(prefix="balise-flic-bench-")
-    os.environ["BALISE_DATA_DIR"] = data_dir
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "balise.settings")
-    sys.path.insert(0, str(SRC))
+    data_dir, engine = setup_django("balise-flic-bench-")
     database = os.environ.get("DATABASE_URL", "")
-    if database.startswith("postgres"):
-        create_pg_database(database, fresh=False)
-
-    import django
     import jwt
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    call_command("migrate", interactive=False, verbosity=0)
-    engine = connection.vendor
     key = ec.generate_private_key(ec.SECP256R1())
     public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo).decode()
@@ -157,13 +135,7 @@ def main() -> int:
         def sign(claims):
             return jwt.encode(claims, HS_SECRET, algorithm="HS256")
 
-    ctx = multiprocessing.get_context("spawn")
-    port_r, port_w = ctx.Pipe(False)
-    res_r, res_w = ctx.Pipe(False)
-    stop = ctx.Event()
-    sink = ctx.Process(target=sink_main, args=(port_w, stop, res_w), daemon=True)
-    sink.start()
-    sink_port = port_r.recv()
+    sink_port, stop, res_r = start_sink()
     slug, serials = setup_buttons(args.devices, args.algorithm, public_pem)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("BALISE_")}
