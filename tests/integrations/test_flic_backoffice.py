@@ -107,3 +107,19 @@ def test_the_icon_is_served(client):
     response = client.get("/static/flic/icon.png")
     assert response.status_code == 200
     assert b"".join(response.streaming_content if response.streaming else [response.content])[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_only_administrators_change_the_flic_settings_which_show_the_metadata(world, other_world):
+    from balise.integrations.flic.models import FlicSettings
+
+    mine = FlicSettings.objects.create(association=world.association)
+    theirs = FlicSettings.objects.create(association=other_world.association)
+    staff = staff_client(world.staff)  # a referent
+    change = reverse("admin:flic_flicsettings_change", args=[mine.pk])
+    html = staff.get(change).content.decode()
+    assert "__fcb_webhook" in html and 'name="algorithm"' not in html  # read only for her
+    assert staff.post(change, {"algorithm": "HS256"}).status_code == 403
+    Membership.objects.filter(user=world.staff).update(role=Membership.Role.ADMIN)
+    staff = staff_client(world.staff)
+    assert 'name="algorithm"' in staff.get(change).content.decode()
+    assert staff.get(reverse("admin:flic_flicsettings_change", args=[theirs.pk])).status_code == 302

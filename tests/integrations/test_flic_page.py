@@ -197,3 +197,16 @@ def test_her_page_on_a_phone_without_javascript(live_server, chromium, world):
     # A connection opened by this test's queries while the browser ran stays open
     # otherwise, and PostgreSQL's test database could not be dropped.
     connections.close_all()
+
+
+def test_a_failing_timer_source_never_stops_dispatch(db, world, console, monkeypatch):
+    from balise.dispatch import extra_timers
+
+    def broken(owner):
+        raise RuntimeError("bug in another app's timers")
+
+    monkeypatch.setattr(extra_timers, "_sources", [broken, checkins.run_due])
+    button = register(world)
+    checkins.start(button, timezone.now() - timedelta(seconds=1))
+    console.tick()
+    assert CheckIn.objects.get().state == "fired" and Alert.objects.filter(gesture="checkin").exists()
