@@ -215,3 +215,18 @@ def _nothing_secret(log_text: str, token) -> None:
         for piece in token.split("."):
             if len(piece) > 12:
                 assert piece not in log_text
+
+
+def test_a_button_registered_by_serial_learns_its_uuid_from_its_first_press(db, client, world):
+    button = register(world, button_uuid=None)
+    other = register(world, serial="AA11-B22222", button_uuid="a" * 32)
+    assert post(client, es256(claims("click", button_uuid="a" * 32))).status_code == 200  # taken: not learned
+    button.refresh_from_db()
+    assert button.uuid is None
+    assert post(client, es256(claims("click", pressed_at=ago(3)))).status_code == 200
+    button.refresh_from_db()
+    assert button.uuid == BUTTON_UUID
+    payload = claims("double_click", pressed_at=ago(6))
+    del payload["buttonSerialNumber"]
+    assert post(client, es256(payload)).status_code == 200  # now found by uuid
+    assert Alert.objects.filter(device=button.device).count() == 3 and not other.device.alerts.exists()

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
@@ -124,9 +124,23 @@ def record_health(button: FlicButton, claims: dict, *, click: str | None = None,
     device_fields: dict = {"last_seen_at": now}
     if status in BATTERY_FLOOR:
         device_fields["battery_percent"] = BATTERY_FLOOR[status]
-    with transaction.atomic():
-        FlicButton.objects.filter(pk=button.pk).update(**fields)
-        Device.objects.filter(pk=button.device_id).update(**device_fields)
+    learned = claims.get("buttonUuid")
+    if not button.uuid and isinstance(learned, str) and UUID_RE.fullmatch(learned.strip()):
+        # Registered by serial alone: the first verified token teaches its uuid.
+        learned = learned.strip().lower()
+        if not FlicButton.objects.filter(uuid=learned).exists():
+            fields["uuid"] = learned
+
+    def write() -> None:
+        with transaction.atomic():
+            FlicButton.objects.filter(pk=button.pk).update(**fields)
+            Device.objects.filter(pk=button.device_id).update(**device_fields)
+
+    try:
+        write()
+    except IntegrityError:  # the same uuid learned by another button at the same time
+        fields.pop("uuid", None)
+        write()
 
 
 # Flic serial numbers look like BC44-B06243; the device manager's export (CSV, JSON or
