@@ -84,6 +84,17 @@ def sink_main(port_pipe, stop_event, results_pipe) -> None:
     results_pipe.send(arrivals)
 
 
+def start_sink():
+    """The sink in its own process: (port, stop event, pipe that receives its arrivals
+    once stopped)."""
+    ctx = multiprocessing.get_context("spawn")
+    port_r, port_w = ctx.Pipe(False)
+    res_r, res_w = ctx.Pipe(False)
+    stop = ctx.Event()
+    ctx.Process(target=sink_main, args=(port_w, stop, res_w), daemon=True).start()
+    return port_r.recv(), stop, res_r
+
+
 # -- processes -----------------------------------------------------------------------
 
 
@@ -177,15 +188,21 @@ async def send_alerts(bases: list[str], tokens: list[str], rate: float, count: i
             except httpx.HTTPError as exc:
                 errors.append(type(exc).__name__)
 
-        start = time.monotonic()
-        tasks = []
-        for i in range(count):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        return time.monotonic() - start
+        return await open_loop(rate, count, one)
+
+
+async def open_loop(rate: float, count: int, one) -> float:
+    """Start ONE(i) at i / RATE seconds for i < COUNT, whatever the earlier answers (an
+    open loop: a slow server does not slow the offered load); the seconds it took."""
+    start = time.monotonic()
+    tasks = []
+    for i in range(count):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return time.monotonic() - start
 
 
 def quantiles(values: list[float]) -> str:
@@ -217,30 +234,9 @@ def main() -> int:
     duration = min(args.duration, 120)
     count = max(1, int(args.rate * duration))
 
-    data_dir = os.environ.get("BALISE_DATA_DIR") or tempfile.mkdtemp(prefix="balise-bench-")
-    os.environ["BALISE_DATA_DIR"] = data_dir
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "balise.settings")
-    sys.path.insert(0, str(SRC))
-    database = os.environ.get("DATABASE_URL", "")
-    if database.startswith("postgres"):
-        create_pg_database(database, fresh=args.fresh)
+    data_dir, engine = setup_django("balise-bench-", fresh=args.fresh)
 
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    call_command("migrate", interactive=False, verbosity=0)
-    engine = connection.vendor
-
-    ctx = multiprocessing.get_context("spawn")
-    port_r, port_w = ctx.Pipe(False)
-    res_r, res_w = ctx.Pipe(False)
-    stop = ctx.Event()
-    sink = ctx.Process(target=sink_main, args=(port_w, stop, res_w), daemon=True)
-    sink.start()
-    sink_port = port_r.recv()
+    sink_port, stop, res_r = start_sink()
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("BALISE_")}
     env.update(PYTHONPATH=str(SRC), BALISE_DATA_DIR=data_dir, BALISE_PROVIDERS="webhook",
@@ -333,6 +329,28 @@ def main() -> int:
 
         shutil.rmtree(data_dir, ignore_errors=True)
     return 0 if missing == 0 and not errors else 1
+
+
+def setup_django(prefix: str, fresh: bool = False) -> tuple[str, str]:
+    """Django on BALISE_DATA_DIR (else a new temporary directory) and DATABASE_URL (the
+    PostgreSQL database created if missing, re-created with FRESH), migrated; returns
+    (data directory, database engine)."""
+    data_dir = os.environ.get("BALISE_DATA_DIR") or tempfile.mkdtemp(prefix=prefix)
+    os.environ["BALISE_DATA_DIR"] = data_dir
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "balise.settings")
+    sys.path.insert(0, str(SRC))
+    database = os.environ.get("DATABASE_URL", "")
+    if database.startswith("postgres"):
+        create_pg_database(database, fresh=fresh)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    call_command("migrate", interactive=False, verbosity=0)
+    return data_dir, connection.vendor
 
 
 def create_pg_database(url: str, fresh: bool) -> None:

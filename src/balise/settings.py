@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "axes",
     "balise.console",
     "balise.supervision",
+    "balise.integrations.flic",
 ]
 
 MIDDLEWARE = [
@@ -325,6 +326,11 @@ SUPERVISION_LOW_BATTERY = env_int("BALISE_SUPERVISION_LOW_BATTERY", 20)
 SUPERVISION_TEST_DAYS = env_int("BALISE_SUPERVISION_TEST_DAYS", 15)
 # Voice messages recorded by the person (device API upload).
 VOICE_MESSAGE_MAX_BYTES = env_int("BALISE_VOICE_MESSAGE_MAX_BYTES", 1024 * 1024)
+# Flic buttons (balise.integrations.flic): clock skew allowed on a token's expiry, and the
+# largest webhook body (a Flic token is well under 2 KB). Each association's HS256
+# secret, when it uses one, is BALISE_FLIC_SECRET_<SLUG> (or _FILE).
+FLIC_JWT_LEEWAY_SECONDS = env_int("BALISE_FLIC_JWT_LEEWAY_SECONDS", 30)
+FLIC_MAX_BODY_BYTES = env_int("BALISE_FLIC_MAX_BODY_BYTES", 8 * 1024)
 
 # Every handler masks tokens (contact links, calls, devices) and phone numbers
 # (balise.logfilter). Django's own handlers (debug console, admin e-mails, runserver) and

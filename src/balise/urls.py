@@ -30,5 +30,6 @@ urlpatterns = [
     path("staff/", include("balise.staff.urls")),
     path("inbound/", include("balise.inbound.urls")),
     path("console/", include("balise.console.urls")),
+    path("integrations/flic/", include("balise.integrations.flic.urls")),
     path("", include("balise.tracking.urls")),
 ]

@@ -42,7 +42,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from balise.alerts.models import Alert, AlertEvent, LocationFix
-from balise.dispatch import health, leases, outbox, wakeup
+from balise.dispatch import extra_timers, health, leases, outbox, wakeup
 from balise.dispatch.messages import UNDELIVERABLE, render
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from balise.dispatch.plans import Send, plan_for
@@ -228,6 +228,7 @@ class Dispatcher:
         if scan:
             self._last_scan = time.monotonic()
             fired = self._step("timers", self.run_due_timers, 0)
+            fired += self._step("extra timers", lambda: extra_timers.run_due(self.name), 0)
             limit = min(self.workers * 2 - len(self.in_flight), settings.DISPATCH_BATCH)
             jobs, claimed = self._step("claim", lambda: self.claim_deliveries(limit), ([], 0)) if limit > 0 else ([], 0)
             self._backlog = limit <= 0 or claimed >= limit

@@ -168,6 +168,12 @@ def render(template: str, *, channel: str, language: str, alert, contact_id, fix
         else:
             raise ValueError(f"unknown message template {template!r}")
         todo = _("Call 17 or 112 (deaf or unable to speak: SMS 114).")
+        own = alert.person.prevention_text if template == "alert" and alert.kind == "prevention" else ""
+        if own and channel == "sms":
+            # Her own words (one SMS part, chosen by her), then her position and the link.
+            head = _("Balise, from %(name)s: %(text)s") % {"name": name, "text": own}
+            live, reply = _("Live map:"), _("Reply OK if you are going to help.")
+            return _finish(channel, f"{head} {_where(fix)} {live} {tracking_url(alert.pk, contact_id)} {reply}")
         if channel == "voice":
             text = f"{head} {_where(fix)} {todo}"
         else:

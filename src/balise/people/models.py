@@ -24,6 +24,9 @@ class Person(models.Model):
     language = models.CharField(_("language"), max_length=5, choices=Language.choices, default=Language.FR)
     cancel_pin_hash = models.CharField(max_length=200, blank=True)
     duress_pin_hash = models.CharField(max_length=200, blank=True)
+    # Her own words for the prevention SMS (one SMS part; Balise adds her position and
+    # the live link): see balise.integrations.flic.forms.
+    prevention_text = models.CharField(_("prevention message"), max_length=160, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:

@@ -1,0 +1,148 @@
+"""Verifying the JWTs the Flic app sends: webhook tokens (one per press) and webview
+tokens (her page opened from the Flic app).
+
+The key is the button's association's: its algorithm is the only one accepted (an ES256
+association never accepts an HS256 token, whatever its header says, so a public key can
+never be used as an HMAC secret), `none` never is, and `exp` is required.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+
+import jwt
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from django.conf import settings
+
+from balise.devices.models import Device
+from balise.integrations.flic.models import FlicButton, FlicSettings
+from balise.settings import env
+
+log = logging.getLogger(__name__)
+
+# The P-256 keys Flic publishes for the tokens its backend signs (ES256): one for webhook
+# requests, one for webview requests (flic-cloud-buttons-documentation, README).
+FLIC_WEBHOOK_PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEtOBY/7kJlAPE19qweawQlQah10rO
+Qzhaxfjlen4RasPBJtlQb8ygoBW1lMMvahxZHMKMTjehvqLk+hcLxPyORg==
+-----END PUBLIC KEY-----"""
+FLIC_WEBVIEW_PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqHF1y2ztTcdfknnISSozf+hdoXi6
+ylzLDGasj7I5TbNqGPWse6lo6kq+JHcbLhbVptAwn0BB0b0m+Y2+hpnhcg==
+-----END PUBLIC KEY-----"""
+
+ALGORITHMS = ("ES256", "HS256")
+# A Flic token is a few hundred bytes; anything much larger is refused unread.
+MAX_TOKEN_CHARS = 4096
+# HS256 secrets shorter than this are refused (RFC 7518: at least the hash size).
+MIN_SECRET_BYTES = 32
+
+
+class FlicError(Exception):
+    """A request refused; `code` is stable, the message says why without any secret."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.field = field
+
+
+def secret_variable(association) -> str:
+    """BALISE_FLIC_SECRET_<SLUG>: where an HS256 association's shared secret lives."""
+    return "BALISE_FLIC_SECRET_" + re.sub(r"[^A-Z0-9]", "_", association.slug.upper())
+
+
+@functools.lru_cache(maxsize=64)
+def _public_key(pem: str):
+    return load_pem_public_key(pem.encode())
+
+
+def verification_key(config: FlicSettings, purpose: str):
+    if config.algorithm == FlicSettings.Algorithm.HS256:
+        secret = env(secret_variable(config.association))
+        if len(secret.encode()) < MIN_SECRET_BYTES:
+            log.error("flic: association %s uses HS256 but its secret is missing or shorter than %d bytes",
+                      config.association_id, MIN_SECRET_BYTES)
+            raise FlicError(401, "invalid_token", "the token cannot be verified")
+        return secret
+    pem = config.webview_public_key if purpose == "webview" else config.public_key
+    pem = (pem or "").strip() or (FLIC_WEBVIEW_PUBLIC_KEY if purpose == "webview" else FLIC_WEBHOOK_PUBLIC_KEY)
+    try:
+        return _public_key(pem)
+    except (ValueError, TypeError):
+        log.error("flic: association %s has an unreadable public key", config.association_id)
+        raise FlicError(401, "invalid_token", "the token cannot be verified") from None
+
+
+def settings_for(association) -> FlicSettings:
+    """The association's Flic settings (the defaults when it has none), read once per
+    request: kept on the association object the request loaded."""
+    config = getattr(association, "_flic_settings", None)
+    if config is None:
+        config = FlicSettings.objects.filter(association=association).first() or FlicSettings(association=association)
+        association._flic_settings = config
+    return config
+
+
+def _find_button(serial, button_uuid) -> FlicButton | None:
+    buttons = FlicButton.objects.select_related("device", "device__association", "device__holder")
+    if isinstance(serial, str) and serial.strip():
+        found = buttons.filter(device__kind=Device.Kind.FLIC, device__hardware_id=serial.strip().upper()).first()
+        if found is not None:
+            return found
+    if isinstance(button_uuid, str) and button_uuid.strip():
+        return buttons.filter(device__kind=Device.Kind.FLIC, uuid=button_uuid.strip().lower()).first()
+    return None
+
+
+def verify(token, purpose: str = "webhook") -> tuple[FlicButton, dict]:
+    """The button a token names and its verified claims; FlicError otherwise."""
+    if not isinstance(token, str) or not token:
+        raise FlicError(400, "invalid", "a token is required", field="token")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise FlicError(413, "too_large", "the token is too large", field="token")
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        raise FlicError(400, "malformed_token", "the token is not a JWT", field="token") from None
+    algorithm = header.get("alg")
+    if algorithm not in ALGORITHMS:
+        raise FlicError(401, "bad_algorithm", "the token's algorithm is not accepted", field="token")
+    # Which button (hence which association's key) is only a hint until the signature
+    # is checked with that key.
+    button = _find_button(unverified.get("buttonSerialNumber"), unverified.get("buttonUuid"))
+    if button is None:
+        raise FlicError(404, "unknown_button", "this button is not registered", field="buttonSerialNumber")
+    if button.device.status in (Device.Status.LOST, Device.Status.RETIRED):
+        raise FlicError(403, "device_inactive", "this button is no longer in service")
+    config = settings_for(button.device.association)
+    if algorithm != config.algorithm:
+        raise FlicError(401, "bad_algorithm", "the token's algorithm is not the association's", field="token")
+    key = verification_key(config, purpose)
+    try:
+        claims = jwt.decode(
+            token, key, algorithms=[config.algorithm], leeway=settings.FLIC_JWT_LEEWAY_SECONDS,
+            options={"require": ["exp"], "verify_aud": False},
+        )
+    except jwt.ExpiredSignatureError:
+        raise FlicError(401, "expired", "the token has expired", field="token") from None
+    except jwt.MissingRequiredClaimError:
+        raise FlicError(401, "invalid_token", "the token has no expiry", field="exp") from None
+    except (jwt.InvalidTokenError, jwt.exceptions.InvalidKeyError):
+        raise FlicError(401, "invalid_token", "the token's signature is not valid", field="token") from None
+    _check_identity(button, claims)
+    return button, claims
+
+
+def _check_identity(button: FlicButton, claims: dict) -> None:
+    """A token whose serial and uuid name two different buttons is refused."""
+    serial, button_uuid = claims.get("buttonSerialNumber"), claims.get("buttonUuid")
+    if isinstance(serial, str) and serial.strip() and serial.strip().upper() != button.device.hardware_id:
+        raise FlicError(401, "invalid_token", "the token names another button", field="buttonSerialNumber")
+    if (isinstance(button_uuid, str) and button_uuid.strip() and button.uuid
+            and button_uuid.strip().lower() != button.uuid):
+        raise FlicError(401, "invalid_token", "the token names another button", field="buttonUuid")

@@ -1,0 +1,212 @@
+"""Her page, opened from the Flic app (?token=<JWT>) or from her private link: status,
+contacts, her alert and who answered, a test alert, cancel with her PIN and with the
+duress PIN, her prevention words, a check-in timer; in headless Chromium at 390x844
+with JavaScript off."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+from django.utils import timezone
+
+from balise.alerts.actions import acknowledge_alert
+from balise.alerts.models import Alert
+from balise.integrations.flic import checkins
+from balise.integrations.flic.models import CheckIn, FlicButton
+from balise.providers.console import read_outbox
+from tests.integrations.flic import claims, es256, post, register, with_location
+from tests.personas import CANCEL_PIN, DURESS_PIN
+from tests.spine.helpers import drain
+
+
+def page_url(token: str) -> str:
+    return f"/integrations/flic/page/?token={token}"
+
+
+def webview_token() -> str:
+    return es256(claims(None, battery="medium"))
+
+
+def test_the_page_needs_a_valid_token(db, client, world):
+    register(world)
+    assert client.get("/integrations/flic/page/").status_code == 400
+    assert client.get(page_url(es256(claims(None, exp_in=-300)))).status_code == 401
+    assert client.get("/integrations/flic/p/flp_nothing/").status_code == 404
+
+
+def test_the_page_shows_her_button_contacts_and_help_in_french(db, client, world):
+    register(world)
+    response = client.get(page_url(webview_token()))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<title>Mon espace</title>" in html
+    assert FlicButton.objects.get().battery_status == "medium"  # from the webview token
+    for contact in world.contacts:
+        assert contact.name in html
+    for number in ("tel:17", "tel:112", "sms:114", "tel:3919", f"tel:{world.association.on_call_number}"):
+        assert number in html
+    assert "Balise" not in html.split("<main>")[1]  # neutral: the page never names Balise
+
+
+def test_cancel_with_the_pin_and_with_the_duress_pin_look_the_same(db, client, world):
+    register(world)
+    url = page_url(webview_token())
+    post(client, es256(claims("click")))
+    alert = Alert.objects.get()
+    wrong = client.post(url, {"action": "cancel", "cancel-pin": "0000"}).content.decode()
+    assert Alert.objects.get().state == "open" and "id=\"alert\"" in wrong
+    duress = client.post(url, {"action": "cancel", "cancel-pin": DURESS_PIN}).content.decode()
+    alert.refresh_from_db()
+    assert alert.duress and alert.state == "open"  # escalates to everyone at once
+    post(client, es256(claims("double_click", pressed_at=timezone.now() + timedelta(seconds=1))))
+    second = Alert.objects.exclude(pk=alert.pk).get()
+    cancel = client.post(url, {"action": "cancel", "cancel-pin": CANCEL_PIN}).content.decode()
+    second.refresh_from_db()
+    assert second.state == "cancelled"
+
+    def visible(html):
+        # What differs is only the button's last press (the second alert's) and a form id.
+        html = re.sub(r'<section id="status">.*?</section>', "", html, flags=re.S)
+        return re.sub(r'name="client_id" value="[^"]+"', "", html)
+    assert 'id="notice">Votre alerte est annulée.<' in duress
+    assert visible(duress) == visible(cancel)
+
+
+def test_the_private_link_opens_the_same_page(db, client, world):
+    register(world)
+    html = client.post(page_url(webview_token()), {"action": "private_link"}).content.decode()
+    link = re.search(r'id="private-link" href="http://testserver(/integrations/flic/p/flp_[^"]+/)"', html).group(1)
+    assert client.get(link).status_code == 200
+    # A new link replaces the old one.
+    client.post(link, {"action": "private_link"})
+    assert client.get(link).status_code == 404
+
+
+def test_her_prevention_words_go_in_the_sms_and_too_long_is_refused(transactional_db, client, world, console):
+    register(world)
+    url = page_url(webview_token())
+    words = "Il est là, j'ai besoin d'un prétexte pour sortir"
+    client.post(url, {"action": "prevention_text", "prevention_text": words})
+    world.person.refresh_from_db()
+    assert world.person.prevention_text == words
+    too_long = client.post(url, {"action": "prevention_text", "prevention_text": "x" * 150 + "€" * 6})
+    assert 'id="text-error"' in too_long.content.decode()
+    world.person.refresh_from_db()
+    assert world.person.prevention_text == words  # unchanged
+    post(client, es256(claims("click", **with_location(45.76401, 4.83572))))
+    drain(console)
+    texts = [r["text"] for r in read_outbox(console.outbox_path) if r["channel"] == "sms"]
+    assert len(texts) == 5
+    assert all(words in t and "45.76401, 4.83572" in t and "/a/" in t
+               for t in texts), texts[0]
+
+
+def _at(moment):
+    return lambda: moment
+
+
+def test_a_check_in_not_confirmed_fires_a_prevention_alert_with_her_last_position(
+        transactional_db, client, world, console, monkeypatch):
+    button = register(world)
+    post(client, es256(claims("click", **with_location(45.75, 4.85))))  # her last position
+    Alert.objects.update(state="resolved")
+    now = timezone.localtime()
+    due = (now + timedelta(hours=2)).replace(second=0, microsecond=0)
+    client.post(page_url(webview_token()), {"action": "checkin_start", "due_time": due.strftime("%H:%M")})
+    checkin = CheckIn.objects.get()
+    assert checkin.due_at == due and checkin.device_id == button.device_id
+    monkeypatch.setattr(checkins, "clock", _at(due - timedelta(seconds=1)))
+    console.tick()
+    assert Alert.objects.filter(gesture="checkin").count() == 0
+    monkeypatch.setattr(checkins, "clock", _at(due + timedelta(seconds=1)))
+    console.tick()
+    alert = Alert.objects.get(gesture="checkin")
+    assert alert.kind == "prevention" and CheckIn.objects.get().state == "fired"
+    drain(console)
+    sms = [r for r in read_outbox(console.outbox_path) if r["alert_id"] == alert.pk and r["channel"] == "sms"]
+    assert len(sms) == 5 and all("45.75000, 4.85000" in r["text"] for r in sms)
+
+
+def test_a_confirmed_check_in_never_fires(transactional_db, client, world, console, monkeypatch):
+    register(world)
+    url = page_url(webview_token())
+    due = (timezone.localtime() + timedelta(hours=1)).replace(second=0, microsecond=0)
+    client.post(url, {"action": "checkin_start", "due_time": due.strftime("%H:%M")})
+    client.post(url, {"action": "checkin_extend", "minutes": "30"})
+    assert CheckIn.objects.get().due_at == due + timedelta(minutes=30)
+    assert "confirm-pin" in client.post(url, {"action": "checkin_confirm", "confirm-pin": "0000"}).content.decode()
+    assert CheckIn.objects.get().state == "pending"
+    client.post(url, {"action": "checkin_confirm", "confirm-pin": CANCEL_PIN})
+    assert CheckIn.objects.get().state == "confirmed"
+    monkeypatch.setattr(checkins, "clock", _at(due + timedelta(days=1)))
+    console.tick()
+    assert not Alert.objects.exists()
+
+
+def test_confirming_a_check_in_with_the_duress_pin_raises_a_duress_alert(db, client, world):
+    register(world)
+    url = page_url(webview_token())
+    client.post(url, {"action": "checkin_start", "due_time": "23:00"})
+    html = client.post(url, {"action": "checkin_confirm", "confirm-pin": DURESS_PIN}).content.decode()
+    assert CheckIn.objects.get().state == "confirmed"
+    alert = Alert.objects.get()
+    assert alert.duress and alert.state == "open"
+    assert 'id="alert"' not in html  # she sees what she would after the real code
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_her_page_on_a_phone_without_javascript(live_server, chromium, world):
+    register(world)
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, java_script_enabled=False,
+                                   locale="fr-FR")
+    page = context.new_page()
+    url = live_server.url + page_url(webview_token())
+    page.goto(url)
+    assert page.title() == "Mon espace"
+    assert page.locator("#battery").inner_text() == "moyenne"
+    assert page.locator("#contacts li").count() == 5
+    # A test alert.
+    page.get_by_role("button", name="Envoyer une alerte de test").click()
+    assert "Test envoyé" in page.locator("#notice").inner_text()
+    assert Alert.objects.get().kind == "test"
+    # An alert and who answered.
+    Alert.objects.update(state="resolved")
+    alert = Alert.objects.create(client_id="00000000-0000-0000-0000-000000000001", device=world.device,
+                                 person=world.person, association=world.association, kind="emergency")
+    acknowledge_alert(alert, channel="page", contact=world.contacts[0], answer="on_my_way")
+    page.goto(url)
+    assert "Proche 1 a vu votre alerte" in page.locator("#answers").inner_text()
+    page.fill("#id_cancel-pin", DURESS_PIN)
+    page.get_by_role("button", name="Annuler mon alerte").click()
+    assert page.locator("#notice").inner_text() == "Votre alerte est annulée."
+    assert Alert.objects.get(pk=alert.pk).duress
+    # Her words, too long.
+    page.fill("#id_prevention_text", "a" * 161)
+    page.get_by_role("button", name="Enregistrer mon message").click()
+    assert "161" in page.locator("#text-error").inner_text()
+    # Everything fits the phone's width.
+    width = page.locator("main").bounding_box()["width"]
+    assert width <= 390
+    for selector in ("#status button", "#words textarea", "#help a"):
+        box = page.locator(selector).first.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390, selector
+    context.close()
+    # A connection opened by this test's queries while the browser ran stays open
+    # otherwise, and PostgreSQL's test database could not be dropped.
+    connections.close_all()
+
+
+def test_a_failing_timer_source_never_stops_dispatch(db, world, console, monkeypatch):
+    from balise.dispatch import extra_timers
+
+    def broken(owner):
+        raise RuntimeError("bug in another app's timers")
+
+    monkeypatch.setattr(extra_timers, "_sources", [broken, checkins.run_due])
+    button = register(world)
+    checkins.start(button, timezone.now() - timedelta(seconds=1))
+    console.tick()
+    assert CheckIn.objects.get().state == "fired" and Alert.objects.filter(gesture="checkin").exists()

@@ -1,0 +1,232 @@
+"""The Flic webhook: a press, signed by Flic (ES256) or a shared secret (HS256), becomes
+an alert through the device API's action, and every bad request is refused with nothing
+created and nothing secret in the log."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+
+import pytest
+
+from balise.alerts.models import Alert, LocationFix
+from balise.devices.models import Device
+from balise.integrations.flic.models import FlicButton
+from balise.providers.console import read_outbox
+from tests.integrations.flic import (
+    BUTTON_UUID,
+    HS_SECRET,
+    OTHER_KEY,
+    PUBLIC_PEM,
+    SERIAL,
+    ago,
+    claims,
+    es256,
+    hs256,
+    post,
+    register,
+    with_location,
+)
+from tests.spine.helpers import drain
+
+EXPECTED = {"click": "prevention", "double_click": "emergency", "hold": "alarm"}
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "HS256"])
+@pytest.mark.parametrize("click", ["click", "double_click", "hold"])
+def test_each_press_reaches_the_contacts_by_sms_with_the_phone_location(
+        transactional_db, client, world, console, hs_secret, algorithm, click):
+    register(world, algorithm=algorithm)
+    sign = es256 if algorithm == "ES256" else hs256
+    response = post(client, sign(claims(click, **with_location(45.76401, 4.83572, 12))))
+    assert response.status_code == 200
+    assert response.json() == {}  # discretion: no notification text by default
+    alert = Alert.objects.get()
+    assert (alert.kind, alert.device.kind, alert.person) == (EXPECTED[click], "flic", world.person)
+    fix = alert.fixes.get()
+    assert (fix.lat, fix.lon, fix.accuracy_m, fix.source) == (45.76401, 4.83572, 12.0, "phone")
+    drain(console)
+    sms = [r for r in read_outbox(console.outbox_path) if r["channel"] == "sms" and r["alert_id"] == alert.pk]
+    assert sorted(r["to"] for r in sms) == sorted(c.phone for c in world.contacts)
+    assert all("45.76401, 4.83572" in r["text"] for r in sms), sms[0]["text"]
+
+
+def test_the_press_updates_button_health(db, client, world):
+    button = register(world)
+    assert post(client, es256(claims("click", battery="low"))).status_code == 200
+    button.refresh_from_db()
+    assert (button.battery_status, button.last_click_type) == ("low", "click")
+    assert button.last_pressed_at is not None
+    device = Device.objects.get(pk=button.device_id)
+    assert device.battery_percent == 0 and device.last_seen_at is not None
+
+
+def test_a_retry_of_the_same_press_returns_the_same_alert(db, client, world):
+    register(world)
+    token = es256(claims("double_click", **with_location()))
+    assert post(client, token).status_code == 200
+    # Flic's proxy retries; a new token for the same press (same pressedAt) too.
+    assert post(client, token).status_code == 200
+    payload = claims("double_click", **with_location())
+    payload["pressedAt"] = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==="))["pressedAt"]
+    assert post(client, es256(payload)).status_code == 200
+    assert Alert.objects.count() == 1 and LocationFix.objects.count() == 1
+
+
+def test_the_association_remaps_gestures_and_sets_a_neutral_notification(db, client, world):
+    register(world, click_kind="test", hold_kind="emergency", notification_text="Rappel enregistré")
+    response = post(client, es256(claims("click")))
+    assert response.json() == {"message": "Rappel enregistré"}
+    assert Alert.objects.get().kind == "test"
+    assert FlicButton.objects.get().last_test_at is not None
+    post(client, es256(claims("hold", pressed_at=ago(5))))
+    assert Alert.objects.order_by("-pk").first().kind == "emergency"
+
+
+def test_a_button_found_by_uuid_when_the_serial_is_missing(db, client, world):
+    register(world)
+    payload = claims("click")
+    del payload["buttonSerialNumber"]
+    assert post(client, es256(payload)).status_code == 200
+    assert Alert.objects.count() == 1
+
+
+def _part(obj) -> str:
+    raw = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _none_token(payload: dict) -> str:
+    return f"{_part({'alg': 'none', 'typ': 'JWT'})}.{_part(payload)}."
+
+
+def _hmac_token(payload: dict, secret: bytes) -> str:
+    """Signed by hand: PyJWT itself refuses a PEM key as an HMAC secret."""
+    signing_input = f"{_part({'alg': 'HS256', 'typ': 'JWT'})}.{_part(payload)}"
+    return f"{signing_input}.{_part(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())}"
+
+
+BAD = {
+    "expired": (lambda: es256(claims(exp_in=-120)), 401, "expired"),
+    "wrong key": (lambda: es256(claims(), key=OTHER_KEY), 401, "invalid_token"),
+    "alg none": (lambda: _none_token(claims()), 401, "bad_algorithm"),
+    # HS256 signed with the association's public key as the secret: the classic confusion.
+    "public key as HMAC secret": (lambda: _hmac_token(claims(), PUBLIC_PEM.encode()), 401, "bad_algorithm"),
+    "HS256 with some secret": (lambda: hs256(claims()), 401, "bad_algorithm"),
+    "unknown button": (lambda: es256(claims(serial="ZZ99-Z99999", button_uuid="0" * 32)), 404, "unknown_button"),
+    "serial and uuid of two buttons": (lambda: es256(claims(button_uuid="f" * 32)), 401, "invalid_token"),
+    "no expiry": (lambda: es256({k: v for k, v in claims().items() if k != "exp"}), 401, "invalid_token"),
+    "webview token (no click type)": (lambda: es256(claims(None)), 400, "invalid"),
+    "unknown click type": (lambda: es256(claims("triple_click")), 400, "invalid"),
+    "pressedAt without offset": (lambda: es256(claims(pressedAt="2026-07-17T12:05:45")), 400, "invalid"),
+    "not a JWT": (lambda: "not.a.jwt", 400, "malformed_token"),
+    "1 MB token": (lambda: "e" * (1024 * 1024), 413, "too_large"),
+    "3 KB token": (lambda: es256(claims(padding="x" * 3000)) + "x" * 2000, 413, "too_large"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_tokens_are_refused_and_create_nothing(db, client, world, caplog, case):
+    register(world)
+    make, status, code = BAD[case]
+    token = make()
+    with caplog.at_level(logging.DEBUG):
+        response = post(client, token)
+    assert (response.status_code, response.json()["error"]) == (status, code)
+    assert not Alert.objects.exists()
+    _nothing_secret(caplog.text, token)
+
+
+def test_an_hs256_association_refuses_es256_tokens_and_wrong_secrets(db, client, world, hs_secret, caplog):
+    register(world, algorithm="HS256")
+    for token in (es256(claims()), hs256(claims(), secret="another-secret-that-is-long-enough-to-use")):
+        response = post(client, token)
+        assert response.status_code == 401, token
+        _nothing_secret(caplog.text, token)
+    assert not Alert.objects.exists()
+    assert HS_SECRET not in caplog.text
+
+
+def test_an_hs256_association_without_its_secret_refuses_everything(db, client, world, caplog):
+    register(world, algorithm="HS256")
+    response = post(client, hs256(claims()))
+    assert response.status_code == 401
+    assert not Alert.objects.exists()
+    assert "BALISE_FLIC" not in response.content.decode()
+
+
+def test_a_replay_with_another_gesture_is_a_conflict(db, client, world):
+    register(world)
+    first = claims("click")
+    assert post(client, es256(first)).status_code == 200
+    forged = dict(first, clickType="hold")
+    response = post(client, es256(forged))
+    assert (response.status_code, response.json()["error"]) == (409, "replay_conflict")
+    assert Alert.objects.get().kind == "prevention"
+
+
+def test_a_lost_button_is_refused(db, client, world):
+    button = register(world)
+    Device.objects.filter(pk=button.device_id).update(status=Device.Status.LOST)
+    assert post(client, es256(claims())).status_code == 403
+    assert not Alert.objects.exists()
+
+
+def test_an_unassigned_button_is_a_conflict(db, client, world):
+    button = register(world)
+    Device.objects.filter(pk=button.device_id).update(holder=None)
+    response = post(client, es256(claims()))
+    assert (response.status_code, response.json()["error"]) == (409, "device_not_assigned")
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"[]", b'{"token": 5}', b"\xff\xfe", b""])
+def test_malformed_bodies_are_refused(db, client, world, body):
+    register(world)
+    response = post(client, body)
+    assert response.status_code == 400
+    assert response.json()["error"] in ("malformed_json", "invalid")
+    assert not Alert.objects.exists()
+
+
+def test_only_post_is_answered(db, client, world):
+    assert client.get("/integrations/flic/").status_code == 405
+
+
+def test_a_malformed_location_never_refuses_the_press(db, client, world):
+    register(world)
+    response = post(client, es256(claims("click", latitude="nowhere", longitude=1000)))
+    assert response.status_code == 200
+    assert Alert.objects.get().fixes.count() == 0
+
+
+def test_a_nested_location_is_read(db, client, world):
+    register(world)
+    post(client, es256(claims("click", location={"lat": 48.85, "lng": 2.35, "accuracy": 30})))
+    fix = Alert.objects.get().fixes.get()
+    assert (fix.lat, fix.lon, fix.accuracy_m) == (48.85, 2.35, 30.0)
+
+
+def _nothing_secret(log_text: str, token) -> None:
+    assert SERIAL not in log_text and BUTTON_UUID not in log_text
+    if isinstance(token, str) and len(token) > 20:
+        for piece in token.split("."):
+            if len(piece) > 12:
+                assert piece not in log_text
+
+
+def test_a_button_registered_by_serial_learns_its_uuid_from_its_first_press(db, client, world):
+    button = register(world, button_uuid=None)
+    other = register(world, serial="AA11-B22222", button_uuid="a" * 32)
+    assert post(client, es256(claims("click", button_uuid="a" * 32))).status_code == 200  # taken: not learned
+    button.refresh_from_db()
+    assert button.uuid is None
+    assert post(client, es256(claims("click", pressed_at=ago(3)))).status_code == 200
+    button.refresh_from_db()
+    assert button.uuid == BUTTON_UUID
+    payload = claims("double_click", pressed_at=ago(6))
+    del payload["buttonSerialNumber"]
+    assert post(client, es256(payload)).status_code == 200  # now found by uuid
+    assert Alert.objects.filter(device=button.device).count() == 3 and not other.device.alerts.exists()
