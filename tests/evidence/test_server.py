@@ -207,3 +207,27 @@ def test_cli_verify_and_export(enrolled, client, sealed, tmp_path, capsys):
                  "-o", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 3 and "Traceback" not in err
+
+
+def test_a_recording_of_a_press_that_joined_an_alert_is_filed_with_that_alert(enrolled, client, device_key):
+    """Her long press while her alert was open joined it (no second alert): the room
+    recording the station starts for that press belongs to the alert it joined."""
+    import uuid
+
+    from balise.alerts.models import Alert
+    from balise_evidence.audio import GeneratedMicrophone
+    from balise_evidence.recorder import Recorder, record_all
+    from tests.evidence.conftest import Clock, _server_seal, upload_all
+    from tests.spine.test_device_api import alert_body, post as post_alert
+
+    first, joined = alert_body(kind="emergency"), alert_body(kind="alarm")
+    post_alert(client, enrolled, "/alerts", first)
+    assert post_alert(client, enrolled, "/alerts", joined).json()["joined_to"] == first["client_id"]
+    clock = Clock()
+    recorder = Recorder(device_key, _server_seal().public_key, alert=joined["client_id"], wall_us=clock.wall_us,
+                        mono_us=clock.mono_us)
+    uploads = record_all(GeneratedMicrophone(seconds=4, seed=3), recorder)
+    upload_all(client, enrolled, uploads)
+    case = Case.objects.get(session=uploads[0].session)
+    assert case.alert == Alert.objects.get(client_id=first["client_id"])
+    assert uuid.UUID(joined["client_id"]) != case.alert.client_id

@@ -129,7 +129,11 @@ def _open_case(device, device_key: DeviceKey, header: dict) -> Case:
     alert = None
     if header.get("alert"):
         try:
-            alert = Alert.objects.filter(client_id=uuid.UUID(header["alert"]), device=device).first()
+            client_id = uuid.UUID(header["alert"])
+            # the alert the press raised, or the open alert it joined (see alerts.actions)
+            alert = (Alert.objects.filter(client_id=client_id, device=device).first()
+                     or Alert.objects.filter(joined_presses__client_id=client_id,
+                                             joined_presses__device=device).first())
         except ValueError:
             alert = None
     session = uuid.UUID(header["session"])
