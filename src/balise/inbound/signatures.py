@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import time
 from datetime import timedelta
 
@@ -20,8 +19,6 @@ from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, RequestValidator
 
 from balise.inbound.models import SeenSignature
 from balise.providers import callbacks
-
-log = logging.getLogger(__name__)
 
 
 def _balise_signature(request, now: float) -> str:
