@@ -23,7 +23,7 @@ from balise.devices.actions import authenticate_token
 from balise.supervision.checks import run_checks
 from balise_station.cli import main
 from tests.contacts.test_browser import _fix, _link_for, _now, server  # noqa: F401 (the live server fixture)
-from tests.personas import make_world
+from tests.personas import authenticator, make_world, totp_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -37,12 +37,17 @@ def _login(browser, base: str, user):
     her password gets a (cheap) PBKDF2 hash it can check."""
     user.password = PBKDF2PasswordHasher().encode(PASSWORD, "console-tests", iterations=1000)
     user.save(update_fields=["password"])
+    device = authenticator(user)  # her second factor, already set up
     context = browser.new_context(viewport=VIEWPORT, locale="fr-FR")
     page = context.new_page()
     page.goto(f"{base}/console/login/")
     page.fill("#id_username", user.username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
+    page.wait_for_selector("#board, #second-factor-form", timeout=10_000)
+    if "/staff/second-factor/" in page.url:  # administrators and referents: the code of her app
+        page.fill("#id_token", totp_code(device.bin_key))
+        page.click("input[type=submit]")
     try:
         page.wait_for_selector("#board", timeout=10_000)
     except Exception:

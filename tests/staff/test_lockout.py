@@ -78,3 +78,16 @@ def test_a_superuser_unlocks_her_sooner(world):
     assert password_login(world.staff)[1].status_code == 429
     call_command("axes_reset_username", world.staff.get_username())
     assert password_login(world.staff)[1].status_code == 302
+
+
+def test_the_console_login_is_throttled_too(world):
+    from django.test import Client
+    from django.urls import reverse
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    url = reverse("console:login")
+    statuses = [client.post(url, {"username": world.staff.get_username(), "password": "wrong password"}).status_code
+                for _ in range(5)]
+    assert statuses == [200, 200, 200, 200, 429]
+    r = client.post(url, {"username": world.staff.get_username(), "password": "correct horse battery"})
+    assert r.status_code == 429 and "Trop de tentatives" in text(r)

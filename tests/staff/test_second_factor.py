@@ -165,3 +165,14 @@ def test_next_never_leaves_the_site(world):
     client, _ = password_login(world.staff)
     r = client.post(f"{VERIFY}?next=https://evil.example/", {"token": totp_code(device.bin_key)})
     assert r.status_code == 302 and r["Location"] == "/admin/"
+
+
+def test_the_console_asks_for_the_second_factor_too(world):
+    board = reverse("console:board")
+    password_only = staff_client(world.staff, second_factor=False)
+    r = password_only.get(board)
+    assert r.status_code == 302 and r["Location"].startswith(ENROL)
+    assert staff_client(world.staff).get(board).status_code == 200
+    Membership.objects.filter(user=world.staff).update(role=Membership.Role.WORKER)
+    TOTPDevice.objects.filter(user=world.staff).delete()
+    assert staff_client(world.staff, second_factor=False).get(board).status_code == 200

@@ -17,6 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from balise.associations.models import Membership
+from balise.staff.access import second_factor_redirect
 
 Role = Membership.Role
 # Who acts on alerts and people: everyone but read-only members.
@@ -75,12 +76,14 @@ def get_scoped(queryset, request, path: str = "association", **lookup):
 
 
 def staff_view(view):
-    """The console's gate: a logged-in member of at least one association."""
+    """The console's gate: a logged-in member of at least one association, with her
+    second factor where her role requires one (balise.staff)."""
 
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if not roles(request):
             raise PermissionDenied
-        return view(request, *args, **kwargs)
+        # Administrators and referents (and anyone who enrolled one): the second factor.
+        return second_factor_redirect(request) or view(request, *args, **kwargs)
 
     return login_required(wrapper, login_url=LOGIN_URL)

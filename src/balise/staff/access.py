@@ -36,14 +36,20 @@ def second_factor_url(user, next_url: str) -> str:
     return f"{reverse(name)}?{urlencode({REDIRECT_FIELD_NAME: next_url})}"
 
 
+def second_factor_redirect(request):
+    """For a logged-in caller: None once her second factor is verified (or when her role
+    needs none), else the redirect to it. For gates that check the login themselves."""
+    if needs_verification(request.user):
+        return HttpResponseRedirect(second_factor_url(request.user, request.get_full_path()))
+    return None
+
+
 def _refusal(request):
     """None when the caller may enter a staff page; else the redirect that leads her there."""
     user = request.user
     if not (user.is_authenticated and user.is_active and user.is_staff):
         return redirect_to_login(request.get_full_path())
-    if needs_verification(user):
-        return HttpResponseRedirect(second_factor_url(user, request.get_full_path()))
-    return None
+    return second_factor_redirect(request)
 
 
 def otp_required_for_role(view):
