@@ -134,7 +134,7 @@ def voice_parts(alert, fix, wait: float = 0.0) -> tuple[str, str, str]:
         intro = _("Balise alert. %(name)s is in grave danger: her alert was cancelled under duress. Do not call her.") % {"name": name}
     else:
         intro = _("Balise alert. %(name)s %(what)s.") % {"name": name, "what": kind_words(alert.kind)}
-    prompt = _("Call 17 or 112. Press 1 if you are going to help.")
+    prompt = _("Call 17 or 112. Press 1 if you are going, 2 if you called the police, 3 if you cannot help.")
     return intro, _where_spoken(fix, wait), prompt
 
 

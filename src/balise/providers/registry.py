@@ -24,6 +24,14 @@ def build_providers() -> list[Provider]:
             url = env(f"BALISE_WEBHOOK{suffix}_URL") if suffix else settings.WEBHOOK_URL
             secret = env(f"BALISE_WEBHOOK{suffix}_SECRET") if suffix else settings.WEBHOOK_SECRET
             providers.append(WebhookProvider(url, settings.PROVIDER_TIMEOUT, secret, name=name))
+        elif name == "twilio":
+            from balise.providers.twilio import TwilioProvider
+
+            providers.append(TwilioProvider(
+                settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_FROM,
+                api_url=settings.TWILIO_API_URL, timeout=settings.PROVIDER_TIMEOUT,
+                calls_per_second=settings.TWILIO_CALLS_PER_SECOND,
+            ))
         else:
             raise ValueError(f"unknown provider {name!r} in BALISE_PROVIDERS")
     if not providers:
