@@ -13,8 +13,8 @@ It implements the documented endpoints the provider uses, with HTTP basic auth
 
 Errors are Twilio's: 401 with code 20003, 400 with code 21211 for an invalid "To".
 `hold_creates` makes the next creates be stored and then answered only once released
-(the client times out in between: the ambiguous case); `refuse_creates` answers 503
-without storing.
+(the client times out in between: the ambiguous case); `lose_creates` holds them without
+storing them (a timeout where Twilio took nothing); `refuse_creates` answers 503.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class TwilioStandIn:
         self.lock = threading.Lock()
         self.hold_creates = 0
         self.refuse_creates = 0
+        self.lose_creates = 0  # held, then refused without being stored: never taken
         self.released = threading.Event()
         standin = self
 
@@ -122,6 +123,12 @@ class TwilioStandIn:
                 return self._error(handler, 400, 21604 if name == "To" else 21602, f"A '{name}' is required")
         if one["To"] == INVALID_NUMBER:
             return self._error(handler, 400, 21211, "The 'To' number is not a valid phone number.")
+        with self.lock:
+            lose = self.lose_creates > 0
+            self.lose_creates -= lose
+        if lose:
+            self.released.wait(30)
+            return self._error(handler, 503, 20503, "Service unavailable")
         with self.lock:
             if self.refuse_creates:
                 self.refuse_creates -= 1
