@@ -52,13 +52,13 @@ def test_a_provider_failing_repeatedly_is_skipped_for_a_while_then_tried_again()
     clock = Clock()
     down = RecordingProvider("primary", fail=[UnavailableError("HTTP 503")] * 3)
     primary = Guarded(down, failures=3, open_seconds=60, clock=clock)
-    backup = RecordingProvider("backup")
+    backup = Guarded(RecordingProvider("backup"), clock=clock)
     for _ in range(3):
         assert send_with_failover([primary, backup], job()).provider == "backup"
     assert health.report(clock.now)["primary"]["circuit"] == "open"
     # Open: the primary is not even asked (it would have taken this one).
     outcome = send_with_failover([primary, backup], job())
-    assert outcome.provider == "backup" and down.sent == []
+    assert outcome.provider == "backup" and down.sent == []  # (the backup works: primary may be skipped)
     state = health.report(clock.now)["primary"]
     assert state["skipped"] == 1 and state["consecutive_failures"] == 3 and state["error_rate_5m"] == 1.0
     assert state["last_success"] is None and "503" in state["last_error"]
@@ -73,6 +73,7 @@ def test_a_failed_trial_opens_the_breaker_again_and_refusals_of_a_recipient_do_n
     clock = Clock()
     inner = RecordingProvider("p", fail=[UnavailableError("down")] * 2 + [PermanentError("invalid number")] * 3)
     guarded = Guarded(inner, failures=2, open_seconds=10, clock=clock)
+    Guarded(RecordingProvider("spare"), clock=clock)  # another provider that works: p may be skipped
     for _ in range(2):
         with pytest.raises(UnavailableError):
             guarded.send(message())
@@ -130,3 +131,18 @@ def test_providers_check_validates_credentials_without_sending(standin):
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "BALISE_TWILIO_ACCOUNT_SID" in missing.stderr
     assert standin.messages == [] and standin.calls == []
     assert {path for _, path in standin.requests} == {f"/2010-04-01/Accounts/{ACCOUNT_SID}.json"}
+
+
+def test_a_failing_provider_is_never_skipped_when_every_other_one_fails_too():
+    clock = Clock()
+    a = Guarded(RecordingProvider("a", fail=[UnavailableError("down")] * 3), failures=2, clock=clock)
+    b = Guarded(RecordingProvider("b", fail=[UnavailableError("down")] * 2), failures=2, clock=clock)
+    for _ in range(2):
+        assert not send_with_failover([a, b], job()).ok
+    assert {n: h["circuit"] for n, h in health.report(clock.now).items()} == {"a": "open", "b": "open"}
+    # Both open: skipping both would send nothing, so both are still tried; b has recovered.
+    outcome = send_with_failover([a, b], job())
+    assert outcome.ok and outcome.provider == "b" and "circuit open" not in outcome.error
+    # b works again: a is skipped while its time lasts.
+    assert send_with_failover([a, b], job()).provider == "b"
+    assert health.report(clock.now)["a"]["skipped"] == 1

@@ -6,8 +6,9 @@ last WINDOW), and after PROVIDER_BREAKER_FAILURES failures in a row skips it for
 PROVIDER_BREAKER_SECONDS: the dispatcher then goes straight to the next provider
 instead of waiting for a timeout on every message. Once that time has passed, one
 message tries it again ("half-open"): a success closes the breaker, a failure opens it
-for another period. A refusal of one recipient (PermanentError) is the provider
-working: it counts as a success.
+for another period. A provider is never skipped while every other one is failing too
+(skipping them all would send nothing). A refusal of one recipient (PermanentError) is
+the provider working: it counts as a success.
 
 The figures are this process's (the dispatcher's): /health and /metrics show them when
 the dispatcher runs in the web process (`balise serve`).
@@ -90,7 +91,11 @@ class Guarded(Provider):
             h = self.health
             if h.open_until is None:
                 return True
-            if self.clock() < h.open_until or self.probing:
+            now = self.clock()
+            others = any(o.open_until is None or now >= o.open_until for o in _health.values() if o is not h)
+            if not others:
+                return True  # every provider is failing: skipping them all would send nothing
+            if now < h.open_until or self.probing:
                 h.skipped += 1
                 return False
             self.probing = True  # half-open: this one message tries it
