@@ -41,6 +41,8 @@ from balise.providers.base import (
 )
 
 log = logging.getLogger(__name__)
+# The SDK logs each request's query (phone numbers) at INFO: only its warnings, here.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 # Seconds a call rings before Twilio gives up (no-answer).
 RING_SECONDS = 30
