@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     from balise.evidence.cli import add_parser as add_evidence_parser
 
     add_evidence_parser(sub)
+    from balise.providers.cli import add_parser as add_providers_parser
+
+    add_providers_parser(sub)
     return parser
 
 

@@ -1,7 +1,7 @@
 """Keeps secrets out of the log: a filter on every handler (settings.LOGGING) that masks,
 in the message, its arguments and any traceback, before anything is written:
 
-- the tokens of contact links and calls in paths: /a/<token>, /c/<token>,
+- the tokens of contact links and calls in paths: /a/<token>, /c/<token>, /s/<token>,
   /inbound/voice/<token> (Django logs the path of a 404, 405 or CSRF failure; uvicorn's
   access log, the request line);
 - token=, key=, signature=, secret=, pin= in query strings; Bearer credentials; device
@@ -22,7 +22,7 @@ MASK = "***"
 PHONE_MASK = "[phone]"
 
 _SECRETS = [
-    (re.compile(r"(/(?:a|c|inbound/voice)/)[^/\s?#\"'<>]+"), rf"\g<1>{MASK}"),
+    (re.compile(r"(/(?:a|c|s|inbound/voice|inbound/status)/)[^/\s?#\"'<>]+"), rf"\g<1>{MASK}"),
     (re.compile(r"(\b(?:token|access_token|key|signature|sig|secret|pin)=)[^&\s\"'<>]+", re.I), rf"\g<1>{MASK}"),
     (re.compile(r"(\bBearer\s+)[^\s\"',;]+", re.I), rf"\g<1>{MASK}"),
     (re.compile(r"\bbal_[A-Za-z0-9_\-]+"), f"bal_{MASK}"),

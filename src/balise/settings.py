@@ -306,6 +306,17 @@ PLACE_NAMES = env("BALISE_PLACE_NAMES", "offline") != "off"
 # Twilio's auth token; a Balise timestamp further than INBOUND_MAX_SKEW seconds is refused.
 INBOUND_SECRET = env("BALISE_INBOUND_SECRET")
 TWILIO_AUTH_TOKEN = env("BALISE_TWILIO_AUTH_TOKEN")
+# Twilio provider (BALISE_PROVIDERS=twilio,...; see docs/providers.md): the account, the
+# number messages and calls come from, Twilio's API address (changed only to point at a
+# stand-in, as the tests do), and the calls started per second (Twilio's default: 1).
+TWILIO_ACCOUNT_SID = env("BALISE_TWILIO_ACCOUNT_SID")
+TWILIO_FROM = env("BALISE_TWILIO_FROM")
+TWILIO_API_URL = env("BALISE_TWILIO_API_URL", "https://api.twilio.com").rstrip("/")
+TWILIO_CALLS_PER_SECOND = env_float("BALISE_TWILIO_CALLS_PER_SECOND", 1.0)
+# Circuit breaker: a provider failing PROVIDER_BREAKER_FAILURES times in a row is skipped
+# for PROVIDER_BREAKER_SECONDS (then tried again with one message).
+PROVIDER_BREAKER_FAILURES = env_int("BALISE_PROVIDER_BREAKER_FAILURES", 5)
+PROVIDER_BREAKER_SECONDS = env_float("BALISE_PROVIDER_BREAKER_SECONDS", 60.0)
 INBOUND_MAX_SKEW = env_int("BALISE_INBOUND_MAX_SKEW", 300)
 # Console provider call simulation: "+33612345601=no_answer,+33612345602=answered|pressed_1"
 # (outcomes per number, in turn; the last one repeats), the default outcome, and the

@@ -179,7 +179,7 @@ def test_the_acknowledgement_notice_names_the_responder_in_each_language(rig, wo
     assert set(notices) == {c.phone for c in world.contacts if c.pk != world.contacts[1].pk}
     # (French wording arrives with the project's translation pass; contact 5 reads English)
     assert "Proche 2 called the police for Camille" in notices[world.contacts[4].phone]
-    assert all("Proche 2" in text and "Camille" in text and "/a/" in text for text in notices.values())
+    assert all("Proche 2" in text and "Camille" in text and "/s/" in text for text in notices.values())
 
 
 def test_a_contact_changing_answer_is_kept_and_repeats_are_not(world):

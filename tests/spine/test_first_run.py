@@ -81,8 +81,8 @@ def test_demo_prints_commands_that_reach_every_contact(demo_server):
     assert sent == sorted([(c, "sms") for c in contacts] + [(c, "voice") for c in contacts] + [(on_call, "voice")])
     assert [(r["to"], r["channel"]) for r in records if r["alert_kind"] == "test"] == [(on_call, "sms")]
     french = next(r for r in records if r["to"] == "+33612345601" and r["channel"] == "sms")
-    assert french["text"].startswith("ALERTE BALISE : Camille")
-    assert "/a/" in french["text"]
+    assert french["text"].startswith("BALISE: Camille")  # the one-part SMS (docs/providers.md)
+    assert "/s/" in french["text"]  # the short link (docs/providers.md)
 
 
 def test_trigger_explains_its_errors(tmp_path):

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from balise.alerts.actions import FixIn, create_alert
 from balise.dispatch.dispatcher import Dispatcher
 from balise.dispatch.messages import GSM7, render, to_gsm7
+from balise.tracking.shortlinks import read_short_token
 from balise.tracking.tokens import make_token, read_token
 from tests.spine.helpers import RecordingProvider, drain
 
@@ -27,10 +28,11 @@ def test_each_contact_reads_the_alert_in_her_language(world):
     assert len(by_phone) == 5
     fr = by_phone[world.contacts[0].phone].text
     en = by_phone[world.contacts[4].phone].text
-    assert fr.startswith("ALERTE BALISE : Camille se sent en danger")
-    assert "45.76404, 4.83566" in fr and "12 m" in fr and "18:05" in fr  # Paris time
-    assert "17 ou le 112" in fr and "114" in fr and "/a/" in fr
-    assert en.startswith("BALISE ALERT: Camille feels in danger") and "Call 17 or 112" in en
+    # One SMS part: who, what, where, the short link, what to do (tests/providers/test_sms_parts.py).
+    assert fr.startswith("BALISE: Camille se sent en danger")
+    assert "près de Lyon" in fr or "45.7640,4.8357" in fr
+    assert "17/112" in fr and "/s/" in fr
+    assert en.startswith("BALISE: Camille feels in danger") and "Call 17 or 112" in en
     for message in provider.sent:
         assert set(message.text) <= GSM7, message.text
 
@@ -40,8 +42,8 @@ def test_the_link_is_scoped_to_the_alert_and_the_contact(world):
     provider = RecordingProvider()
     drain(Dispatcher(providers=[provider], workers=4))
     for message in provider.sent:
-        token = message.text.split("/a/")[1].split()[0]
-        scope = read_token(token)
+        scope, expired = read_short_token(message.text.split("/s/")[1].split()[0])
+        assert not expired
         contact = next(c for c in world.contacts if c.phone == message.to)
         assert (scope.alert_id, scope.contact_id) == (alert.pk, contact.pk)
     token = make_token(alert.pk, world.contacts[0].pk)

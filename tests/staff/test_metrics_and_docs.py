@@ -61,5 +61,6 @@ def test_the_schema_and_health_stay_public(world, anonymous):
     health = anonymous.get("/health")
     assert health.status_code in (200, 503)
     body = health.json()
-    assert set(body) == {"status", "database", "dispatchers_alive", "backlog_age_s", "pending"}
-    assert all(isinstance(v, (str, bool, int, float)) for v in body.values())
+    assert set(body) == {"status", "database", "dispatchers_alive", "backlog_age_s", "pending", "providers"}
+    assert all(isinstance(v, (str, bool, int, float)) for k, v in body.items() if k != "providers")
+    assert isinstance(body["providers"], dict)  # each provider's health (balise.providers.health)

@@ -46,7 +46,15 @@ from balise.dispatch import extra_timers, health, leases, outbox, wakeup
 from balise.dispatch.messages import UNDELIVERABLE, render
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from balise.dispatch.plans import Send, plan_for
-from balise.providers.base import OutgoingMessage, PermanentError, Provider, ProviderError, RateLimitedError
+from balise.providers.base import (
+    AmbiguousError,
+    OutgoingMessage,
+    PermanentError,
+    Provider,
+    ProviderError,
+    RateLimitedError,
+)
+from balise.providers.failover import was_taken
 from balise.providers.registry import build_providers
 from balise.supervision import runner as supervision
 from balise.tracking.sender import ContactMessageSender
@@ -120,11 +128,18 @@ def send_with_failover(providers: list[Provider], job: Job) -> Outcome:
     for provider in providers:
         if job.message.channel not in provider.channels:
             continue
+        started = time.time()
         try:
             result = provider.send(job.message)
         except PermanentError as exc:
             return Outcome(job, ok=False, provider=provider.name, permanent=True,
                            error=clean(f"{provider.name}: {exc}"))
+        except AmbiguousError as exc:
+            # It may have been taken: ask before sending it elsewhere (balise.providers.failover).
+            taken = was_taken(provider, job.message, started)
+            if taken is not None:
+                return Outcome(job, ok=True, provider=provider.name, provider_ref=clean(taken.provider_ref, 200))
+            errors.append(f"{provider.name}: {exc}")
         except RateLimitedError as exc:
             retry_after = exc.retry_after
             errors.append(f"{provider.name}: {exc}")

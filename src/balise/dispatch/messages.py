@@ -10,7 +10,7 @@ from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 
 from balise.tracking.places import nearest
-from balise.tracking.tokens import tracking_url
+from balise.tracking.shortlinks import short_url
 
 # GSM 03.38 basic set plus its extension table: characters an SMS can carry without
 # falling back to UCS-2 (which cuts a message part from 160 to 70 characters).
@@ -134,7 +134,7 @@ def voice_parts(alert, fix, wait: float = 0.0) -> tuple[str, str, str]:
         intro = _("Balise alert. %(name)s is in grave danger: her alert was cancelled under duress. Do not call her.") % {"name": name}
     else:
         intro = _("Balise alert. %(name)s %(what)s.") % {"name": name, "what": kind_words(alert.kind)}
-    prompt = _("Call 17 or 112. Press 1 if you are going to help.")
+    prompt = _("Call 17 or 112. Press 1 if you are going, 2 if you called the police, 3 if you cannot help.")
     return intro, _where_spoken(fix, wait), prompt
 
 
@@ -164,23 +164,94 @@ def render(template: str, *, channel: str, language: str, alert, contact_id, fix
             return _finish(channel, _over_budget_notice(template, name))
         elif template == "reply_unclear":
             return _finish(channel, _("Balise: several alerts reached you; answer from the link of each: %(link)s") % {
-                "link": tracking_url(alert.pk, contact_id)})
+                "link": short_url(alert, contact_id)})
         else:
             raise ValueError(f"unknown message template {template!r}")
+        if channel == "sms":
+            own = alert.person.prevention_text if template == "alert" and alert.kind == "prevention" else ""
+            if own:
+                # Her own words (one SMS part, chosen by her), then where she is and the link.
+                head = _("Balise, from %(name)s: %(text)s") % {"name": name, "text": own}
+                reply = _("Reply OK if you are going to help.")
+                return _finish(channel, f"{head} {_where(fix)} {short_url(alert, contact_id)} {reply}")
+            return first_sms(alert, fix, short_url(alert, contact_id))
         todo = _("Call 17 or 112 (deaf or unable to speak: SMS 114).")
-        own = alert.person.prevention_text if template == "alert" and alert.kind == "prevention" else ""
-        if own and channel == "sms":
-            # Her own words (one SMS part, chosen by her), then her position and the link.
-            head = _("Balise, from %(name)s: %(text)s") % {"name": name, "text": own}
-            live, reply = _("Live map:"), _("Reply OK if you are going to help.")
-            return _finish(channel, f"{head} {_where(fix)} {live} {tracking_url(alert.pk, contact_id)} {reply}")
-        if channel == "voice":
-            text = f"{head} {_where(fix)} {todo}"
+        return _finish(channel, f"{head} {_where(fix)} {todo}")
+
+
+# -- the first SMS of an alert: one GSM 7-bit part ----------------------------------------
+
+SMS_PART = 160  # septets in a single-part GSM 7-bit SMS
+GSM7_EXTENSION = set("^{}\\[~]|€")  # each takes two septets (escape + character)
+
+
+def septets(text: str) -> int:
+    return sum(2 if ch in GSM7_EXTENSION else 1 for ch in text)
+
+
+def sms_parts(text: str) -> int:
+    """How many parts TEXT takes as an SMS: GSM 7-bit (160 septets, 153 per part of a
+    long message) when every character is in GSM 03.38, else UCS-2 (70, then 67)."""
+    if all(ch in GSM7 for ch in text):
+        n, single, multi = septets(text), 160, 153
+    else:
+        n, single, multi = len(text.encode("utf-16-le")) // 2, 70, 67
+    return 1 if n <= single else math.ceil(n / multi)
+
+
+def _short_kind(kind: str) -> str:
+    return {  # (a test alert has its own words: see first_sms)
+        "prevention": _("feels in danger"),
+        "emergency": _("is in grave danger"),
+        "alarm": _("is in grave danger (alarm)"),
+    }[kind]
+
+
+def _short_places(fix) -> list[str]:
+    """Where she is, from the longest to the shortest wording, the last one empty."""
+    if fix is None or not _usable(fix):
+        return [_(", position not known yet."), ""]
+    place = nearest(fix.lat, fix.lon)
+    names = [place.label(), place.name] if place else []
+    coordinates = _(", at %(lat)s,%(lon)s.") % {"lat": f"{fix.lat:.4f}", "lon": f"{fix.lon:.4f}"}
+    return [_(", near %(place)s.") % {"place": n} for n in dict.fromkeys(names)] + [coordinates, "."]
+
+
+def first_sms(alert, fix, link: str) -> str:
+    """The first SMS of an alert, in one GSM 7-bit part: who, what, where (a place name),
+    the short link to her live page and what to do; the rest is on the page. When it
+    does not fit, the place loses its region, then becomes coordinates, then goes (the
+    page has it), then the name is cut: the link and what to do always stay. This is the
+    one place that writes it."""
+    name = alert.person.display_name
+
+    def text(who: str, where: str) -> str:
+        if alert.duress:
+            head = _("BALISE: %(name)s in grave danger, made to cancel: do NOT call her") % {
+                "name": who}
+            todo = _("Call 17 or 112.")
+        elif alert.kind == "test":
+            head = _("BALISE TEST: %(name)s is testing her button") % {"name": who}
+            todo = _("No action needed.")
         else:
-            link = tracking_url(alert.pk, contact_id)
-            live, reply = _("Live map:"), _("Reply OK if you are going to help.")  # (xgettext skips f-strings)
-            text = f"{head} {_where(fix)} {live} {link} {todo} {reply}"
-        return _finish(channel, text)
+            head = _("BALISE: %(name)s %(what)s") % {"name": who, "what": _short_kind(alert.kind)}
+            todo = _("Call 17 or 112. Reply OK if you go.")
+        return to_gsm7(f"{head}{where or '.'} {link} {todo}")
+
+    places = _short_places(fix)
+    for where in places:
+        candidate = text(name, where)
+        if septets(candidate) <= SMS_PART:
+            return candidate
+    first_word = name.split()[0] if name.split() else name
+    for where in places:
+        candidate = text(first_word, where)
+        if septets(candidate) <= SMS_PART:
+            return candidate
+    who = first_word
+    while len(who) > 1 and septets(text(who + ".", "")) > SMS_PART:
+        who = who[:-1]
+    return text(who + ("." if who != first_word else ""), "")
 
 
 UNDELIVERABLE = "undeliverable"
@@ -215,7 +286,7 @@ def _ack_notice(alert, contact_id) -> str:
     who = responder_name(ack) if ack else _("Someone")
     what = answer_words(ack.answer) if ack else answer_words("acknowledged")
     return _("Balise: %(who)s %(what)s for %(name)s. Follow: %(link)s") % {
-        "who": who, "what": what, "name": alert.person.display_name, "link": tracking_url(alert.pk, contact_id),
+        "who": who, "what": what, "name": alert.person.display_name, "link": short_url(alert, contact_id),
     }
 
 

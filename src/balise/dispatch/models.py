@@ -62,6 +62,12 @@ class Delivery(OutboxMessage):
     # Times building or recording this message raised (a fault of the row, not of a
     # provider): after DISPATCH_FAULT_ATTEMPTS it is set aside as failed.
     faults = models.PositiveSmallIntegerField(_("faults"), default=0)
+    # What the carrier reported after the provider took the message (status callbacks):
+    # SMS queued, sent, delivered, undelivered, failed; call ringing, answered (by a
+    # person), voicemail, no_answer, busy, failed. See balise.providers.twilio.
+    carrier_state = models.CharField(_("carrier state"), max_length=20, blank=True)
+    carrier_error = models.CharField(_("carrier error code"), max_length=20, blank=True)
+    carrier_updated_at = models.DateTimeField(_("carrier state updated"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("delivery")

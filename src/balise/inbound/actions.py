@@ -24,7 +24,6 @@ from balise.tracking.actions import NotAllowed, answer_alert
 
 ACK_WORDS = {"ok", "okay", "1", "oui", "yes", "o", "y"}
 ANSWERED = {"completed", "answered", "in-progress"}
-UNANSWERED = {"no-answer", "busy", "failed", "canceled", "cancelled"}
 
 
 def printable(value) -> str:
@@ -81,23 +80,79 @@ def sms_reply(sender: str, text: str) -> tuple[str, Delivery | None]:
     return "acknowledged", d
 
 
-def call_event(delivery_id: str, *, digits: str = "", status: str = "") -> str:
-    """A provider's news about one call: its final status, or keys pressed."""
+# What a keypad press during a call answers (the call says so, twice).
+KEYPAD = {"1": Acknowledgement.Answer.ON_MY_WAY, "2": Acknowledgement.Answer.CALLED_POLICE,
+          "3": Acknowledgement.Answer.CANNOT_HELP}
+# Twilio's answering-machine detection (AnsweredBy) saying nobody picked up in person.
+MACHINE = ("machine", "fax")
+# The order carrier states come in: a late callback never moves a delivery backwards.
+SMS_RANK = {"accepted": 0, "scheduled": 0, "queued": 0, "sending": 1, "sent": 2,
+            "delivered": 3, "undelivered": 3, "failed": 3, "read": 4}
+CALL_RANK = {"queued": 0, "initiated": 0, "ringing": 1, "answered": 2, "voicemail": 2, "no_answer": 2, "busy": 2,
+             "failed": 2}
+
+
+def call_state(status: str, answered_by: str = "") -> str:
+    """A call's carrier state from the provider's CallStatus and AnsweredBy: ringing,
+    answered (by a person), voicemail, no_answer, busy, failed; "" for nothing new."""
+    status, answered_by = status.strip().lower(), answered_by.strip().lower()
+    if answered_by.startswith(MACHINE) and (status in ANSWERED or not status):
+        return "voicemail"
+    if status in ANSWERED:
+        return "answered"
+    return {"queued": "queued", "initiated": "queued", "ringing": "ringing", "no-answer": "no_answer",
+            "busy": "busy", "failed": "failed", "canceled": "failed", "cancelled": "failed"}.get(status, "")
+
+
+def _carrier_state(d: Delivery, state: str, error: str, ranks: dict[str, int]) -> bool:
+    """Write STATE (and ERROR, the carrier's code) on D if it moves it forward, with an
+    alert event for the timeline. False when it changes nothing (old or repeated news)."""
+    if state not in ranks:
+        return False
+    current = Delivery.objects.filter(pk=d.pk).values_list("carrier_state", flat=True).first() or ""
+    if current and (current == state or ranks.get(current, -1) > ranks[state]):
+        return False
+    error = printable(error or "").strip()[:20]
+    Delivery.objects.filter(pk=d.pk).update(carrier_state=state, carrier_error=error,
+                                            carrier_updated_at=timezone.now())
+    record_event(d.alert, "carrier_state", delivery=str(d.pk), channel=d.channel, contact=d.contact_id,
+                 state=state, **({"error": error} if error else {}))
+    return True
+
+
+def carrier_status(delivery_id: str, *, status: str, error: str = "") -> str:
+    """A provider's delivery report on one SMS: queued, sent, delivered, undelivered or
+    failed, with the carrier's error code. Returns "recorded", "unchanged" or
+    "unknown_delivery"."""
+    d = Delivery.objects.select_related("alert").filter(pk=delivery_id, channel="sms").first()
+    if d is None:
+        return "unknown_delivery"
+    state = printable(status or "").strip().lower()
+    return "recorded" if _carrier_state(d, state, error, SMS_RANK) else "unchanged"
+
+
+def call_event(delivery_id: str, *, digits: str = "", status: str = "", answered_by: str = "", error: str = "") -> str:
+    """A provider's news about one call: its status (with answering-machine detection:
+    only a person answering counts as reached), or keys pressed."""
     d = Delivery.objects.select_related("alert", "contact").filter(pk=delivery_id, channel="voice").first()
     if d is None:
         return "unknown_call"
     result = "recorded"
     status = printable(status or "").strip().lower()
-    if status in ANSWERED:
-        record_event(d.alert, "call_answered", delivery=str(d.pk), contact=d.contact_id)
-    elif status in UNANSWERED:
-        record_event(d.alert, "call_unanswered", delivery=str(d.pk), contact=d.contact_id, status=status)
+    state = call_state(status, printable(answered_by or ""))
+    if _carrier_state(d, state, error, CALL_RANK):
+        if state == "answered":
+            record_event(d.alert, "call_answered", delivery=str(d.pk), contact=d.contact_id)
+        elif state in ("voicemail", "no_answer", "busy", "failed"):
+            record_event(d.alert, "call_unanswered", delivery=str(d.pk), contact=d.contact_id,
+                         status=status if state != "voicemail" else "voicemail")
     digits = printable(digits or "").strip()
     if digits:
-        if digits[0] == "1":
+        answer = KEYPAD.get(digits[0])
+        if answer is not None:
             try:
-                answer_alert(d.alert, channel=Acknowledgement.Channel.VOICE, contact=d.contact)
-                result = "acknowledged"
+                answer_alert(d.alert, channel=Acknowledgement.Channel.VOICE, answer=answer, contact=d.contact)
+                result = "acknowledged" if answer != Acknowledgement.Answer.CANNOT_HELP else "cannot_help"
             except NotAllowed:
                 result = "alert_closed"
         else:

@@ -117,12 +117,17 @@ def voice(request, token: str):
     params, is_json = _params(request)
     digits = params.get("digits") or params.get("Digits") or ""
     status = params.get("status") or params.get("CallStatus") or ""
-    result = actions.call_event(delivery.pk, digits=digits, status=status)
+    result = actions.call_event(delivery.pk, digits=digits, status=status,
+                                answered_by=params.get("answered_by") or params.get("AnsweredBy") or "",
+                                error=params.get("error") or params.get("ErrorCode") or "")
     if is_json:
         return _quiet(JsonResponse({"result": result}))
-    if result == "acknowledged":
+    if result in ("acknowledged", "cannot_help"):
         with translation.override(delivery.language):
-            say = escape(_("Thank you. The others are told that you are on it. Call 17 or 112."))
+            if result == "cannot_help":
+                say = escape(_("Thank you. Balise goes on calling the others."))
+            else:
+                say = escape(_("Thank you. The others are told that you are on it. Call 17 or 112."))
         return _twiml(f"<Say language={quoteattr(TWILIO_LANGUAGES.get(delivery.language, 'fr-FR'))}>{say}</Say><Hangup/>")
     return _twiml()
 
@@ -135,12 +140,37 @@ def voice_twiml(request, token: str):
     delivery = _delivery(token)
     if delivery is None:
         return _quiet(HttpResponse(status=404))
+    params, _is_json = _params(request) if request.method == "POST" else (request.GET.dict(), False)
+    if (params.get("AnsweredBy") or "").lower().startswith(actions.MACHINE):
+        # A voicemail is no one reached: hang up, its status callback says "voicemail"
+        # and the plan goes on (nothing is changed here: this request is not signed).
+        return _twiml("<Hangup/>")
     script = call_script(delivery)
     lang = quoteattr(TWILIO_LANGUAGES.get(script.language, "fr-FR"))
     intro = f"<Play>{escape(script.audio_url)}</Play>" if script.recording else f"<Say language={lang}>{escape(script.intro)}</Say>"
     said = f"<Say language={lang}>{escape(script.location)} {escape(script.prompt)}</Say>"
     gather = f'<Gather numDigits="1" timeout="8" action={quoteattr(script.callback_url)}>{intro}{said}</Gather>'
     return _twiml(gather + gather)
+
+
+@csrf_exempt
+@require_POST
+@signed_callback
+def delivery_status(request, token: str):
+    """A provider's delivery report on one SMS: MessageStatus and ErrorCode (Twilio's
+    form) or JSON {"status", "error"}."""
+    key = read_call_token(token)
+    if key is None:
+        return _quiet(JsonResponse({"error": "not_found"}, status=404))
+    params, is_json = _params(request)
+    status = params.get("status") or params.get("MessageStatus") or params.get("SmsStatus") or ""
+    try:
+        result = actions.carrier_status(key, status=status, error=params.get("error") or params.get("ErrorCode") or "")
+    except (ValueError, ValidationError):
+        result = "unknown_delivery"
+    if result == "unknown_delivery":
+        return _quiet(JsonResponse({"error": "not_found"}, status=404))
+    return _quiet(JsonResponse({"result": result})) if is_json else _twiml()
 
 
 @require_http_methods(["GET"])

@@ -51,5 +51,17 @@ class Provider:
     def send(self, message: OutgoingMessage) -> SendResult:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def lookup(self, message: OutgoingMessage, since: float) -> SendResult | None:
+        """After an AmbiguousError on MESSAGE (first tried at Unix time SINCE): did this
+        provider take it? A SendResult: yes, do not send it elsewhere; None: no, it is
+        safe to fail over. Raises ProviderError when it cannot tell (the default: the
+        provider's API offers no way to ask)."""
+        raise UnavailableError(f"{self.name} cannot be asked about a message")
+
+    def check(self) -> str:
+        """Validate the credentials and reach the provider without sending anything;
+        a few words on success, ProviderError otherwise."""
+        return "nothing to check"
+
     def close(self) -> None:
         pass

@@ -1,4 +1,5 @@
-"""Builds the ordered provider list from settings. Tests patch `build_providers`: the
+"""Builds the ordered provider list from settings, each wrapped in its health record
+and circuit breaker (balise.providers.health). Tests patch `build_providers`: the
 one seam between Balise and the outside world."""
 
 from __future__ import annotations
@@ -6,6 +7,7 @@ from __future__ import annotations
 from django.conf import settings
 
 from balise.providers.base import Provider
+from balise.providers.health import Guarded
 
 
 def build_providers() -> list[Provider]:
@@ -24,8 +26,17 @@ def build_providers() -> list[Provider]:
             url = env(f"BALISE_WEBHOOK{suffix}_URL") if suffix else settings.WEBHOOK_URL
             secret = env(f"BALISE_WEBHOOK{suffix}_SECRET") if suffix else settings.WEBHOOK_SECRET
             providers.append(WebhookProvider(url, settings.PROVIDER_TIMEOUT, secret, name=name))
+        elif name == "twilio":
+            from balise.providers.twilio import TwilioProvider
+
+            providers.append(TwilioProvider(
+                settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_FROM,
+                api_url=settings.TWILIO_API_URL, timeout=settings.PROVIDER_TIMEOUT,
+                calls_per_second=settings.TWILIO_CALLS_PER_SECOND,
+            ))
         else:
             raise ValueError(f"unknown provider {name!r} in BALISE_PROVIDERS")
     if not providers:
         raise ValueError("BALISE_PROVIDERS names no provider")
-    return providers
+    return [Guarded(p, failures=settings.PROVIDER_BREAKER_FAILURES, open_seconds=settings.PROVIDER_BREAKER_SECONDS)
+            for p in providers]

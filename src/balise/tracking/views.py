@@ -248,3 +248,18 @@ def consent(request, token: str):
         return redirect(reverse("tracking:consent", args=[token]) + "?done=1")
     return _private(render(request, "tracking/consent.html", {
         "contact": contact, "person": contact.person, "done": request.GET.get("done") == "1"}))
+
+
+@require_GET
+def short_link(request, token: str):
+    """/s/<token>, the link of an SMS: on to the contact's live page (see shortlinks)."""
+    from balise.tracking.shortlinks import read_short_token
+    from balise.tracking.tokens import tracking_url
+
+    found = read_short_token(token)
+    if found is None:
+        return _error(request)
+    scope, expired = found
+    if expired:
+        return _error(request, 410)
+    return _private(redirect(tracking_url(scope.alert_id, scope.contact_id)))

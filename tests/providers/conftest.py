@@ -1,0 +1,24 @@
+import pytest
+
+from tests.providers.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, TwilioStandIn
+
+SITE = "http://testserver"  # what the Django test client serves: callbacks are posted there
+FROM = "+33757000000"
+
+
+@pytest.fixture
+def standin():
+    server = TwilioStandIn()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def twilio_settings(settings, standin):
+    settings.SITE_URL = SITE
+    settings.TWILIO_AUTH_TOKEN = AUTH_TOKEN
+    settings.TWILIO_ACCOUNT_SID = ACCOUNT_SID
+    settings.TWILIO_FROM = FROM
+    settings.TWILIO_API_URL = standin.url
+    settings.INBOUND_SECRET = "inbound-secret-not-used-by-twilio"
+    return settings
