@@ -4,8 +4,10 @@ with the claims Flic documents, signed as Flic's backend (ES256) or a shared sec
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -75,3 +77,18 @@ def with_location(lat: float = 45.7640, lon: float = 4.8357, accuracy: float = 1
 
 def ago(seconds: float) -> datetime:
     return timezone.now() - timedelta(seconds=seconds)
+
+
+SHORT_LINK = re.compile(r"https?://[^/\s]+(/s/[0-9A-Za-z]{9})(?=\s)")
+
+
+def page_behind(client, sms_text: str) -> str:
+    """The contact's live page that the short link of SMS_TEXT opens (the first SMS
+    carries a place name and the link; the coordinates are on the page)."""
+    found = SHORT_LINK.search(sms_text)
+    assert found, sms_text
+    opened = client.get(found.group(1))
+    assert opened.status_code == 302, opened.status_code
+    page = client.get(urlsplit(opened["Location"]).path)
+    assert page.status_code == 200
+    return page.content.decode()

@@ -26,6 +26,7 @@ from tests.integrations.flic import (
     claims,
     es256,
     hs256,
+    page_behind,
     post,
     register,
     with_location,
@@ -51,7 +52,8 @@ def test_each_press_reaches_the_contacts_by_sms_with_the_phone_location(
     drain(console)
     sms = [r for r in read_outbox(console.outbox_path) if r["channel"] == "sms" and r["alert_id"] == alert.pk]
     assert sorted(r["to"] for r in sms) == sorted(c.phone for c in world.contacts)
-    assert all("45.76401, 4.83572" in r["text"] for r in sms), sms[0]["text"]
+    # One-part SMS: the place name, and the short link to her page with the coordinates.
+    assert all("Lyon" in r["text"] and "45.76401, 4.83572" in page_behind(client, r["text"]) for r in sms), sms[0]["text"]
 
 
 def test_the_press_updates_button_health(db, client, world):
@@ -229,4 +231,30 @@ def test_a_button_registered_by_serial_learns_its_uuid_from_its_first_press(db, 
     payload = claims("double_click", pressed_at=ago(6))
     del payload["buttonSerialNumber"]
     assert post(client, es256(payload)).status_code == 200  # now found by uuid
-    assert Alert.objects.filter(device=button.device).count() == 3 and not other.device.alerts.exists()
+    # Her alert stays open: the later presses join it, each recorded with its button.
+    alert = Alert.objects.get()
+    assert alert.device_id == button.device_id and alert.kind == "emergency"  # the double click escalated it
+    assert list(alert.joined_presses.order_by("pk").values_list("device_id", "gesture")) == [
+        (button.device_id, "single"), (button.device_id, "double")]
+    assert not other.device.alerts.exists() and not other.device.joined_presses.exists()
+
+
+def test_a_press_that_joins_her_open_alert_stays_idempotent_on_its_press_time(db, client, world, caplog):
+    register(world)
+    assert post(client, es256(claims("click", pressed_at=ago(10)))).status_code == 200
+    joining = claims("double_click", pressed_at=ago(4), **with_location(48.85, 2.35, 20))
+    caplog.set_level(logging.INFO, logger="balise.integrations.flic.actions")
+    assert post(client, es256(joining)).status_code == 200
+    assert "(joined)" in caplog.text
+    alert = Alert.objects.get()
+    assert alert.kind == "emergency" and alert.joined_presses.count() == 1 and alert.fixes.count() == 1
+    # Flic's proxy retries the joined press (a new token, the same pressedAt): the same
+    # answer, nothing joined twice, no false replay conflict with the alert's own gesture.
+    retry = dict(joining, exp=joining["exp"] + 1)
+    response = post(client, es256(retry))
+    assert (response.status_code, response.json()) == (200, {})
+    assert Alert.objects.count() == 1 and alert.joined_presses.count() == 1 and alert.fixes.count() == 1
+    # The same press as another gesture is still a conflict.
+    forged = dict(joining, clickType="hold")
+    assert post(client, es256(forged)).status_code == 409
+    assert Alert.objects.get().kind == "emergency" and alert.joined_presses.count() == 1

@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from balise.alerts.actions import AlertError, FixIn, create_alert
-from balise.alerts.models import Alert
+from balise.alerts.models import Alert, JoinedPress
 from balise.devices.models import Device
 from balise.integrations.flic.models import BatteryStatus, ClickType, FlicButton
 from balise.integrations.flic.tokens import FlicError, settings_for, verify
@@ -37,6 +37,8 @@ class Press:
     alert: Alert
     created: bool
     message: str
+    # The press joined ALERT, an alert of hers already open, instead of raising its own.
+    joined: bool = False
 
 
 def pressed_at(claims: dict) -> datetime:
@@ -98,15 +100,21 @@ def receive_press(token) -> Press:
                                       triggered_at=at, fixes=[fix] if fix else [])
     except AlertError as exc:
         raise FlicError(exc.status, exc.code, str(exc), field=exc.field) from None
-    if not created and alert.gesture != GESTURES[click]:
-        # The same press cannot be two gestures: a forged or mixed-up replay.
-        raise FlicError(409, "replay_conflict", "this press was already received with another gesture",
-                        field="clickType")
+    # A press that joined an open alert has its own client id, and its gesture is its
+    # JoinedPress's (the alert keeps the gesture of the press that raised it).
+    joined = alert.client_id != client_id
+    if not created:
+        gesture = (JoinedPress.objects.filter(client_id=client_id).values_list("gesture", flat=True).first()
+                   if joined else alert.gesture)
+        if gesture != GESTURES[click]:
+            # The same press cannot be two gestures: a forged or mixed-up replay.
+            raise FlicError(409, "replay_conflict", "this press was already received with another gesture",
+                            field="clickType")
     if created:
         record_health(button, claims, click=click, at=at, fix=fix, kind=kind)
     log.info("flic press: device %s, %s -> alert %s (%s)", device.pk, click, alert.pk,
-             "new" if created else "retry")
-    return Press(alert, created, config.notification_text)
+             "retry" if not created else "joined" if joined else "new")
+    return Press(alert, created, config.notification_text, joined)
 
 
 def record_health(button: FlicButton, claims: dict, *, click: str | None = None, at: datetime | None = None,
