@@ -1,8 +1,9 @@
 """Demo data for a first run: one association, a staff login, a person with three
-contacts and a paired virtual button; and, for the console's on-call board, a second
-person with a history made through the real operations (an open alarm with a trail,
-an acknowledged emergency, a closed false alarm) and a button whose battery is low.
-Idempotent: running it again refreshes the staff password and the device token (the
+contacts and a paired virtual button; and, for the console's on-call board, histories
+made through the real operations: Dominique's (a closed false alarm, then an open alarm
+with a trail; her button's battery is low) and Sacha's (an emergency a contact answered
+and a worker took in charge). A press while a person's alert is open joins it, so the
+two open alerts are two persons'. Idempotent: running it again refreshes the staff password and the device token (the
 old token is revoked); the history is made once."""
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ HISTORY_CONTACTS = [
     ("Lou", "+33612345611", "fr", Contact.Consent.ACCEPTED),
     ("Nour", "+33612345612", "fr", Contact.Consent.ACCEPTED),
     ("Kim", "+33612345613", "fr", Contact.Consent.PENDING),
+]
+SECOND_HISTORY_CONTACTS = [
+    ("Yanis", "+33612345621", "fr", Contact.Consent.ACCEPTED),
+    ("Maëlle", "+33612345622", "fr", Contact.Consent.ACCEPTED),
 ]
 # A walk across Lyon's Part-Dieu: the open alarm's trail.
 TRAIL = [(45.7606, 4.8590, 35), (45.7611, 4.8575, 25), (45.7617, 4.8561, 18), (45.7622, 4.8549, 15),
@@ -90,35 +95,45 @@ def _fixes(points, now, step_s: int = 40) -> list[FixIn]:
                   client_id=uuid.uuid4()) for i, (lat, lon, acc) in enumerate(points, start=1)]
 
 
+def _holder(association: Association, name: str, pins: tuple[str, str], contacts, **device) -> tuple:
+    """A person of the history, her contacts and her device: (person, contacts, device)."""
+    person = Person(association=association, display_name=name)
+    person.set_pins(*pins)
+    person.save()
+    rows = [Contact.objects.create(person=person, position=i, name=c_name, phone=phone, language=language,
+                                   consent=consent)
+            for i, (c_name, phone, language, consent) in enumerate(contacts, start=1)]
+    return person, rows, Device.objects.create(association=association, holder=person,
+                                               status=Device.Status.ASSIGNED, **device)
+
+
 def _history(association: Association, user) -> None:
-    """Dominique: her alerts, raised and handled through the real operations."""
+    """Dominique's and Sacha's alerts, raised and handled through the real operations."""
     from balise.console.actions import close_alert, take_charge
     from balise.tracking.actions import answer_alert
 
-    person = Person(association=association, display_name="Dominique")
-    person.set_pins("2468", "8642")
-    person.save()
-    contacts = [Contact.objects.create(person=person, position=i, name=name, phone=phone, language=language,
-                                       consent=consent)
-                for i, (name, phone, language, consent) in enumerate(HISTORY_CONTACTS, start=1)]
-    button = Device.objects.create(association=association, holder=person, kind=Device.Kind.BUTTON,
-                                   hardware_id="demo-button-dominique", status=Device.Status.ASSIGNED,
-                                   battery_percent=14, button_connected=True, last_seen_at=timezone.now())
     now = timezone.now()
+    dominique, _, button = _holder(association, "Dominique", ("2468", "8642"), HISTORY_CONTACTS,
+                                   kind=Device.Kind.BUTTON, hardware_id="demo-button-dominique", battery_percent=14,
+                                   button_connected=True, last_seen_at=now)
+    sacha, sacha_contacts, tag = _holder(association, "Sacha", ("1357", "7531"), SECOND_HISTORY_CONTACTS,
+                                         kind=Device.Kind.TAG, hardware_id="demo-tag-sacha", battery_percent=80,
+                                         last_seen_at=now)
 
-    def raise_(kind: str, points) -> object:
-        alert, _ = create_alert(button, client_id=uuid.uuid4(), kind=kind, gesture="demo",
+    def raise_(device, kind: str, points) -> object:
+        alert, _ = create_alert(device, client_id=uuid.uuid4(), kind=kind, gesture="demo",
                                 triggered_at=now - timedelta(seconds=3), fixes=_fixes(points, now))
         return alert
 
-    false_alarm = raise_("prevention", TRAIL[:1])
+    false_alarm = raise_(button, "prevention", TRAIL[:1])
     close_alert(false_alarm, user, Outcome.FALSE_ALARM, "Appui par erreur dans son sac ; elle a rappelé aussitôt.")
-    emergency = raise_("emergency", TRAIL[:2])
+    raise_(button, "alarm", TRAIL)  # open: nobody has answered yet
+    emergency = raise_(tag, "emergency", TRAIL[:2])
     answer_alert(emergency, channel=Acknowledgement.Channel.PAGE, answer=Acknowledgement.Answer.ON_MY_WAY,
-                 contact=contacts[1])
+                 contact=sacha_contacts[1])
     take_charge(emergency, user)
-    raise_("alarm", TRAIL)  # open: nobody has answered yet
-    _quiet(person, now)
+    for person in (dominique, sacha):
+        _quiet(person, now)
 
 
 def _quiet(person: Person, now) -> None:

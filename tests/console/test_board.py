@@ -16,7 +16,7 @@ from balise.console.timeline import describe_events
 from balise.dispatch.models import Delivery
 from balise.tracking.actions import answer_alert
 from tests.contacts.helpers import raise_alert
-from tests.personas import staff_client
+from tests.personas import another_holder, staff_client
 
 pytestmark = pytest.mark.django_db
 
@@ -38,10 +38,12 @@ def test_a_user_without_membership_sees_nothing(world, django_user_model):
 
 def test_the_board_lists_open_alerts_newest_first_and_only_hers(world, other_world):
     first = raise_alert(world, "prevention")
-    second = raise_alert(world, "alarm")
+    # A press while her alert is open joins it: the second open alert is another person's.
+    second = raise_alert(world, "alarm", device=another_holder(world, "b")[1])
     foreign = raise_alert(other_world, "alarm")
     staff = staff_client(world.staff)
     page = staff.get(reverse("console:board_list")).content.decode()
+    assert first.pk != second.pk
     assert page.index(f'data-alert="{second.pk}"') < page.index(f'data-alert="{first.pk}"')
     assert f'data-alert="{foreign.pk}"' not in page
     assert staff.get(reverse("console:alert", args=[foreign.pk])).status_code == 404

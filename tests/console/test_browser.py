@@ -4,6 +4,7 @@ API raises the alarm, a contact answers from her live page, the worker acts in t
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -27,9 +28,20 @@ from tests.personas import authenticator, make_world, totp_code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
+# The README's screenshots are refreshed only on request (BALISE_SCREENSHOTS=docs/console):
+# a test run leaves the tracked docs/console/*.png alone.
+SCREENSHOTS = os.environ.get("BALISE_SCREENSHOTS", "")
 PASSWORD = "correct horse battery"
 VIEWPORT = {"width": 1366, "height": 900}
+
+
+def _screenshot(page, name: str, **options) -> None:
+    """Save PAGE as NAME in $BALISE_SCREENSHOTS (relative to the repository), if it is set."""
+    if not SCREENSHOTS:
+        return
+    folder = Path(__file__).resolve().parents[2] / SCREENSHOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / name), **options)
 
 
 def _login(browser, base: str, user):
@@ -97,8 +109,7 @@ def test_a_worker_sees_a_new_alarm_takes_charge_follows_answers_and_closes(serve
     row = page.locator("#contacts tbody tr", has_text="Proche 2")
     expect(row.locator(".answer")).to_contain_text("en route", timeout=5_000)
     expect(page.locator("#timeline")).to_contain_text("Proche 2 : J'arrive")
-    DOCS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS / "alert.png"), full_page=True)
+    _screenshot(page, "alert.png", full_page=True)
 
     page.check("input[name=outcome][value=contacts]")
     page.fill("#close-note", "Proche 2 est arrivée, Camille est en sécurité.")
@@ -147,24 +158,23 @@ def test_the_demo_board_the_person_s_file_pairing_and_supervision(server, chromi
     alarm = Alert.objects.get(kind="alarm", person__display_name="Dominique")
     page.click(f"[data-alert='{alarm.pk}'] a")
     page.locator("#map path.trail").wait_for()
-    DOCS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS / "board.png"))
+    _screenshot(page, "board.png")
 
     page.click("#live-body a.person")
     expect(page.locator("h1")).to_contain_text("Dominique")
     expect(page.locator("#devices")).to_contain_text("14 %")
     expect(page.locator("#contacts")).to_contain_text("invité, sans réponse")
-    page.screenshot(path=str(DOCS / "person.png"), full_page=True)
+    _screenshot(page, "person.png", full_page=True)
 
     page.locator("#devices form[action$='/pair'] button").first.click()
     code = page.inner_text("#pairing-code")
     assert re.fullmatch(r"[A-Z0-9]{5}-[A-Z0-9]{5}", code) and page.locator(".qr svg").count() == 1
-    page.screenshot(path=str(DOCS / "pairing.png"))
+    _screenshot(page, "pairing.png")
     assert main(["pair", code, "--server", base, "--token-file", str(tmp_path / "token")]) == 0  # as a station does
     assert authenticate_token((tmp_path / "token").read_text().strip()).hardware_id == "demo-button-dominique"
 
     page.goto(f"{base}/console/supervision/")
     expect(page.locator("#open")).to_contain_text("demo-button-dominique")
-    page.screenshot(path=str(DOCS / "supervision.png"))
+    _screenshot(page, "supervision.png")
     page.goto(f"{base}/console/audit/")
     expect(page.locator("#audit")).to_contain_text("a consulté le dossier")

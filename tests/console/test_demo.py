@@ -27,10 +27,16 @@ def test_the_demo_is_valid_and_fills_the_board(django_user_model):
         contact.full_clean()  # the UK number used to fail here
     for person in Person.objects.all():
         person.full_clean()
+    # A press while a person's alert is open joins it: the two open alerts are two persons'.
     alerts = {a.kind: a for a in Alert.objects.filter(person__display_name="Dominique")}
+    assert set(alerts) == {"alarm", "prevention"}
     assert alerts["alarm"].state == Alert.State.OPEN and alerts["alarm"].fixes.count() == 6
-    assert alerts["emergency"].state == Alert.State.ACKNOWLEDGED and alerts["emergency"].taken_by.username == "demo"
     assert alerts["prevention"].state == Alert.State.RESOLVED and alerts["prevention"].outcome == "false_alarm"
+    assert alerts["prevention"].closed_at <= alerts["alarm"].created_at
+    [emergency] = Alert.objects.filter(person__display_name="Sacha")
+    assert emergency.kind == "emergency" and emergency.state == Alert.State.ACKNOWLEDGED
+    assert emergency.taken_by.username == "demo" and emergency.acknowledgements.filter(contact__person=emergency.person).exists()
+    assert not Alert.objects.filter(joined_presses__isnull=False).exists()  # each press raised its own alert
     assert run_checks(timezone.now()) == (1, 0)  # the low-battery button
 
     user = django_user_model.objects.get(username=demo.username)
