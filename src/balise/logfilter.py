@@ -2,10 +2,11 @@
 in the message, its arguments and any traceback, before anything is written:
 
 - the tokens of contact links and calls in paths: /a/<token>, /c/<token>, /s/<token>,
-  /inbound/voice/<token> (Django logs the path of a 404, 405 or CSRF failure; uvicorn's
+  /inbound/voice/<token>, /inbound/status/<token>, /integrations/flic/p/<key> (Django logs the path of a 404, 405 or CSRF failure; uvicorn's
   access log, the request line);
 - token=, key=, signature=, secret=, pin= in query strings; Bearer credentials; device
-  tokens (bal_...);
+  tokens (bal_...) and Flic private-link keys (flp_...); "token"/"code"/"key"/"pin" values
+  written as JSON or Python mappings (a pairing code in a request body);
 - phone numbers: international (+33612345678, +33 6 12 34 56 78, 0033..., %2B...) and French
   national formats (06 12 34 56 78, 06.12.34.56.78, 0612345678).
 
@@ -22,10 +23,14 @@ MASK = "***"
 PHONE_MASK = "[phone]"
 
 _SECRETS = [
-    (re.compile(r"(/(?:a|c|s|inbound/voice|inbound/status)/)[^/\s?#\"'<>]+"), rf"\g<1>{MASK}"),
+    (re.compile(r"(/(?:a|c|s|inbound/voice|inbound/status|integrations/flic/p)/)[^/\s?#\"'<>]+"), rf"\g<1>{MASK}"),
     (re.compile(r"(\b(?:token|access_token|key|signature|sig|secret|pin)=)[^&\s\"'<>]+", re.I), rf"\g<1>{MASK}"),
     (re.compile(r"(\bBearer\s+)[^\s\"',;]+", re.I), rf"\g<1>{MASK}"),
+    # credentials as JSON or Python keys: {"token": "..."}, {'code': '...'} (pairing codes)
+    (re.compile(r"""((["'])(?:token|code|key|pin|secret|password)\2\s*:\s*(["']))[^"']*(?=\3)""", re.I),
+     rf"\g<1>{MASK}"),
     (re.compile(r"\bbal_[A-Za-z0-9_\-]+"), f"bal_{MASK}"),
+    (re.compile(r"\bflp_[A-Za-z0-9_\-]+"), f"flp_{MASK}"),
     # 06 12 34 56 78, 06.12.34.56.78, 0612345678 (first: an international number written
     # right before one of these must not swallow its first digits)
     (re.compile(r"(?<![\w.,+\-])0[1-9](?:[ .\-]?\d\d){4}(?!\d)"), PHONE_MASK),

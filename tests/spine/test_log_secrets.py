@@ -17,6 +17,7 @@ from django.test import Client
 
 from balise.asgi import application  # (sets logging up again: before the log is captured)
 from balise.logfilter import MaskSecrets, mask
+from balise.tracking.shortlinks import short_token
 from balise.tracking.tokens import make_call_token, make_consent_token, make_token
 from tests.contacts.helpers import deliveries, raise_alert, signed_post
 from tests.spine.loopback import free_port, wait_until
@@ -76,8 +77,15 @@ def test_mask_tokens_and_phone_numbers_but_not_times_or_ids():
                    "34 56 04", "34.56.05", "12345606", "12345607"):
         assert secret not in masked, secret
     assert masked.count("[phone]") == 7 and "/a/***/state" in masked and "/inbound/voice/***/twiml" in masked
+    masked = mask('/integrations/flic/p/flp_k3Y-x/ {"code": "KQ7WX-RM4TZ"} {\'token\': \'eyJ.a.b\'} flp_k3Y2 /inbound/status/Zm9:1')
+    assert masked == "/integrations/flic/p/***/ {\"code\": \"***\"} {'token': '***'} flp_*** /inbound/status/***", masked
     harmless = "2026-11-30 22:20:08,123 alert 1234567890 uuid 0a1b2c3d-0612-3456-7800-123456789012 took 0.0612345678 s"
     assert mask(harmless) == harmless
+
+
+FLIC_KEY = "flp_" + "Zq7" * 14  # the form of a Flic private-link key (balise.integrations.flic.page)
+FLIC_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJmbGljIn0.c2lnbmF0dXJlLW9mLWZsaWM"
+PAIRING_CODE = "KQ7WXRM4TZ"
 
 
 def _secrets(world, alert, call_token: str) -> list[str]:
@@ -86,7 +94,7 @@ def _secrets(world, alert, call_token: str) -> list[str]:
         national = "0" + contact.phone[3:]  # +33612345601 -> 0612345601
         phones += [contact.phone, national, " ".join([national[:2], *re.findall("..", national[2:])])]
     return [make_token(alert.pk, world.contacts[0].pk), make_consent_token(world.contacts[0]), call_token,
-            world.token, *phones]
+            world.token, short_token(alert, world.contacts[0].pk), FLIC_KEY, FLIC_JWT, PAIRING_CODE, *phones]
 
 
 def _run_uvicorn(port: int):
@@ -113,14 +121,22 @@ def test_error_paths_log_no_token_and_no_phone_number(world, written_log, monkey
     # 404: unknown paths under real tokens
     for path in (f"/a/{link}/nope", f"/c/{consent}/nope", f"/inbound/voice/{call_token}/nope"):
         status[path] = client.get(path).status_code
+    short = short_token(alert, world.contacts[0].pk)
+    status["short-404"] = client.get(f"/s/{short}/nope").status_code
+    status["flic-private-404"] = client.get(f"/integrations/flic/p/{FLIC_KEY}/nope").status_code
+    status["flic-private-bad"] = client.get(f"/integrations/flic/p/{FLIC_KEY}/").status_code
+    status["flic-webview-bad"] = client.get(f"/integrations/flic/page/?token={FLIC_JWT}").status_code
+    status["pair-bad-code"] = client.post("/api/v1/pair", {"code": PAIRING_CODE}, content_type="application/json").status_code
     # 405
     status["put"] = client.put(f"/a/{link}").status_code
     status["get-callback"] = client.get(f"/inbound/voice/{call_token}").status_code
+    status["get-status"] = client.get(f"/inbound/status/{call_token}").status_code
     # CSRF failures
     status["csrf-a"] = strict.post(f"/a/{link}", {"phone": phone}).status_code
     status["csrf-recording"] = strict.post(f"/inbound/voice/{call_token}/recording").status_code
     # bad signatures
     status["unsigned-call"] = client.post(f"/inbound/voice/{call_token}", {"Digits": "1"}).status_code
+    status["unsigned-status"] = client.post(f"/inbound/status/{call_token}", {"MessageStatus": "delivered"}).status_code
     status["unsigned-sms"] = client.post("/inbound/sms", {"From": phone, "Body": "OK"}).status_code
     # invalid tokens, in the path and in a query
     status["bad-link"] = client.get(f"/a/{link}x?token={link}").status_code
@@ -134,6 +150,11 @@ def test_error_paths_log_no_token_and_no_phone_number(world, written_log, monkey
     def boom(*args, **kwargs):
         raise RuntimeError(f"cannot reach {phone} (06 12 34 56 01) for /a/{link} with Bearer {world.token}")
 
+    def pairing_boom(code, *args, **kwargs):
+        raise RuntimeError(f"cannot pair {{'code': '{code}'}} from /integrations/flic/p/{FLIC_KEY}/ ({FLIC_KEY})")
+
+    monkeypatch.setattr("balise.api.pairing.exchange", pairing_boom)
+    status["500-pair"] = client.post("/api/v1/pair", {"code": PAIRING_CODE}, content_type="application/json").status_code
     monkeypatch.setattr("balise.inbound.actions.sms_reply", boom)
     monkeypatch.setattr("balise.tracking.views._resolve", boom)
     status["500-sms"] = signed_post(client, "/inbound/sms", {"From": phone, "Body": "OK"}).status_code
@@ -146,6 +167,8 @@ def test_error_paths_log_no_token_and_no_phone_number(world, written_log, monkey
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             status["uvicorn-404"] = http.get(f"/a/{link}/nope").status_code
             status["uvicorn-consent"] = http.get(f"/c/{consent}/nope?token={consent}").status_code
+            status["uvicorn-short"] = http.get(f"/s/{short}/nope").status_code
+            status["uvicorn-flic"] = http.get(f"/integrations/flic/page/?token={FLIC_JWT}").status_code
             status["uvicorn-500"] = http.get(f"/a/{link}", headers={"Authorization": f"Bearer {world.token}"}).status_code
     finally:
         server.should_exit = True
@@ -156,6 +179,9 @@ def test_error_paths_log_no_token_and_no_phone_number(world, written_log, monkey
         "put": 405, "get-callback": 405, "csrf-a": 403, "csrf-recording": 403, "unsigned-call": 403,
         "unsigned-sms": 403, "bad-link": 404, "bad-consent": 404, "bad-device": 401, "device-bad-body": 400,
         "500-sms": 500, "500-page": 500, "uvicorn-404": 404, "uvicorn-consent": 404, "uvicorn-500": 500,
+        "short-404": 404, "flic-private-404": 404, "flic-private-bad": 404, "flic-webview-bad": 404,
+        "pair-bad-code": 400, "get-status": 405, "unsigned-status": 403, "500-pair": 500,
+        "uvicorn-short": 404, "uvicorn-flic": 404,
     }, status
     text = written_log.getvalue()
     # the paths were logged (masked), so the check below is not vacuous
@@ -163,7 +189,10 @@ def test_error_paths_log_no_token_and_no_phone_number(world, written_log, monkey
                    "Forbidden (CSRF cookie not set.): /a/***", "Internal Server Error: /inbound/sms",
                    "Internal Server Error: /a/***", "RuntimeError: cannot reach [phone] ([phone]) for /a/***",
                    "refused a callback without a valid signature", '"GET /a/***/nope HTTP/1.1" 404',
-                   '"GET /c/***/nope?token=*** HTTP/1.1" 404'):
+                   '"GET /c/***/nope?token=*** HTTP/1.1" 404', "Not Found: /s/***/nope",
+                   "Not Found: /integrations/flic/p/***/nope", "Method Not Allowed (GET): /inbound/status/***",
+                   "Internal Server Error: /api/v1/pair", "cannot pair {'code': '***'} from /integrations/flic/p/***/",
+                   '"GET /s/***/nope HTTP/1.1" 404', '"GET /integrations/flic/page/?token=*** HTTP/1.1" 404'):
         assert logged in text, logged
     flat = re.sub(r"[ .\-]", "", text)
     for secret in _secrets(world, alert, call_token):
