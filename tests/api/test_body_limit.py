@@ -91,7 +91,8 @@ def server(transactional_db):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)  # connections queue here until uvicorn accepts them: no wait for start-up
-    instance = uvicorn.Server(uvicorn.Config(application, lifespan="off", log_level="warning"))
+    # log_config=None: the process keeps settings.LOGGING (uvicorn would install its own handlers)
+    instance = uvicorn.Server(uvicorn.Config(application, lifespan="off", log_level="warning", log_config=None))
     thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     yield sock.getsockname()[1]
