@@ -16,7 +16,7 @@ from balise.console.timeline import describe_events
 from balise.dispatch.models import Delivery
 from balise.tracking.actions import answer_alert
 from tests.contacts.helpers import raise_alert
-from tests.personas import staff_client
+from tests.personas import another_holder, staff_client
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,8 @@ def test_a_user_without_membership_sees_nothing(world, django_user_model):
 
 def test_the_board_lists_open_alerts_newest_first_and_only_hers(world, other_world):
     first = raise_alert(world, "prevention")
-    second = raise_alert(world, "alarm")
+    _person, device, _token = another_holder(world, "b")  # (her own press would join her open alert)
+    second = raise_alert(world, "alarm", device=device)
     foreign = raise_alert(other_world, "alarm")
     staff = staff_client(world.staff)
     page = staff.get(reverse("console:board_list")).content.decode()
