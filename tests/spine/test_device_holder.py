@@ -172,7 +172,9 @@ def test_the_association_sees_the_burst_in_the_alerts_timeline(client, world, se
         cancel(client, world, body, pin)
     alert = Alert.objects.get(client_id=body["client_id"])
     page = staff_client(world.staff).get(reverse("admin:alerts_alert_change", args=[alert.pk]))
-    assert page.status_code == 200 and "cancel_pin_locked" in page.content.decode()
+    assert page.status_code == 200
+    assert ("2 codes d&#x27;annulation erronés : l&#x27;annulation depuis son appareil est bloquée, "
+            "la ligne d&#x27;astreinte est prévenue") in page.content.decode()
     cancel(client, world, body, "2222")  # after the limit: no second notice
     [notice] = Delivery.objects.filter(alert=alert, template="pin_locked")
     assert (notice.purpose, notice.channel, notice.recipient) == ("notice", "sms", world.association.on_call_number)

@@ -6,9 +6,14 @@ from __future__ import annotations
 from ninja import Router, Schema, Status
 
 from balise.api.errors import error_response
+from balise.api.schemas import ErrorOut
 from balise.console.pairing import PairingError, exchange, source_key
 
 router = Router(tags=["pairing"])
+
+# 400 wrong code, 410 expired code, 429 too many wrong codes; and what every route may
+# answer: 413 body too large, 422 invalid body, 503 database busy.
+ERRORS = {code: ErrorOut for code in (400, 410, 413, 422, 429, 503)}
 
 MESSAGES = {
     "rate_limited": "too many wrong codes; wait and try again",
@@ -27,7 +32,7 @@ class PairOut(Schema):
     kind: str
 
 
-@router.post("/pair", auth=None, response={200: PairOut})
+@router.post("/pair", auth=None, response={200: PairOut, **ERRORS}, summary="Exchange a pairing code for a device token")
 def pair(request, body: PairIn):
     if len(body.code) > 64:
         return error_response(400, "invalid_code", MESSAGES["invalid_code"], [{"field": "code", "message": "too long"}])

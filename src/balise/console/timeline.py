@@ -79,6 +79,18 @@ def _channel(channel: str) -> str:
         return ""
 
 
+FAILED_STATES = ("undelivered", "failed", "no_answer", "busy")
+
+
+def _carrier_state(state: str) -> str:
+    return {
+        "accepted": _("accepted"), "scheduled": _("scheduled"), "queued": _("queued"), "sending": _("sending"),
+        "sent": _("sent"), "delivered": _("delivered"), "undelivered": _("not delivered"), "failed": _("failed"),
+        "read": _("read"), "initiated": _("queued"), "ringing": _("ringing"), "answered": _("answered"),
+        "voicemail": _("voicemail"), "no_answer": _("no answer"), "busy": _("busy"),
+    }.get(state, state)
+
+
 def _sentence(event: AlertEvent, alert: Alert, names: _Names) -> tuple[str, str]:
     d = event.data if isinstance(event.data, dict) else {}
     k = event.kind
@@ -90,10 +102,18 @@ def _sentence(event: AlertEvent, alert: Alert, names: _Names) -> tuple[str, str]
         return _("%(kind)s alert from %(person)s received") % {"kind": kind, "person": names.person}, "alarm"
     if k == "deliveries_planned":
         return _("%(count)d messages and calls to send") % {"count": d.get("count", 0)}, ""
-    if k in ("delivery_sent", "delivery_failed"):
+    if k in ("delivery_sent", "delivery_failed", "delivery_retry"):
         who = names.of_delivery(d)
         voice = d.get("channel") == "voice"
         notice = d.get("purpose") == "notice"
+        if k == "delivery_retry":
+            if voice:
+                return _("Call to %(who)s not placed yet: trying again") % {"who": who}, ""
+            return _("SMS to %(who)s not sent yet: trying again") % {"who": who}, ""
+        if k == "delivery_failed" and d.get("fault"):
+            if voice:
+                return _("Call to %(who)s set aside after repeated internal errors") % {"who": who}, "alarm"
+            return _("SMS to %(who)s set aside after repeated internal errors") % {"who": who}, "alarm"
         if k == "delivery_sent":
             if voice:
                 return _("Call placed to %(who)s") % {"who": who}, ""
@@ -128,7 +148,36 @@ def _sentence(event: AlertEvent, alert: Alert, names: _Names) -> tuple[str, str]
     if k == "cancelled":
         return _("%(person)s cancelled her alert with her code") % {"person": names.person}, "good"
     if k == "cancel_refused":
+        if d.get("after_limit"):
+            return _("A cancel code was typed after the limit of wrong codes: refused"), "alarm"
         return _("A wrong cancel code was typed"), "alarm"
+    if k == "cancel_pin_locked":
+        return _("%(count)d wrong cancel codes: cancelling from her device is locked, the on-call line is told") % {
+            "count": d.get("wrong_pins", 0)}, "alarm"
+    if k == "over_budget":
+        budget = _("her device") if d.get("budget") == "device" else _("the association")
+        if d.get("capped"):
+            return _("Too many alerts (limit of %(budget)s): only the on-call line is alerted") % {"budget": budget}, "alarm"
+        return _("Too many alerts (limit of %(budget)s), but no on-call line: the contacts are alerted as usual") % {
+            "budget": budget}, "alarm"
+    if k == "press_joined":
+        kind = Kind(d["kind"]).label if d.get("kind") in Kind.values else ""
+        return _("New press (%(kind)s) while this alert is open: added to it") % {"kind": kind}, "alarm"
+    if k == "escalated_by_press":
+        kinds = {v: Kind(v).label for v in (d.get("from"), d.get("to")) if v in Kind.values}
+        return _("Alert raised from %(from)s to %(to)s by a new press") % {
+            "from": kinds.get(d.get("from"), ""), "to": kinds.get(d.get("to"), "")}, "alarm"
+    if k == "on_call_notified":
+        return _("The on-call line was told that messages of this alert could not be sent"), "alarm"
+    if k == "carrier_state":
+        return _("Operator report on the %(channel)s to %(who)s: %(state)s") % {
+            "channel": _("call") if d.get("channel") == "voice" else _("SMS"), "who": names.of_delivery(d),
+            "state": _carrier_state(d.get("state", ""))}, "alarm" if d.get("state") in FAILED_STATES else ""
+    if k == "escalation_fault":
+        return _("Escalation step %(step)d hit an internal error: trying again") % {"step": d.get("step", 0)}, "alarm"
+    if k == "escalation_failed":
+        return _("Escalation step %(step)d set aside after repeated internal errors: the on-call line is told") % {
+            "step": d.get("step", 0)}, "alarm"
     if k == "duress":
         return _("DURESS CODE typed: the alert looks cancelled to her device but stays open; everyone is called"), "alarm"
     if k == "escalated":
