@@ -22,6 +22,16 @@ from tests.spine.loopback import OK, Reply, free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
+@pytest.fixture(autouse=True)
+def fresh_pool():
+    """Tests here cut PostgreSQL backends, and earlier tests' threads may keep pooled
+    connections: each test starts with a new pool (a PoolTimeout was seen otherwise)."""
+    if connection.vendor == "postgresql" and hasattr(connection, "close_pool"):
+        connection.close()
+        connection.close_pool()
+    yield
+
 NOW = datetime(2026, 11, 24, 18, 0, tzinfo=timezone.utc)
 
 
