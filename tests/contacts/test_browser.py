@@ -65,6 +65,8 @@ def server(tmp_path, world):
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
+    # Shown by pytest only when the test failed: what the server said about a 5xx.
+    print((tmp_path / "server.log").read_text()[-6000:])
 
 
 def _now() -> str:
