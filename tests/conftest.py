@@ -54,6 +54,16 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 @pytest.fixture
+def place_names():
+    """The offline gazetteer loaded: messages never wait for it (the first SMS after a
+    start may go without a place name), so tests that look for one load it first."""
+    from balise.tracking import places
+
+    places.preload()
+    assert places._loaded.wait(120), "the offline gazetteer did not load"
+
+
+@pytest.fixture
 def chromium(monkeypatch):
     """Debian's Chromium, headless, driven by Playwright (no browser can be downloaded here)."""
     if not Path(CHROMIUM).exists():

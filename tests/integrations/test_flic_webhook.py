@@ -39,7 +39,7 @@ EXPECTED = {"click": "prevention", "double_click": "emergency", "hold": "alarm"}
 @pytest.mark.parametrize("algorithm", ["ES256", "HS256"])
 @pytest.mark.parametrize("click", ["click", "double_click", "hold"])
 def test_each_press_reaches_the_contacts_by_sms_with_the_phone_location(
-        transactional_db, client, world, console, hs_secret, algorithm, click):
+        transactional_db, client, world, console, hs_secret, algorithm, click, place_names):
     register(world, algorithm=algorithm)
     sign = es256 if algorithm == "ES256" else hs256
     response = post(client, sign(claims(click, **with_location(45.76401, 4.83572, 12))))
@@ -118,7 +118,8 @@ BAD = {
     # HS256 signed with the association's public key as the secret: the classic confusion.
     "public key as HMAC secret": (lambda: _hmac_token(claims(), PUBLIC_PEM.encode()), 401, "bad_algorithm"),
     "HS256 with some secret": (lambda: hs256(claims()), 401, "bad_algorithm"),
-    "unknown button": (lambda: es256(claims(serial="ZZ99-Z99999", button_uuid="0" * 32)), 404, "unknown_button"),
+    # Answered like a bad signature: a serial number does not tell whether Balise knows it.
+    "unknown button": (lambda: es256(claims(serial="ZZ99-Z99999", button_uuid="0" * 32)), 401, "invalid_token"),
     "serial and uuid of two buttons": (lambda: es256(claims(button_uuid="f" * 32)), 401, "invalid_token"),
     "no expiry": (lambda: es256({k: v for k, v in claims().items() if k != "exp"}), 401, "invalid_token"),
     "webview token (no click type)": (lambda: es256(claims(None)), 400, "invalid"),
@@ -174,6 +175,10 @@ def test_a_lost_button_is_refused(db, client, world):
     button = register(world)
     Device.objects.filter(pk=button.device_id).update(status=Device.Status.LOST)
     assert post(client, es256(claims())).status_code == 403
+    # Someone who found it, without the association's key, learns nothing more than from
+    # a serial number Balise never saw.
+    forged, unknown = post(client, es256(claims(), key=OTHER_KEY)), post(client, es256(claims(serial="ZZ99-Z99999", button_uuid="0" * 32)))
+    assert (forged.status_code, forged.json()) == (unknown.status_code, unknown.json()) == (401, forged.json())
     assert not Alert.objects.exists()
 
 

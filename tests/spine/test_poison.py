@@ -166,7 +166,7 @@ def test_the_real_year_9999_fix_without_defensive_rendering_is_set_aside(world, 
         assert running.texts_to(world.association.on_call_number, poisoned) == [NOTICE_FR]
 
 
-def test_a_fix_beyond_year_9999_in_utc_is_skipped_on_postgresql(world, other_world):
+def test_a_fix_beyond_year_9999_in_utc_is_skipped_on_postgresql(world, other_world, place_names):
     """9999-12-31T20:00-14:00 is year 10000 in UTC: PostgreSQL stores it, Python cannot
     read it back (reading raises a DataError). Its alert goes out with the fix before."""
     alert = raise_alert(world)

@@ -43,11 +43,14 @@ MIN_SECRET_BYTES = 32
 class FlicError(Exception):
     """A request refused; `code` is stable, the message says why without any secret."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 reason: str | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.field = field
+        # What the server's log says when it differs from the answer (see verify).
+        self.reason = reason or code
 
 
 def secret_variable(association) -> str:
@@ -116,9 +119,10 @@ def verify(token, purpose: str = "webhook") -> tuple[FlicButton, dict]:
     # is checked with that key.
     button = _find_button(unverified.get("buttonSerialNumber"), unverified.get("buttonUuid"))
     if button is None:
-        raise FlicError(404, "unknown_button", "this button is not registered", field="buttonSerialNumber")
-    if button.device.status in (Device.Status.LOST, Device.Status.RETIRED):
-        raise FlicError(403, "device_inactive", "this button is no longer in service")
+        # Answered exactly like a bad signature: whoever holds her button must not learn,
+        # by posting its serial number, that it is registered with Balise.
+        raise FlicError(401, "invalid_token", "the token's signature is not valid", field="token",
+                        reason="unknown_button")
     config = settings_for(button.device.association)
     if algorithm != config.algorithm:
         raise FlicError(401, "bad_algorithm", "the token's algorithm is not the association's", field="token")
@@ -135,6 +139,8 @@ def verify(token, purpose: str = "webhook") -> tuple[FlicButton, dict]:
     except (jwt.InvalidTokenError, jwt.exceptions.InvalidKeyError):
         raise FlicError(401, "invalid_token", "the token's signature is not valid", field="token") from None
     _check_identity(button, claims)
+    if button.device.status in (Device.Status.LOST, Device.Status.RETIRED):
+        raise FlicError(403, "device_inactive", "this button is no longer in service")
     return button, claims
 
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def _error(exc: FlicError) -> JsonResponse:
     # The code only: never the token, the serial number or the claims.
-    log.warning("flic webhook refused: %s", exc.code)
+    log.warning("flic webhook refused: %s", exc.reason)
     fields = [{"field": exc.field, "message": str(exc)}] if exc.field else None
     return error_response(exc.status, exc.code, str(exc), fields)
 
