@@ -69,6 +69,16 @@ def server(tmp_path, world):
     print((tmp_path / "server.log").read_text()[-6000:])
 
 
+def _post(api: httpx.Client, url: str, body: dict) -> httpx.Response:
+    """As a device does: a 503 (busy database) is retried after its Retry-After."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = api.post(url, json=body)
+        if r.status_code != 503 or time.monotonic() > deadline:
+            return r
+        time.sleep(float(r.headers.get("Retry-After", "1")))
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -94,7 +104,7 @@ def test_live_page_follows_the_alert_and_the_answers(server, chromium, world):
     base, outbox = server
     api = httpx.Client(base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {world.token}"}, timeout=10)
     client_id = str(uuid.uuid4())
-    r = api.post("/alerts", json={"client_id": client_id, "kind": "prevention", "gesture": "single",
+    r = _post(api, "/alerts", {"client_id": client_id, "kind": "prevention", "gesture": "single",
                                   "triggered_at": _now(), "fixes": [_fix(45.7578, 4.8320, 30)]})
     assert r.status_code == 201, r.text
     link = _link_for(outbox, world.contacts[0].phone)
@@ -116,7 +126,7 @@ def test_live_page_follows_the_alert_and_the_answers(server, chromium, world):
     page.locator("#map path").nth(1).wait_for()  # accuracy circle + marker (no string eval: the page's CSP forbids it)
 
     # Fixes arrive: the position updates without reloading.
-    r = api.post(f"/alerts/{client_id}/fixes", json={"fixes": [_fix(45.7600, 4.8400, 12)]})
+    r = _post(api, f"/alerts/{client_id}/fixes", {"fixes": [_fix(45.7600, 4.8400, 12)]})
     assert r.status_code == 200, r.text
     expect(page.locator("#coords")).to_have_text("45.76000, 4.84000", timeout=10_000)
     assert "12" in page.inner_text("#accuracy")
@@ -142,7 +152,8 @@ def test_live_page_follows_the_alert_and_the_answers(server, chromium, world):
     fallback = context.new_page()
     fallback.add_init_script("delete window.EventSource")
     fallback.goto(_link_for(outbox, world.contacts[4].phone))
-    api.post(f"/alerts/{client_id}/fixes", json={"fixes": [_fix(45.7700, 4.8500, 8)]})
+    r = _post(api, f"/alerts/{client_id}/fixes", {"fixes": [_fix(45.7700, 4.8500, 8)]})
+    assert r.status_code == 200, r.text
     expect(fallback.locator("#coords")).to_have_text("45.77000, 4.85000", timeout=15_000)
     assert fallback.evaluate("document.documentElement.lang") == "en"  # contact 5 reads English
     context.close()

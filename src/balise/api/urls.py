@@ -54,7 +54,11 @@ def on_too_big(request, exc):
 def on_database_unavailable(request, exc):
     # Overload (no free connection in the pool) or a database restart: the device
     # retries, and client ids make the retry safe whatever was stored.
-    logging.getLogger("balise.api").warning("device API: database unavailable (%s)", type(exc.__cause__ or exc).__name__)
+    # The driver's first line ("database is locked", "connection refused"…) says which;
+    # it holds no request data.
+    reason = str(exc.__cause__ or exc).splitlines()[0][:120] if str(exc.__cause__ or exc) else ""
+    logging.getLogger("balise.api").warning("device API: database unavailable (%s: %s)",
+                                            type(exc.__cause__ or exc).__name__, reason)
     response = error_response(503, "unavailable", "the server is busy; retry with the same ids")
     response["Retry-After"] = "1"
     return response
