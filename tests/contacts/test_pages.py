@@ -13,7 +13,6 @@ from django.utils import timezone
 from balise.alerts.actions import FixIn, add_fixes, cancel_alert
 from balise.alerts.models import Alert
 from balise.people.actions import add_contact
-from balise.tracking import places
 from balise.tracking.models import ContactMessage
 from balise.tracking.sender import run_once
 from balise.tracking.tokens import SALT, make_consent_token, make_token
@@ -31,12 +30,6 @@ def assert_plain_error(response, status, world):
     body = response.content.decode()
     assert "Camille" not in body and "45.7" not in body and "Proche" not in body
     assert response["Cache-Control"] == "no-store" and response["Referrer-Policy"] == "no-referrer"
-
-
-@pytest.fixture
-def place_names():
-    places.preload()
-    assert places._loaded.wait(120), "the offline gazetteer did not load"
 
 
 def test_the_page_shows_who_what_where_and_what_to_do(client, world, place_names):
