@@ -179,9 +179,9 @@ def test_error_paths_log_no_token_and_no_phone_number(world, written_log, monkey
         "put": 405, "get-callback": 405, "csrf-a": 403, "csrf-recording": 403, "unsigned-call": 403,
         "unsigned-sms": 403, "bad-link": 404, "bad-consent": 404, "bad-device": 401, "device-bad-body": 400,
         "500-sms": 500, "500-page": 500, "uvicorn-404": 404, "uvicorn-consent": 404, "uvicorn-500": 500,
-        "short-404": 404, "flic-private-404": 404, "flic-private-bad": 404, "flic-webview-bad": 404,
+        "short-404": 404, "flic-private-404": 404, "flic-private-bad": 404, "flic-webview-bad": 401,
         "pair-bad-code": 400, "get-status": 405, "unsigned-status": 403, "500-pair": 500,
-        "uvicorn-short": 404, "uvicorn-flic": 404,
+        "uvicorn-short": 404, "uvicorn-flic": 401,
     }, status
     text = written_log.getvalue()
     # the paths were logged (masked), so the check below is not vacuous
@@ -192,7 +192,7 @@ def test_error_paths_log_no_token_and_no_phone_number(world, written_log, monkey
                    '"GET /c/***/nope?token=*** HTTP/1.1" 404', "Not Found: /s/***/nope",
                    "Not Found: /integrations/flic/p/***/nope", "Method Not Allowed (GET): /inbound/status/***",
                    "Internal Server Error: /api/v1/pair", "cannot pair {'code': '***'} from /integrations/flic/p/***/",
-                   '"GET /s/***/nope HTTP/1.1" 404', '"GET /integrations/flic/page/?token=*** HTTP/1.1" 404'):
+                   '"GET /s/***/nope HTTP/1.1" 404', '"GET /integrations/flic/page/?token=*** HTTP/1.1" 401'):
         assert logged in text, logged
     flat = re.sub(r"[ .\-]", "", text)
     for secret in _secrets(world, alert, call_token):
