@@ -6,7 +6,7 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from balise.alerts.models import Acknowledgement, Alert, AlertEvent, LocationFix
-from balise.console.timeline import clock, describe_events, staff_name
+from balise.console.timeline import carrier_tone, carrier_word, clock, describe_events, staff_name
 from balise.dispatch.models import Delivery, EscalationTimer
 from balise.dispatch.plans import plan_for
 from balise.tracking.places import nearest
@@ -70,7 +70,12 @@ def _delivery_cell(rows: list[Delivery], calls: dict) -> dict | None:
     d = max(rows, key=lambda r: (r.created_at, str(r.pk)))
     tone, words = _DELIVERY_WORDS[d.state]
     text = words()
-    if d.channel == "voice" and d.state == Delivery.State.SENT:
+    if d.state == Delivery.State.SENT and d.carrier_state:
+        # What the operator reported last (its status callbacks): delivered, voicemail…
+        tone, text = carrier_tone(d.carrier_state), carrier_word(d.carrier_state)
+        if d.carrier_state == "answered":
+            text = _("picked up")
+    elif d.channel == "voice" and d.state == Delivery.State.SENT:
         status = calls.get(str(d.pk))
         if status == "call_answered":
             tone, text = "ok", _("picked up")
