@@ -81,7 +81,7 @@ def test_carrier_reports_read_as_sentences_and_in_the_contact_table(world):
     assert f"Appel à {second.name} : messagerie vocale" in html
     table = html.split('id="contacts"')[1].split("</table>")[0]
     row = table.split(first.name)[1].split("</tr>")[0]
-    assert '<span class="tone-ok">remis</span>' in row
+    assert '<span class="tone-ok">délivré</span>' in row
     row = table.split(second.name)[1].split("</tr>")[0]
     assert '<span class="tone-bad">messagerie vocale</span>' in row
     assert "Rapport de l" not in html and "carrier_state" not in html
