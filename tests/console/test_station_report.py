@@ -314,3 +314,30 @@ def test_her_file_sets_the_reminders_and_a_viewer_or_another_association_cannot(
     Membership.objects.filter(user=world.staff).update(role=Membership.Role.VIEWER)
     assert staff_client(world.staff).post(url, {"period_days": "3"}).status_code == 403
     assert PeriodicTest.objects.get(person=world.person).period_days is None
+
+
+def test_messages_the_operator_reports_undelivered_twice_raise_until_one_gets_through(world):
+    from balise.alerts.actions import resolve_alert
+    from balise.dispatch.models import Delivery
+    from balise.inbound.actions import carrier_status
+
+    contact = world.contacts[0]
+
+    def sms_to_her(alert, report: str) -> None:
+        sms = Delivery.objects.get(alert=alert, contact=contact, channel="sms", purpose="alert")
+        Delivery.objects.filter(pk=sms.pk).update(state="sent", sent_at=timezone.now())
+        assert carrier_status(str(sms.pk), status=report) == "recorded"
+
+    first = raise_alert(world, "prevention")
+    sms_to_her(first, "undelivered")
+    assert run_checks(timezone.now()) == (0, 0)  # once is not twice
+    resolve_alert(first)
+    second = raise_alert(world, "prevention")
+    sms_to_her(second, "failed")
+    assert run_checks(timezone.now()) == (1, 0)
+    assert SupervisionEvent.objects.get().contact_id == contact.pk
+    assert run_checks(timezone.now()) == (0, 0)
+    resolve_alert(second)
+    third = raise_alert(world, "prevention")
+    sms_to_her(third, "delivered")
+    assert run_checks(timezone.now()) == (0, 1)

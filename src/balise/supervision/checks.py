@@ -30,6 +30,9 @@ Kind = SupervisionEvent.Kind
 # Kinds of devices that send heartbeats.
 HEARTBEATING = (Device.Kind.STATION, Device.Kind.PHONE)
 UNDELIVERED_WINDOW = timedelta(days=30)
+# What an operator reports of a message that did not reach its recipient (an unanswered
+# call reached a line: it is not one of them).
+UNDELIVERED_CARRIER_STATES = ("undelivered", "failed")
 
 
 @dataclass(frozen=True)
@@ -78,15 +81,18 @@ def _devices(now: datetime) -> list[Condition]:
 
 
 def _contacts(now: datetime) -> list[Condition]:
-    """Contacts whose last two messages failed (a dead number, a blocked line)."""
+    """Contacts whose last two messages failed (a dead number, a blocked line): set aside
+    by the dispatcher, or sent but reported undelivered (or failed) by the operator."""
     found = []
-    failed = (Delivery.objects.filter(state=Delivery.State.FAILED, contact__isnull=False,
-                                      created_at__gte=now - UNDELIVERED_WINDOW)
+    undelivered = Q(state=Delivery.State.FAILED) | Q(state=Delivery.State.SENT,
+                                                       carrier_state__in=UNDELIVERED_CARRIER_STATES)
+    failed = (Delivery.objects.filter(undelivered, contact__isnull=False, created_at__gte=now - UNDELIVERED_WINDOW)
               .values_list("contact_id", flat=True).distinct())
     for contact in Contact.objects.filter(pk__in=list(failed)).select_related("person"):
         last = list(Delivery.objects.filter(contact=contact, state__in=[Delivery.State.SENT, Delivery.State.FAILED])
-                    .order_by("-created_at").values_list("state", flat=True)[:2])
-        if last == [Delivery.State.FAILED, Delivery.State.FAILED]:
+                    .order_by("-created_at").values_list("state", "carrier_state")[:2])
+        if len(last) == 2 and all(state == Delivery.State.FAILED or carrier in UNDELIVERED_CARRIER_STATES
+                                  for state, carrier in last):
             found.append(Condition(Kind.UNDELIVERED, f"contact:{contact.pk}", contact.person.association_id,
                                    contact_id=contact.pk, person_id=contact.person_id))
     return found
