@@ -53,6 +53,8 @@ def kinds(open_only: bool = True) -> list[str]:
     ({"buttons": [{"hardware_id": "", "connected": False}]}, "hardware_id"),
     ({"buttons": [{"hardware_id": "AA:BB", "connected": True}, {"hardware_id": "AA:BB", "connected": False}]},
      "buttons"),
+    ({"buttons": [{"hardware_id": f"AA:{i:02d}", "connected": True} for i in range(11)]}, "buttons"),
+    ({"buttons": {"hardware_id": "AA:BB", "connected": True}}, "buttons"),
 ])
 def test_a_wrong_station_report_is_refused_naming_the_field(world, body, field):
     r = heartbeat(world, expect=422, **body)
