@@ -134,6 +134,37 @@ def _history(association: Association, user) -> None:
     take_charge(emergency, user)
     for person in (dominique, sacha):
         _quiet(person, now)
+    _carrier_reports(dominique)
+    _station_and_tests(association, dominique, sacha, now)
+
+
+def _carrier_reports(person: Person) -> None:
+    """The operator's reports on her open alarm's first messages, through the same
+    operation as the providers' callbacks: an SMS delivered, a call on voicemail."""
+    from balise.dispatch.models import Delivery
+    from balise.inbound.actions import call_event, carrier_status
+
+    sent = Delivery.objects.filter(alert__person=person, alert__kind="alarm", state=Delivery.State.SENT,
+                                   contact__isnull=False).select_related("contact").order_by("contact__position")
+    sms = next((d for d in sent if d.channel == "sms"), None)
+    if sms is not None:
+        carrier_status(str(sms.pk), status="delivered")
+    call = next((d for d in sent if d.channel == "voice"), None)
+    if call is not None:
+        call_event(str(call.pk), status="completed", answered_by="machine_start")
+
+
+def _station_and_tests(association: Association, dominique: Person, sacha: Person, now) -> None:
+    """Sacha's home station, whose last heartbeat says its microphone is unusable, and
+    Dominique's periodic test reminders (to her own phone)."""
+    from balise.supervision.models import PeriodicTest
+
+    Device.objects.create(association=association, holder=sacha, kind=Device.Kind.STATION,
+                          hardware_id="demo-station-sacha", status=Device.Status.ASSIGNED, last_seen_at=now,
+                          station_version="0.1.0", modem_state="ok", microphone_state="unusable",
+                          buttons_state=[{"hardware_id": "demo-tag-sacha", "connected": True,
+                                          "since": (now - timedelta(days=2)).isoformat()}])
+    PeriodicTest.objects.create(person=dominique, phone="+33612345610")
 
 
 def _quiet(person: Person, now) -> None:

@@ -337,6 +337,10 @@ SUPERVISION_INTERVAL_SECONDS = env_float("BALISE_SUPERVISION_INTERVAL_SECONDS", 
 SUPERVISION_SILENCE_SECONDS = env_int("BALISE_SUPERVISION_SILENCE_SECONDS", 900)
 SUPERVISION_LOW_BATTERY = env_int("BALISE_SUPERVISION_LOW_BATTERY", 20)
 SUPERVISION_TEST_DAYS = env_int("BALISE_SUPERVISION_TEST_DAYS", 15)
+# A test reminder unanswered this long (no test alert) raises "periodic test overdue".
+SUPERVISION_TEST_GRACE_HOURS = env_int("BALISE_SUPERVISION_TEST_GRACE_HOURS", 48)
+# A button its station reports disconnected for longer than this raises an event.
+SUPERVISION_BUTTON_MINUTES = env_int("BALISE_SUPERVISION_BUTTON_MINUTES", 30)
 # Voice messages recorded by the person (device API upload).
 VOICE_MESSAGE_MAX_BYTES = env_int("BALISE_VOICE_MESSAGE_MAX_BYTES", 1024 * 1024)
 # Flic buttons (balise.integrations.flic): clock skew allowed on a token's expiry, and the

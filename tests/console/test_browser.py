@@ -150,7 +150,7 @@ def test_the_demo_board_the_person_s_file_pairing_and_supervision(server, chromi
     supervision list, as a worker sees them (the screenshots of docs/console/)."""
     base, _outbox = server
     create_demo()
-    run_checks(timezone.now())  # her button's battery is low
+    run_checks(timezone.now())  # her button's battery is low; Sacha's station's microphone is unusable
     user = get_user_model().objects.get(username="demo")
     page = _login(chromium, base, user)
     expect(page.locator("#list [data-alert]")).to_have_count(2)
@@ -164,6 +164,7 @@ def test_the_demo_board_the_person_s_file_pairing_and_supervision(server, chromi
     expect(page.locator("h1")).to_contain_text("Dominique")
     expect(page.locator("#devices")).to_contain_text("14 %")
     expect(page.locator("#contacts")).to_contain_text("invité, sans réponse")
+    expect(page.locator("#tests")).to_contain_text("se terminant par 10")  # her test reminders' phone
     _screenshot(page, "person.png", full_page=True)
 
     page.locator("#devices form[action$='/pair'] button").first.click()
@@ -175,6 +176,7 @@ def test_the_demo_board_the_person_s_file_pairing_and_supervision(server, chromi
 
     page.goto(f"{base}/console/supervision/")
     expect(page.locator("#open")).to_contain_text("demo-button-dominique")
+    expect(page.locator("#open")).to_contain_text("micro inutilisable")  # what Sacha's station says of itself
     _screenshot(page, "supervision.png")
     page.goto(f"{base}/console/audit/")
     expect(page.locator("#audit")).to_contain_text("a consulté le dossier")

@@ -37,11 +37,13 @@ def test_the_demo_is_valid_and_fills_the_board(django_user_model):
     assert emergency.kind == "emergency" and emergency.state == Alert.State.ACKNOWLEDGED
     assert emergency.taken_by.username == "demo" and emergency.acknowledgements.filter(contact__person=emergency.person).exists()
     assert not Alert.objects.filter(joined_presses__isnull=False).exists()  # each press raised its own alert
-    assert run_checks(timezone.now()) == (1, 0)  # the low-battery button
+    assert run_checks(timezone.now()) == (2, 0)  # the low-battery button, Sacha's station's microphone
 
     user = django_user_model.objects.get(username=demo.username)
     board = staff_client(user).get(reverse("console:board_list")).content.decode()
     assert board.count("data-alert=") == 2 and "data-supervision=" in board
+    page = staff_client(user).get(reverse("console:alert", args=[alerts["alarm"].pk])).content.decode()
+    assert "SMS délivré à Lou" in page  # the operator's report, as its callback writes it
 
     # The history is for reading: nothing is left to send, the alarm escalates no further today.
     assert not Delivery.objects.filter(state__in=["pending", "sending"]).exclude(alert__person__display_name="Camille").exists()

@@ -57,3 +57,31 @@ def test_every_recorded_event_kind_has_a_french_sentence(world):
     texts = {(e.kind, str(e.data)): line.text for e, line in zip(events, lines)}
     assert texts[("cancel_pin_locked", "{'wrong_pins': 3}")].startswith("3 codes d'annulation erronés")
     assert len({texts[k] for k in texts if k[0] == "delivery_failed"}) == 3, "a fault reads differently"
+
+
+def test_carrier_reports_read_as_sentences_and_in_the_contact_table(world):
+    from django.urls import reverse
+
+    from balise.dispatch.models import Delivery
+    from balise.inbound.actions import call_event, carrier_status
+    from tests.contacts.helpers import raise_alert
+    from tests.personas import staff_client
+
+    alert = raise_alert(world, "alarm")
+    first, second = world.contacts[0], world.contacts[1]
+    sms = Delivery.objects.filter(alert=alert, contact=first, channel="sms").first()
+    assert sms is not None
+    call = Delivery.objects.create(alert=alert, contact=second, channel="voice", recipient=second.phone,
+                                   next_attempt_at=timezone.now(), created_at=timezone.now())
+    Delivery.objects.filter(pk__in=[sms.pk, call.pk]).update(state="sent", sent_at=timezone.now())
+    assert carrier_status(str(sms.pk), status="delivered") == "recorded"
+    assert call_event(str(call.pk), status="completed", answered_by="machine_end_beep") == "recorded"
+    html = staff_client(world.staff).get(reverse("console:alert", args=[alert.pk])).content.decode()
+    assert f"SMS délivré à {first.name}" in html
+    assert f"Appel à {second.name} : messagerie vocale" in html
+    table = html.split('id="contacts"')[1].split("</table>")[0]
+    row = table.split(first.name)[1].split("</tr>")[0]
+    assert '<span class="tone-ok">délivré</span>' in row
+    row = table.split(second.name)[1].split("</tr>")[0]
+    assert '<span class="tone-bad">messagerie vocale</span>' in row
+    assert "Rapport de l" not in html and "carrier_state" not in html

@@ -132,8 +132,12 @@ def heartbeat(request, payload: HeartbeatIn):
     if battery is None and payload.buttons:
         levels = [b.battery_percent for b in payload.buttons if b.battery_percent is not None]
         battery = min(levels) if levels else None
+    buttons = None
+    if payload.buttons is not None:
+        buttons = [{"hardware_id": b.hardware_id, "connected": b.connected, "since": b.since} for b in payload.buttons]
     record_heartbeat(request.auth, battery_percent=battery, button_connected=connected,
-                     station_version=payload.station_version)
+                     station_version=payload.station_version, modem=payload.modem, microphone=payload.microphone,
+                     buttons=buttons)
     active = [Alert.State.OPEN, Alert.State.ACKNOWLEDGED]
     open_alerts = [(a.client_id, a) for a in _own_alerts(request).filter(state__in=active)]
     # Its presses that joined an open alert (perhaps another device's) stay open with it.

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from django.conf import settings
 from django.utils import timezone as django_timezone
 from ninja import Schema
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator
 
 # What the server accepts at its edge; docs/device-api.md states the same ranges.
 EARLIEST = datetime(2020, 1, 1, tzinfo=timezone.utc)
@@ -120,16 +120,33 @@ class CancelOut(Schema):
 
 
 class ButtonIn(Schema):
-    hardware_id: Text = Field(max_length=64)
+    hardware_id: Text = Field(min_length=1, max_length=64)
     connected: Flag
     battery_percent: Percent | None = None
+    # When the button last connected or dropped (the station's clock); absent: the
+    # server counts from the first heartbeat that reported the change.
+    since: Moment | None = None
+
+
+# A station's own parts: "absent" when it has none (or none configured), "unusable" when
+# it has one that does not work. Absent from the heartbeat: nothing known, nothing changed.
+PartState = Literal["ok", "unusable", "absent"]
 
 
 class HeartbeatIn(Schema):
     battery_percent: Percent | None = None
     button_connected: Flag | None = None
     station_version: Text = Field(default="", max_length=40)
-    buttons: list[ButtonIn] = Field(default_factory=list, max_length=10)
+    buttons: list[ButtonIn] | None = Field(default=None, max_length=10)
+    modem: PartState | None = None
+    microphone: PartState | None = None
+
+    @field_validator("buttons")
+    @classmethod
+    def _one_entry_per_button(cls, value):
+        if value is not None and len({b.hardware_id for b in value}) != len(value):
+            raise ValueError("each button may be listed once")
+        return value
 
 
 class OpenAlertOut(Schema):

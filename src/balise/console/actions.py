@@ -126,6 +126,15 @@ def resend_invitation(contact: Contact, user) -> None:
               detail=contact.name)
 
 
+def set_periodic_test(person: Person, user, *, period_days: int | None, phone: str) -> None:
+    """How often she is reminded to test her button, and on which phone."""
+    from balise.supervision.models import PeriodicTest
+
+    with transaction.atomic():
+        PeriodicTest.objects.update_or_create(person=person, defaults={"period_days": period_days, "phone": phone})
+        audit(user, person.association_id, AuditEntry.Action.EDIT_PERSON, person=person, detail="periodic test")
+
+
 def add_person_note(person: Person, user, text: str) -> PersonNote:
     with transaction.atomic():
         note = PersonNote.objects.create(person=person, author=user, text=text[:4000])

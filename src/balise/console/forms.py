@@ -75,6 +75,21 @@ class EnrolForm(PersonForm, PinsForm):
         return data
 
 
+class TestsForm(forms.Form):
+    """Her periodic tests: how often she is reminded, and the phone the reminder goes to."""
+
+    period_days = forms.IntegerField(
+        label=_("test reminder every (days)"), required=False, min_value=0, max_value=365,
+        help_text=_("Empty: the association's default. 0: no reminder and no overdue alarm."))
+    phone = forms.CharField(
+        label=_("her phone, for test reminders"), max_length=20, required=False,
+        help_text=_("A discreet SMS that says nothing of Balise. Empty: no reminder is sent."))
+
+    def clean_phone(self):
+        phone = self.cleaned_data.get("phone", "").strip()
+        return normalize_phone(phone) if phone else ""
+
+
 class NoteForm(forms.Form):
     text = forms.CharField(label=_("note"), max_length=4000, widget=forms.Textarea(attrs={"rows": 2}))
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db.models import Q
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from balise.alerts.models import Acknowledgement, Alert, AlertEvent, LocationFix
-from balise.console.timeline import clock, describe_events, staff_name
+from balise.console.timeline import carrier_tone, carrier_word, clock, describe_events, staff_name
 from balise.dispatch.models import Delivery, EscalationTimer
 from balise.dispatch.plans import plan_for
 from balise.tracking.places import nearest
@@ -70,7 +74,12 @@ def _delivery_cell(rows: list[Delivery], calls: dict) -> dict | None:
     d = max(rows, key=lambda r: (r.created_at, str(r.pk)))
     tone, words = _DELIVERY_WORDS[d.state]
     text = words()
-    if d.channel == "voice" and d.state == Delivery.State.SENT:
+    if d.state == Delivery.State.SENT and d.carrier_state:
+        # What the operator reported last (its status callbacks): delivered, voicemail…
+        tone, text = carrier_tone(d.carrier_state), carrier_word(d.carrier_state)
+        if d.carrier_state == "answered":
+            text = _("picked up")
+    elif d.channel == "voice" and d.state == Delivery.State.SENT:
         status = calls.get(str(d.pk))
         if status == "call_answered":
             tone, text = "ok", _("picked up")
@@ -151,11 +160,70 @@ def detail(alert: Alert) -> dict:
     }
 
 
-def supervision_events(association_ids: list[int], open_: bool = True) -> list[dict]:
-    """Supervision events of these associations as sentences, newest first."""
+def supervision_events(association_ids: list[int], open_: bool = True, reminders: bool = True) -> list[dict]:
+    """Supervision events of these associations as sentences, newest first; the test
+    reminders (not technical alarms: the board leaves them out) with their result."""
     from balise.supervision.messages import describe
     from balise.supervision.models import SupervisionEvent
 
     rows = (SupervisionEvent.objects.filter(association__in=association_ids, cleared_at__isnull=open_)
             .select_related("device", "person", "contact").order_by("-raised_at", "-id"))
-    return [{"event": e, "text": describe(e), "raised_clock": clock(e.raised_at)} for e in rows]
+    if not reminders:
+        rows = rows.exclude(kind=SupervisionEvent.Kind.TEST_REMINDER)
+    rows = list(rows[:200])
+    results = _reminder_results([e for e in rows if e.kind == SupervisionEvent.Kind.TEST_REMINDER])
+    return [{"event": e, "text": describe(e), "raised_clock": clock(e.raised_at), "result": results.get(e.pk)}
+            for e in rows]
+
+
+def _reminder_results(events: list) -> dict[int, dict]:
+    """{reminder event id: {"tone", "text"}}: her test alert received after the reminder
+    (before the next one), still awaited, or missed."""
+    if not events:
+        return {}
+    from balise.supervision.models import SupervisionEvent
+
+    # Overdue as the supervision found it (its clock), not by this page's clock.
+    overdue = set(SupervisionEvent.objects.filter(kind=SupervisionEvent.Kind.TEST_OVERDUE, cleared_at__isnull=True,
+                                                  person__in={e.person_id for e in events})
+                  .values_list("person_id", flat=True))
+    tests: dict[int, list] = {}
+    for person_id, at in (Alert.objects.filter(person__in={e.person_id for e in events}, kind="test",
+                                                created_at__gte=min(e.raised_at for e in events))
+                          .order_by("created_at").values_list("person_id", "created_at")):
+        tests.setdefault(person_id, []).append(at)
+    results = {}
+    for e in events:
+        test = next((at for at in tests.get(e.person_id, []) if at >= e.raised_at
+                     and (e.cleared_at is None or at <= e.cleared_at)), None)
+        if test is not None:
+            results[e.pk] = {"tone": "ok", "text": _("test received on %(time)s") % {
+                "time": formats.date_format(timezone.localtime(test), "SHORT_DATETIME_FORMAT")}}
+        elif e.cleared_at is None and e.person_id in overdue:
+            results[e.pk] = {"tone": "bad", "text": _("no test yet: overdue")}
+        elif e.cleared_at is None:
+            results[e.pk] = {"tone": "wait", "text": _("waiting for her test")}
+        else:
+            results[e.pk] = {"tone": "bad", "text": _("no test before the next reminder")}
+    return results
+
+
+def periodic_tests(person) -> dict:
+    """Her periodic tests for her file: the period, where the reminder goes (the end of
+    the number only), her last test, the next reminder and the last reminders' results."""
+    from balise.supervision.models import PeriodicTest, SupervisionEvent
+
+    plan = PeriodicTest.objects.filter(person=person).first()
+    days = plan.period_days if plan is not None and plan.period_days is not None else settings.SUPERVISION_TEST_DAYS
+    last_test = (Alert.objects.filter(person=person, kind="test").order_by("-created_at")
+                 .values_list("created_at", flat=True).first())
+    since = max(person.created_at, last_test) if last_test else person.created_at
+    reminders = list(SupervisionEvent.objects.filter(person=person, kind=SupervisionEvent.Kind.TEST_REMINDER)
+                     .order_by("-raised_at", "-id")[:10])
+    results = _reminder_results(reminders)
+    return {
+        "plan": plan, "days": days, "default": plan is None or plan.period_days is None,
+        "phone_end": plan.phone[-2:] if plan is not None and plan.phone else "",
+        "last_test": last_test, "next_due": since + timedelta(days=days) if days > 0 else None,
+        "reminders": [{"sent_at": r.raised_at, "result": results[r.pk]} for r in reminders],
+    }

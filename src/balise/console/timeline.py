@@ -82,7 +82,33 @@ def _channel(channel: str) -> str:
 FAILED_STATES = ("undelivered", "failed", "no_answer", "busy")
 
 
-def _carrier_state(state: str) -> str:
+def carrier_tone(state: str) -> str:
+    """How a carrier state reads: "ok" (it arrived), "bad" (it did not), "wait"."""
+    if state in ("delivered", "read", "answered"):
+        return "ok"
+    if state in FAILED_STATES or state == "voicemail":
+        return "bad"
+    return "wait"
+
+
+def carrier_sentence(channel: str, who: str, state: str) -> str:
+    """An operator's report on one message as a sentence: "SMS delivered to Alex",
+    "Call to Sam: voicemail"."""
+    if channel == "voice":
+        return _("Call to %(who)s: %(state)s") % {"who": who, "state": carrier_word(state)}
+    sentence = {
+        "sent": _("SMS to %(who)s handed to the network"),
+        "delivered": _("SMS delivered to %(who)s"),
+        "undelivered": _("SMS not delivered to %(who)s"),
+        "failed": _("SMS to %(who)s refused by the operator"),
+        "read": _("SMS read by %(who)s"),
+    }.get(state)
+    if sentence is None:
+        return _("SMS to %(who)s: %(state)s") % {"who": who, "state": carrier_word(state)}
+    return sentence % {"who": who}
+
+
+def carrier_word(state: str) -> str:
     return {
         "accepted": _("accepted"), "scheduled": _("scheduled"), "queued": _("queued"), "sending": _("sending"),
         "sent": _("sent"), "delivered": _("delivered"), "undelivered": _("not delivered"), "failed": _("failed"),
@@ -170,9 +196,9 @@ def _sentence(event: AlertEvent, alert: Alert, names: _Names) -> tuple[str, str]
     if k == "on_call_notified":
         return _("The on-call line was told that messages of this alert could not be sent"), "alarm"
     if k == "carrier_state":
-        return _("Operator report on the %(channel)s to %(who)s: %(state)s") % {
-            "channel": _("call") if d.get("channel") == "voice" else _("SMS"), "who": names.of_delivery(d),
-            "state": _carrier_state(d.get("state", ""))}, "alarm" if d.get("state") in FAILED_STATES else ""
+        state = str(d.get("state", ""))
+        return (carrier_sentence(d.get("channel", ""), names.of_delivery(d), state),
+                "alarm" if carrier_tone(state) == "bad" else ("good" if carrier_tone(state) == "ok" else ""))
     if k == "escalation_fault":
         return _("Escalation step %(step)d hit an internal error: trying again") % {"step": d.get("step", 0)}, "alarm"
     if k == "escalation_failed":

@@ -23,6 +23,7 @@ urlpatterns += [
     path("people/<int:pk>/edit", views.person_edit, name="person_edit"),
     path("people/<int:pk>/pins", views.person_pins, name="person_pins"),
     path("people/<int:pk>/notes", views.person_note, name="person_note"),
+    path("people/<int:pk>/tests", views.person_tests, name="person_tests"),
     path("people/<int:pk>/contacts", views.contact_add, name="contact_add"),
     path("people/<int:pk>/contacts/<int:contact_pk>/invite", views.contact_invite, name="contact_invite"),
 ]

@@ -17,7 +17,7 @@ from balise.alerts.models import Alert, Outcome
 from balise.associations.models import Association
 from balise.console import access, actions, pairing, present
 from balise.console.access import staff_view
-from balise.console.forms import ContactForm, EnrolForm, NoteForm, PairForm, PersonForm, PinsForm
+from balise.console.forms import ContactForm, EnrolForm, NoteForm, PairForm, PersonForm, PinsForm, TestsForm
 from balise.console.models import AuditEntry, PersonNote, Protection
 from balise.devices.models import Device
 from balise.people.models import Person
@@ -43,7 +43,7 @@ def _no_store(response):
 def _list_context(request, focus: int | None = None) -> dict:
     ids = access.association_ids(request)
     alerts = [present.summary(a) for a in present.board_alerts(ids)]
-    return {"cards": alerts, "focus": focus, "supervision": present.supervision_events(ids), "several": len(ids) > 1}
+    return {"cards": alerts, "focus": focus, "supervision": present.supervision_events(ids, reminders=False), "several": len(ids) > 1}
 
 
 def _detail_context(request, alert: Alert) -> dict:
@@ -164,7 +164,11 @@ def _person_context(request, person: Person, **forms_) -> dict:
         }),
         "pins_form": PinsForm(), "contact_form": ContactForm(), "note_form": NoteForm(), "pair_form": PairForm(),
         "has_pins": bool(person.cancel_pin_hash and person.duress_pin_hash),
+        "tests": present.periodic_tests(person),
     }
+    plan = context["tests"]["plan"]
+    context["tests_form"] = TestsForm(initial={"period_days": plan.period_days if plan else None,
+                                               "phone": plan.phone if plan else ""})
     context.update(forms_)
     return context
 
@@ -248,6 +252,18 @@ def contact_invite(request, pk: int, contact_pk: int):
         raise Http404
     actions.resend_invitation(contact, request.user)
     messages.success(request, _("The invitation was sent again."))
+    return _to_person(person)
+
+
+@require_POST
+@staff_view
+def person_tests(request, pk: int):
+    person = _acting_on_person(request, pk)
+    form = TestsForm(request.POST)
+    if not form.is_valid():
+        return _person_page(request, person, status=400, tests_form=form)
+    actions.set_periodic_test(person, request.user, **form.cleaned_data)
+    messages.success(request, _("Her test reminders were saved."))
     return _to_person(person)
 
 

@@ -50,13 +50,45 @@ def authenticate_token(token: str) -> Device | None:
     return credential.device
 
 
-def record_heartbeat(device: Device, *, battery_percent=None, button_connected=None, station_version="") -> None:
-    with transaction.atomic():
-        fields = {"last_seen_at": timezone.now()}
-        if battery_percent is not None:
-            fields["battery_percent"] = battery_percent
-        if button_connected is not None:
-            fields["button_connected"] = button_connected
-        if station_version:
-            fields["station_version"] = station_version
-        Device.objects.filter(pk=device.pk).update(**fields)
+def button_states(previous, reported: list[dict], now) -> list[dict]:
+    """The buttons' state to keep from a heartbeat: each reported button with the time it
+    last connected or dropped — the station's `since` if it sent one (never in the
+    future), else the time kept from an earlier heartbeat that saw the same state, else
+    NOW (the first heartbeat that reports the change)."""
+    known = {b.get("hardware_id"): b for b in previous if isinstance(b, dict)} if isinstance(previous, list) else {}
+    states = []
+    for b in reported:
+        since = b.get("since")
+        if since is not None:
+            since = min(since, now).isoformat()
+        else:
+            before = known.get(b["hardware_id"])
+            if before is not None and before.get("connected") == b["connected"] and before.get("since"):
+                since = before["since"]
+            else:
+                since = now.isoformat()
+        states.append({"hardware_id": b["hardware_id"], "connected": b["connected"], "since": since})
+    return states
+
+
+def record_heartbeat(device: Device, *, battery_percent=None, button_connected=None, station_version="",
+                     modem=None, microphone=None, buttons=None) -> None:
+    """One UPDATE of the device row. MODEM and MICROPHONE ("ok", "unusable", "absent") and
+    BUTTONS ([{"hardware_id", "connected", "since"}]) are what a station says of itself;
+    None leaves what is known unchanged."""
+    now = timezone.now()
+    fields = {"last_seen_at": now}
+    if battery_percent is not None:
+        fields["battery_percent"] = battery_percent
+    if button_connected is not None:
+        fields["button_connected"] = button_connected
+    if station_version:
+        fields["station_version"] = station_version
+    if modem is not None:
+        fields["modem_state"] = modem
+    if microphone is not None:
+        fields["microphone_state"] = microphone
+    if buttons is not None:
+        # DEVICE is the row read when its token was checked: its earlier button states.
+        fields["buttons_state"] = button_states(device.buttons_state, buttons, now)
+    Device.objects.filter(pk=device.pk).update(**fields)

@@ -37,6 +37,13 @@ class Device(models.Model):
     battery_percent = models.PositiveSmallIntegerField(_("battery"), null=True, blank=True)
     button_connected = models.BooleanField(_("button connected"), null=True, blank=True)
     station_version = models.CharField(_("station version"), max_length=40, blank=True)
+    # What a station said of itself in its last heartbeat ("" when it said nothing):
+    # its GSM modem and its microphone ("ok", "unusable", "absent"), and each button it
+    # listens to: [{"hardware_id": "AA:BB:…", "connected": false, "since": "<iso time>"}],
+    # `since` being when that button last connected or dropped.
+    modem_state = models.CharField(_("modem"), max_length=10, blank=True)
+    microphone_state = models.CharField(_("microphone"), max_length=10, blank=True)
+    buttons_state = models.JSONField(_("buttons"), default=list, blank=True)
     last_seen_at = models.DateTimeField(_("last seen"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 

@@ -29,11 +29,35 @@ def describe(event: SupervisionEvent) -> str:
         return _("The last two messages to %(contact)s, contact of %(person)s, were not delivered.") % {
             "contact": event.contact.name if event.contact_id else "?", "person": person}
     if event.kind == Kind.TEST_OVERDUE:
-        return _("%(person)s has not tested her button for more than %(days)d days.") % {
-            "person": person, "days": settings.SUPERVISION_TEST_DAYS}
+        return _("%(person)s has not tested her button despite the reminder.") % {"person": person}
+    if event.kind == Kind.MODEM:
+        return _("The %(device)s of %(person)s reports its GSM modem unusable: no SMS fallback if the internet "
+                 "fails.") % {"device": device, "person": person}
+    if event.kind == Kind.MICROPHONE:
+        return _("The %(device)s of %(person)s reports its microphone unusable: no recording.") % {
+            "device": device, "person": person}
+    if event.kind == Kind.BUTTON_LOST:
+        return _("The button %(button)s of %(person)s has been disconnected from her station for more than "
+                 "%(minutes)d minutes.") % {"button": event.detail, "person": person,
+                                            "minutes": settings.SUPERVISION_BUTTON_MINUTES}
+    if event.kind == Kind.PROVIDER:
+        return _("The sending provider %(provider)s is failing: messages go through the others.") % {
+            "provider": event.detail}
+    if event.kind == Kind.TEST_REMINDER:
+        return _("Test reminder sent to %(person)s.") % {"person": person}
     return _("Technical alarm.")
 
 
+def reminder_text() -> str:
+    """The reminder to test her button, in the active language: nothing in it tells
+    whoever reads her phone what it is about."""
+    return _("Reminder: it is time for your usual check. Thank you.")
+
+
 def notice_text(event: SupervisionEvent) -> str:
+    if event.kind == Kind.TEST_REMINDER:
+        language = event.person.language if event.person_id else settings.LANGUAGE_CODE
+        with translation.override(language):
+            return to_gsm7(reminder_text())
     with translation.override(settings.LANGUAGE_CODE):
         return to_gsm7(_("Balise supervision: %(what)s") % {"what": describe(event)})

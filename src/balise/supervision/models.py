@@ -14,6 +14,13 @@ class SupervisionEvent(models.Model):
         LOW_BATTERY = "low_battery", _("low battery")
         UNDELIVERED = "undelivered", _("messages to a contact undelivered")
         TEST_OVERDUE = "test_overdue", _("periodic test overdue")
+        MODEM = "modem", _("modem unusable")
+        MICROPHONE = "microphone", _("microphone unusable")
+        BUTTON_LOST = "button_lost", _("button disconnected")
+        PROVIDER = "provider", _("provider failing")
+        # Not a technical alarm: the discreet reminder to the person to test her button,
+        # open until her test alert arrives (the result) or the next reminder is due.
+        TEST_REMINDER = "test_reminder", _("test reminder")
 
     association = models.ForeignKey("associations.Association", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
@@ -22,6 +29,8 @@ class SupervisionEvent(models.Model):
     person = models.ForeignKey("people.Person", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     # What the condition was on: one open episode per (kind, subject).
     subject = models.CharField(max_length=40)
+    # What the event is about when no row says it: a button's address, a provider's name.
+    detail = models.CharField(max_length=64, blank=True)
     raised_at = models.DateTimeField(_("raised"))
     cleared_at = models.DateTimeField(_("cleared"), null=True, blank=True)
 
@@ -51,3 +60,16 @@ class SupervisionNotice(OutboxMessage):
         verbose_name = _("supervision notice")
         verbose_name_plural = _("supervision notices")
         indexes = [models.Index(fields=["state", "next_attempt_at"])]
+
+
+class PeriodicTest(models.Model):
+    """How a person is reminded to test her button: every `period_days` (empty: the
+    default, BALISE_SUPERVISION_TEST_DAYS; 0: never), by a discreet SMS to her own phone."""
+
+    person = models.OneToOneField("people.Person", on_delete=models.CASCADE, related_name="periodic_test")
+    period_days = models.PositiveSmallIntegerField(_("test reminder every (days)"), null=True, blank=True)
+    phone = models.CharField(_("her phone, for test reminders"), max_length=20, blank=True)
+
+    class Meta:
+        verbose_name = _("periodic test")
+        verbose_name_plural = _("periodic tests")
