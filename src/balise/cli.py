@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     from balise.providers.cli import add_parser as add_providers_parser
 
     add_providers_parser(sub)
+    from balise.reports.cli import add_parser as add_reports_parser
+
+    add_reports_parser(sub)
     return parser
 
 
