@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from balise.programmes.models import Programme
 
@@ -26,5 +26,4 @@ def readable_programmes(user) -> QuerySet:
     if not user.is_authenticated:
         return Programme.objects.none()
     mine = list(user.memberships.values_list("association_id", flat=True))
-    return Programme.objects.filter(pk__in=Programme.objects.filter(funders__user=user).values("pk").union(
-        Programme.objects.filter(associations__in=mine).values("pk"))).order_by("-starts_on", "name")
+    return Programme.objects.filter(Q(funders__user=user) | Q(associations__in=mine)).distinct()
