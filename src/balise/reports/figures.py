@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, Exists, Min, OuterRef, Q, Subquery
-from django.db.models.functions import TruncMonth
+from django.db.models import Count, Exists, Min, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -119,17 +118,14 @@ def compute(associations: list[Association], starts_on: date, ends_on: date, *, 
 
     alerts = Alert.objects.filter(association_id__in=ids, created_at__gte=start, created_at__lt=end)
     real = alerts.filter(kind__in=REAL_KINDS)
-    t = Table("kinds", _("Alerts by kind"), [(k.value, k.label) for k in REAL_KINDS], additive=True)
-    t.values = _grouped(real, "kind")
-    tables.append(t)
-
     months = _months(starts_on, ends_on)
-    t = Table("months", _("Alerts by month"), [(m.isoformat()[:7], m.isoformat()[:7]) for m in months], additive=True)
-    for a, m, n in (real.annotate(m=TruncMonth("created_at")).values_list("association_id", "m").annotate(n=Count("id"))
-                    .values_list("association_id", "m", "n")):
-        key = (m.date() if isinstance(m, datetime) else m).isoformat()[:7]
-        t.values[(key, a)] = t.values.get((key, a), 0) + n
-    tables.append(t)
+    kinds = Table("kinds", _("Alerts by kind"), [(k.value, k.label) for k in REAL_KINDS], additive=True)
+    by_month = Table("months", _("Alerts by month"), [(m.isoformat()[:7], m.isoformat()[:7]) for m in months],
+                     additive=True)
+    outcomes = Table("outcomes", _("How alerts ended"),
+                     [(o.value, o.label) for o in Outcome] + [(NO_OUTCOME, _("no outcome recorded"))], additive=True)
+    timing = _alerts(real, ids, kinds, by_month, outcomes)
+    tables += [kinds, by_month]
 
     tests = alerts.filter(kind=Kind.TEST)
     reached = Delivery.objects.filter(alert=OuterRef("pk"), state=Delivery.State.SENT).exclude(
@@ -142,10 +138,7 @@ def compute(associations: list[Association], starts_on: date, ends_on: date, *, 
         t.values[("failed", a)] = n
     tables.append(t)
 
-    t = Table("outcomes", _("How alerts ended"),
-              [(o.value, o.label) for o in Outcome] + [(NO_OUTCOME, _("no outcome recorded"))], additive=True)
-    t.values = {((k or NO_OUTCOME), a): n for (k, a), n in _grouped(real, "outcome").items()}
-    tables.append(t)
+    tables.append(outcomes)
 
     t = Table("messages", _("Messages"), [("undelivered", _("messages undelivered"))])
     for a, n in (Delivery.objects.filter(alert__in=alerts).filter(
@@ -162,7 +155,6 @@ def compute(associations: list[Association], starts_on: date, ends_on: date, *, 
 
     tables.append(_evidence(ids, start, end))
 
-    timing = _timing(real, ids)
     budget = programme.device_budget if programme is not None else None
     return Figures(programme, title or (programme.name if programme else ""), starts_on, ends_on, associations,
                    tables, timing, months, budget)
@@ -182,15 +174,26 @@ def _evidence(ids: list[int], start: datetime, end: datetime) -> Table:
     return t
 
 
-def _timing(real, ids: list[int]) -> dict[int | str, Timing]:
-    first_contact = (Acknowledgement.objects.filter(alert=OuterRef("pk")).exclude(channel=Acknowledgement.Channel.STAFF)
-                     .exclude(answer=Acknowledgement.Answer.CANNOT_HELP).order_by().values("alert")
-                     .annotate(first=Min("at")).values("first"))
-    rows = real.annotate(first_contact=Subquery(first_contact)).values_list(
-        "association_id", "created_at", "taken_at", "first_contact")
+def _add(table: Table, row: str, association_id: int) -> None:
+    table.values[(row, association_id)] = table.values.get((row, association_id), 0) + 1
+
+
+def _alerts(real, ids: list[int], kinds: Table, months: Table, outcomes: Table) -> dict[int | str, Timing]:
+    """One pass over the real alerts of the period (and one grouped query for the first
+    answer of a contact to each): kinds, months, outcomes and times."""
+    first_contact = dict(
+        Acknowledgement.objects.filter(alert__in=real).exclude(channel=Acknowledgement.Channel.STAFF)
+        .exclude(answer=Acknowledgement.Answer.CANNOT_HELP).order_by().values_list("alert_id")
+        .annotate(first=Min("at")).values_list("alert_id", "first"))
     timing: dict[int | str, Timing] = {a: Timing() for a in ids}
     timing["all"] = Timing()
-    for association_id, created, taken, contact in rows.iterator(chunk_size=5000):
+    tz = timezone.get_current_timezone()
+    rows = real.order_by().values_list("pk", "association_id", "kind", "outcome", "created_at", "taken_at")
+    for pk, association_id, kind, outcome, created, taken in rows.iterator(chunk_size=5000):
+        _add(kinds, kind, association_id)
+        _add(months, created.astimezone(tz).date().isoformat()[:7], association_id)
+        _add(outcomes, outcome or NO_OUTCOME, association_id)
+        contact = first_contact.get(pk)
         for t in (timing[association_id], timing["all"]):
             t.alerts += 1
             if contact is not None:
