@@ -86,7 +86,7 @@ def to_pdf(reports: list[Published], charts_of) -> bytes:
         story.append(Paragraph(escape(notice()), small))
         story.append(Spacer(1, 0.3 * cm))
         header = [""] + [name for _c, name in published.columns]
-        width = (landscape(A4)[0] - 3 * cm - 7 * cm) / len(published.columns)
+        width = (landscape(A4)[0] - 3 * cm - 8.5 * cm) / len(published.columns)
         style = TableStyle([
             ("FONTSIZE", (0, 0), (-1, -1), 8), ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8eef4")),
             ("ALIGN", (1, 1), (-1, -1), "RIGHT"), ("GRID", (0, 0), (-1, -1), 0.25, colors.grey),
@@ -95,11 +95,11 @@ def to_pdf(reports: list[Published], charts_of) -> bytes:
             data = [[table.title] + header[1:]]
             for row, label in zip(table.row_keys, table.row_labels):
                 data.append([label] + [table.text(row, c) for c, _n in published.columns])
-            t = Table(data, colWidths=[7 * cm] + [width] * len(published.columns), repeatRows=1)
+            t = Table(data, colWidths=[8.5 * cm] + [width] * len(published.columns), repeatRows=1)
             t.setStyle(style)
             story += [t, Spacer(1, 0.25 * cm)]
         data = [[_("Times")] + header[1:]] + [[label, *values] for label, values in timing_rows(published)]
-        t = Table(data, colWidths=[7 * cm] + [width] * len(published.columns))
+        t = Table(data, colWidths=[8.5 * cm] + [width] * len(published.columns))
         t.setStyle(style)
         story += [t, PageBreak()]
         for title, png in charts_of(published):
