@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from django.db.models import Count, Exists, Min, OuterRef, Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -127,15 +127,15 @@ def compute(associations: list[Association], starts_on: date, ends_on: date, *, 
     timing = _alerts(real, ids, kinds, by_month, outcomes)
     tables += [kinds, by_month]
 
-    tests = alerts.filter(kind=Kind.TEST)
-    reached = Delivery.objects.filter(alert=OuterRef("pk"), state=Delivery.State.SENT).exclude(
-        carrier_state__in=UNDELIVERED)
+    # A test failed when none of its messages was sent and delivered.
+    tests = list(alerts.filter(kind=Kind.TEST).order_by().values_list("pk", "association_id"))
+    reached = set(Delivery.objects.filter(alert__in=alerts.filter(kind=Kind.TEST), state=Delivery.State.SENT)
+                  .exclude(carrier_state__in=UNDELIVERED).order_by().values_list("alert_id", flat=True).distinct())
     t = Table("tests", _("Tests"), [("done", _("tests done")), ("failed", _("tests failed"))])
-    for a, n in tests.values_list("association_id").annotate(n=Count("id")).values_list("association_id", "n"):
-        t.values[("done", a)] = n
-    for a, n in (tests.filter(~Exists(reached)).values_list("association_id").annotate(n=Count("id"))
-                 .values_list("association_id", "n")):
-        t.values[("failed", a)] = n
+    for pk, association_id in tests:
+        _add(t, "done", association_id)
+        if pk not in reached:
+            _add(t, "failed", association_id)
     tables.append(t)
 
     tables.append(outcomes)
