@@ -15,10 +15,12 @@ from balise.closure import actions
 from balise.closure.models import FileClosure
 from balise.devices.models import Device
 from balise.dispatch.messages import render_contact_message
+from balise.integrations.flic.models import CheckIn
 from balise.people.models import Person
 from balise.stock import actions as stock
 from balise.stock.models import State
 from balise.tracking.models import ContactMessage
+from balise.voice.models import VoiceMessage
 from tests.contacts.helpers import raise_alert
 from tests.personas import staff_client
 
@@ -62,14 +64,19 @@ def test_personal_data_is_erased_after_the_retention_period_and_statistics_stay(
     assert LocationFix.objects.filter(alert=alert).exists()
     actions.set_retention(world.association.pk, 30)
     now = timezone.now()
+    VoiceMessage.objects.create(person=world.person, audio=b"OggS", content_type="audio/ogg", size=4, sha256="0" * 64)
+    timer = CheckIn.objects.create(person=world.person, device=world.device, due_at=now + timedelta(hours=2))
     actions.close_file(world.person, world.staff, "ended", now=now)
+    timer.refresh_from_db()
+    assert timer.state == CheckIn.State.CONFIRMED  # a check-in she left running never fires
     ContactMessage.objects.update(state="sent")
     assert actions.erase_due(now + timedelta(days=29)).erased == 0
     assert Person.objects.get(pk=world.person.pk).display_name == "Camille"
     assert actions.erase_due(now + timedelta(days=31)).erased == 1
     person = Person.objects.get(pk=world.person.pk)
-    assert person.display_name == "" and person.cancel_pin_hash == "" and not person.contacts.exists()
+    assert person.display_name == actions.ERASED and person.cancel_pin_hash == "" and not person.contacts.exists()
     assert not LocationFix.objects.filter(alert__person=person).exists()
+    assert not VoiceMessage.objects.filter(person=person).exists()  # her recorded voice
     assert not alert.deliveries.exclude(recipient="").exists()
     # The alert itself stays, anonymous, for the report.
     kept = Alert.objects.get(pk=alert.pk)

@@ -27,11 +27,14 @@ from django.utils.translation import gettext as _
 from balise.closure.models import FileClosure, Reason, Retention
 from balise.console.actions import audit
 from balise.console.models import AuditEntry, PersonNote, Protection
+from balise.integrations.flic.models import CheckIn, FlicButton
 from balise.people.models import Contact, Person
 
 # Contacts still told at closing: those who accepted, and those invited who have not answered.
 TOLD = (Contact.Consent.ACCEPTED, Contact.Consent.PENDING)
 PROTECTION_ENDED = "protection_ended"
+# The name left on an erased file (no language: it is stored).
+ERASED = "—"
 
 
 class ClosureError(Exception):
@@ -59,8 +62,13 @@ def close_file(person: Person, user, reason: str, now: datetime | None = None) -
         locked = Person.objects.select_for_update().get(pk=person.pk)
         if FileClosure.objects.filter(person=locked).exists():
             raise ClosureError(_("Her file is already closed."))
-        for device in list(locked.devices.all()):
+        devices = list(locked.devices.all())
+        for device in devices:
             take_back(device, user, note=str(Reason(reason).label), now=now)
+        # Her Flic page stops working and a check-in timer she left running never fires.
+        FlicButton.objects.filter(device__in=devices).update(page_token_hash="")
+        CheckIn.objects.filter(person=locked, state=CheckIn.State.PENDING).update(
+            state=CheckIn.State.CONFIRMED, closed_at=now)
         told = list(locked.contacts.filter(consent__in=TOLD))
         # The contacts' own outbox, as for the invitation (balise.tracking): drained by the dispatcher.
         ContactMessage.objects.bulk_create([ContactMessage(contact=c, template=PROTECTION_ENDED) for c in told])
@@ -107,6 +115,7 @@ def erase_person(person_id: int, now: datetime) -> None:
     from balise.stock.models import Movement
     from balise.supervision.models import SupervisionEvent
     from balise.tracking.models import ShortLink
+    from balise.voice.models import VoiceMessage
 
     with transaction.atomic():
         person = Person.objects.select_for_update().get(pk=person_id)
@@ -121,12 +130,17 @@ def erase_person(person_id: int, now: datetime) -> None:
         AlertEvent.objects.filter(alert__in=alerts).update(data={})
         alerts.update(outcome_note="")
         PersonNote.objects.filter(person=person).delete()
+        VoiceMessage.objects.filter(person=person).delete()  # her recorded voice
+        CheckIn.objects.filter(person=person).delete()
+        FlicButton.objects.filter(device__in=alerts.values("device")).update(
+            last_lat=None, last_lon=None, last_accuracy_m=None, last_located_at=None)
         AuditEntry.objects.filter(person=person).update(detail="")
         Movement.objects.filter(person=person).update(person=None)
-        person.display_name = ""
+        person.display_name = ERASED
         person.cancel_pin_hash = person.duress_pin_hash = ""
         person.prevention_text = ""
-        person.save(update_fields=["display_name", "cancel_pin_hash", "duress_pin_hash", "prevention_text"])
+        person.language = Person._meta.get_field("language").default
+        person.save(update_fields=["display_name", "cancel_pin_hash", "duress_pin_hash", "prevention_text", "language"])
         FileClosure.objects.filter(person=person).update(erased_at=now, held_since=None)
 
 

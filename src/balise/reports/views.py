@@ -62,8 +62,7 @@ def report(request):
         })
     query = request.GET.urlencode()
     return _no_store(render(request, "reports/report.html", {
-        "form": form, "sections": sections, "query": query, "notice": rendering.notice(),
-        "funder_only": not request.user.memberships.exists()}, status=status))
+        "form": form, "sections": sections, "query": query, "notice": rendering.notice()}, status=status))
 
 
 def _download(request, content_type: str, extension: str, make):
