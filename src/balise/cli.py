@@ -79,6 +79,7 @@ def _print_demo(demo, base: str) -> None:
     print("\n=== Démonstration Balise ===")
     print(f"Back-office : {base}/admin/   identifiant : {demo.username}   mot de passe : {demo.password}")
     print(f"Console de permanence : {base}/console/   (mêmes identifiants)")
+    print(f"Bilan du programme fictif : {base}/console/report/   (financeur : demo-financeur, même mot de passe)")
     print("À la première connexion, installez la double authentification (application TOTP).")
     print(f"Jeton du bouton virtuel : {demo.device_token}")
     print(f"Code d'annulation : {demo.cancel_pin}   code sous contrainte : {demo.duress_pin}")
@@ -197,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     from balise.providers.cli import add_parser as add_providers_parser
 
     add_providers_parser(sub)
+    from balise.reports.cli import add_parser as add_reports_parser
+
+    add_reports_parser(sub)
     return parser
 
 

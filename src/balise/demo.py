@@ -86,6 +86,7 @@ def create_demo() -> Demo:
     token = issue_token(device)
     if not Person.objects.filter(association=association, display_name="Dominique").exists():
         _history(association, user)
+    create_demo_programme(password)
     return Demo("demo", password, token, device.hardware_id, DEMO_CANCEL_PIN, DEMO_DURESS_PIN)
 
 
@@ -185,3 +186,33 @@ def _quiet(person: Person, now) -> None:
     # The open alarm's next step is far away: the demo never calls anyone by itself.
     EscalationTimer.objects.filter(alert__person=person, state=EscalationTimer.State.PENDING).update(
         due_at=now + timedelta(days=1))
+
+
+DEMO_PROGRAMME = "experimentation-fictive"
+DEMO_FUNDER = "demo-financeur"
+
+
+def create_demo_programme(password: str, today=None):
+    """A six-month programme of clearly fictitious activity (balise.programmes.sample),
+    ended yesterday, so that the evaluation report shows what it will look like; its
+    funder logs in as DEMO_FUNDER with the demo's password. Made once."""
+    from datetime import timedelta
+
+    from balise.programmes.models import FunderAccess, Programme
+    from balise.programmes.sample import generate
+
+    funder, _ = get_user_model().objects.get_or_create(username=DEMO_FUNDER)
+    funder.set_password(password)
+    funder.save()
+    programme = Programme.objects.filter(slug=DEMO_PROGRAMME).first()
+    if programme is None:
+        today = today or timezone.localdate()
+        ends_on = today - timedelta(days=1)
+        starts_on = ends_on - timedelta(days=182)
+        programme = generate(
+            slug=DEMO_PROGRAMME, name="Expérimentation fictive – Région Exemple", funder="Région Exemple (fictive)",
+            associations=[("demo", "Association de démonstration"), ("fictive-nord", "Association fictive du Nord"),
+                          ("fictive-sud", "Association fictive du Sud")],
+            starts_on=starts_on, ends_on=ends_on, persons=120, alerts=1500, budget=150, recent_tests=True).programme
+    FunderAccess.objects.get_or_create(user=funder, programme=programme)
+    return programme

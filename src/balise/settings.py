@@ -86,6 +86,10 @@ INSTALLED_APPS = [
     "balise.console",
     "balise.supervision",
     "balise.integrations.flic",
+    "balise.programmes",
+    "balise.stock",
+    "balise.closure",
+    "balise.reports",
 ]
 
 MIDDLEWARE = [
@@ -329,6 +333,9 @@ CONSOLE_VOICE_DELAY = env_float("BALISE_CONSOLE_VOICE_DELAY", 2.0)
 # Console: one-time device pairing codes live this long; wrong codes allowed per source
 # and overall within that time before the exchange answers "too many attempts".
 PAIRING_CODE_TTL = env_int("BALISE_PAIRING_CODE_TTL", 15 * 60)
+# Days a closed file keeps its personal data before `balise erase-closed` erases it,
+# unless the association set its own period (balise.closure).
+RETENTION_DAYS = env_int("BALISE_RETENTION_DAYS", 90)
 PAIRING_MAX_FAILURES = env_int("BALISE_PAIRING_MAX_FAILURES", 10)
 PAIRING_MAX_FAILURES_TOTAL = env_int("BALISE_PAIRING_MAX_FAILURES_TOTAL", 200)
 # Supervision (technical alarms): how often the checks run; a heartbeating device silent

@@ -28,6 +28,8 @@ class LoginView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def get_default_redirect_url(self):
+        if not self.request.user.memberships.exists():  # a funder: her programme's report
+            return reverse("reports:report")
         return reverse("console:board")
 
 

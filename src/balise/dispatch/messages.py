@@ -300,6 +300,9 @@ def render_contact_message(template: str, contact, link: str) -> str:
         elif template == "stepped_down":
             text = _("Balise: you are no longer a trusted contact of %(name)s. To come back: %(link)s") % {
                 "name": name, "link": link}
+        elif template == "protection_ended":  # (balise.closure: her file is closed)
+            text = _("Balise: the protection of %(name)s has ended. You will no longer receive her alerts.") % {
+                "name": name}
         else:
             raise ValueError(f"unknown contact message template {template!r}")
         return to_gsm7(text)

@@ -1,0 +1,42 @@
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Reason(models.TextChoices):
+    ENDED = "ended", _("protection ended")
+    MOVED = "moved", _("moved away")
+    DECEASED = "deceased", _("deceased")
+    WITHDREW = "withdrew", _("withdrew her consent")
+
+
+class FileClosure(models.Model):
+    """The end of a person's protection. Her personal data is erased once `erase_after`
+    has passed (balise.closure.actions.erase_due); what stays is anonymous: the person
+    row without a name nor codes, her alerts' kinds, times and outcomes."""
+
+    person = models.OneToOneField("people.Person", on_delete=models.CASCADE, related_name="closure")
+    association = models.ForeignKey("associations.Association", on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(_("reason"), max_length=10, choices=Reason.choices)
+    closed_at = models.DateTimeField(_("closed"), db_index=True)
+    closed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    erase_after = models.DateTimeField(_("personal data erased after"), db_index=True)
+    erased_at = models.DateTimeField(_("personal data erased"), null=True, blank=True)
+    # Set while evidence of hers is under legal hold: the erasure waits for the hold to end.
+    held_since = models.DateTimeField(_("erasure held by a legal hold since"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("closed file")
+        verbose_name_plural = _("closed files")
+
+
+class Retention(models.Model):
+    """How long an association keeps a closed file before erasing its personal data
+    (BALISE_RETENTION_DAYS when it has set nothing)."""
+
+    association = models.OneToOneField("associations.Association", on_delete=models.CASCADE, related_name="retention")
+    days = models.PositiveIntegerField(_("days kept after closing"))
+
+    class Meta:
+        verbose_name = _("retention period")
+        verbose_name_plural = _("retention periods")
