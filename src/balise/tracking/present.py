@@ -245,7 +245,8 @@ def page_state(alert: Alert, contact, now: datetime | None = None) -> dict:
         "tone": tone,
         "status_text": status_text,
         "duress_text": fix["updated_text"] if alert.duress and fix else "",
-        "dont_call": alert.kind != "test" and (alert.is_active or alert.duress),
+        # (under duress the band says it)
+        "dont_call": alert.kind != "test" and alert.is_active and not alert.duress,
         "active": alert.is_active,
         "fix": fix,
         "trail": [[f.lat, f.lon] for f in fixes],
