@@ -58,6 +58,11 @@ def test_the_band_names_answers_and_only_police_or_association_calm_it(world):
     s = state(alert, me)
     assert s["tone"] == "calm" and f"{world.contacts[3].name} called the police at " in s["status_text"]
     assert [a["text"].endswith(".") for a in s["answers"]] == [True, True, True]
+    assert s["status_text"].index("called the police") < s["status_text"].index("is on the way") < s[
+        "status_text"].index("cannot help")  # the police first
+    answer_alert(alert, channel="page", answer="on_my_way", contact=alex)  # Alex changed his mind
+    s = state(alert, me)
+    assert "cannot help" not in s["status_text"] and len(s["answers"]) == 4
     fr = state(alert, me, "fr")
     assert f"{world.contacts[3].name} a appelé la police à " in fr["status_text"]
 

@@ -124,6 +124,14 @@ def test_the_first_screen_answers_first_and_the_band_names_who_answered(server, 
     assert in_first_screen(page, "#answer-form button") == [] and in_first_screen(page, ".todo .call") == []
     page.screenshot(path=str(ARTIFACTS / "contact-first-screen-answers-390x844.png"))
 
+    # In English too (contact 5 reads English).
+    english = context.new_page()
+    english.goto(_link_for(outbox, world.contacts[4].phone))
+    assert english.inner_text("#headline") == "Camille is in grave danger"
+    assert "Do not call her" in english.inner_text("#dont-call")
+    assert in_first_screen(english, "#answer-form button") == [] and in_first_screen(english, ".todo .call") == []
+    english.close()
+
     # At night: the dark scheme, still without violations.
     page.emulate_media(color_scheme="dark")
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(18, 18, 18)"

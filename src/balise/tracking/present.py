@@ -90,6 +90,8 @@ def _answer_sentence(who: str, answer: str, at: str) -> str:
 # Answers that let the others stand down: the police were called, or the association is on
 # it. "On my way" does not: until someone is with her, the others go on calling.
 SETTLING = ("called_police", "acknowledged")
+# The band names the police first, then who is on the way, then who cannot help.
+_BAND_ORDER = {"called_police": 0, "acknowledged": 0, "on_my_way": 1, "cannot_help": 2}
 
 
 def _status(alert: Alert, answers: list[dict], closed_at_text: str) -> tuple[str, str, str]:
@@ -101,7 +103,8 @@ def _status(alert: Alert, answers: list[dict], closed_at_text: str) -> tuple[str
             "time": closed_at_text}
     if alert.state == Alert.State.RESOLVED:
         return "resolved", "closed", _("Her association closed this alert at %(time)s.") % {"time": closed_at_text}
-    current = [a for a in answers if not a["before_duress"]]
+    latest = {a["who"]: a for a in answers if not a["before_duress"]}  # each one's last word
+    current = sorted(latest.values(), key=lambda a: _BAND_ORDER.get(a["answer"], 0))
     said = " ".join(a["text"] for a in current)
     if alert.duress:
         head = _("Her alert was cancelled under duress: she is in grave danger. Do not call her.")
