@@ -9,7 +9,7 @@ from django.utils import timezone
 from ninja import Router, Status
 
 from balise.alerts import actions
-from balise.alerts.models import Alert, JoinedPress
+from balise.alerts.models import Acknowledgement, Alert, JoinedPress
 from balise.api.errors import error_response
 from balise.api.schemas import (
     AlertIn,
@@ -39,19 +39,41 @@ def _fixes(items) -> list[actions.FixIn]:
     ]
 
 
+def _duress_view(alert: Alert) -> tuple[bool, int]:
+    """(acknowledged, fixes) of an alert cancelled under duress as the device must see it:
+    frozen when the duress PIN was typed, exactly as a cancel freezes them (answers and
+    fixes that came after stay for her contacts and the association, not for the device)."""
+    at = alert.events.filter(kind="duress").order_by("at").values_list("at", flat=True).first()
+    if at is None:
+        return False, alert.fixes.count()
+    acknowledged = alert.acknowledgements.filter(at__lte=at).exclude(
+        answer=Acknowledgement.Answer.CANNOT_HELP).exists()
+    return acknowledged, alert.fixes.filter(received_at__lte=at).count()
+
+
 def _alert_out(alert: Alert, client_id: uuid.UUID) -> dict:
     """ALERT as the device knows it, by its CLIENT_ID: a press that joined an open alert
-    shows that alert (kind, state, fixes) under its own client id, with joined_to."""
+    shows that alert (kind, state, fixes) under its own client id, with joined_to. An
+    alert cancelled under duress reads like a cancelled one, field for field."""
+    if alert.duress:
+        acknowledged, fixes = _duress_view(alert)
+    else:
+        acknowledged, fixes = alert.acknowledged_at is not None, alert.fixes.count()
     return {
         "id": alert.pk,
         "client_id": client_id,
         "joined_to": alert.client_id if alert.client_id != client_id else None,
         "kind": alert.kind,
         "state": alert.device_state,
-        "acknowledged": alert.acknowledged_at is not None and not alert.duress,
+        "acknowledged": acknowledged,
         "created_at": alert.created_at,
-        "fixes": alert.fixes.count(),
+        "fixes": fixes,
     }
+
+
+def _closed_error():
+    """What fixes for a closed alert get (balise.alerts.actions.add_fixes)."""
+    return _alert_error(actions.AlertError("alert_closed", "the alert is closed", status=409))
 
 
 def _own_alerts(request):
@@ -107,6 +129,10 @@ def add_fixes(request, client_id: uuid.UUID, payload: FixesIn):
         accepted, duplicates = actions.add_fixes(alert, _fixes(payload.fixes))
     except actions.AlertError as exc:
         return _alert_error(exc)
+    if alert.duress:
+        # Kept for her contacts and the association, answered as for a cancelled alert:
+        # the station keeps sending whatever it is told.
+        return _closed_error()
     return Status(200, {"accepted": accepted, "duplicates": duplicates})
 
 

@@ -225,7 +225,7 @@ def first_sms(alert, fix, link: str) -> str:
     one place that writes it."""
     name = alert.person.display_name
 
-    def text(who: str, where: str) -> str:
+    def text(who: str, where: str, warn: bool = False) -> str:
         if alert.duress:
             head = _("BALISE: %(name)s in grave danger, made to cancel: do NOT call her") % {
                 "name": who}
@@ -235,10 +235,20 @@ def first_sms(alert, fix, link: str) -> str:
             todo = _("No action needed.")
         else:
             head = _("BALISE: %(name)s %(what)s") % {"name": who, "what": _short_kind(alert.kind)}
-            todo = _("Call 17 or 112. Reply OK if you go.")
+            todo = (_("Call 17 or 112. Do not call her. Reply OK if you go.") if warn
+                    else _("Call 17 or 112. Reply OK if you go."))
         return to_gsm7(f"{head}{where or '.'} {link} {todo}")
 
     places = _short_places(fix)
+    # "Do not call her" (calling her is the panic reflex, and the dangerous one) goes in
+    # when it fits with the place's name; it is dropped before the place name becomes
+    # coordinates. (Under duress the head says it already.)
+    if not alert.duress and alert.kind != "test":
+        named = places[:-2] if len(places) > 2 else places[:-1]
+        for where in named:
+            candidate = text(name, where, warn=True)
+            if septets(candidate) <= SMS_PART:
+                return candidate
     for where in places:
         candidate = text(name, where)
         if septets(candidate) <= SMS_PART:

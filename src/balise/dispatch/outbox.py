@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from balise.dispatch import wakeup
 from balise.dispatch.models import Delivery, EscalationTimer
-from balise.dispatch.plans import Send, plan_for
+from balise.dispatch.plans import DURESS_QUIET_ANSWERS, Send, plan_for
 
 
 def recipients(alert, audience: str, rank: int | None = None) -> list[tuple[object | None, str, str]]:
@@ -31,20 +31,39 @@ def recipients(alert, audience: str, rank: int | None = None) -> list[tuple[obje
     return [(c, c.phone, c.language) for c in contacts]
 
 
+def not_to_call(alert) -> set[int]:
+    """Contacts an alert under duress does not call again: those whose last answer is
+    that they called the police. Her association takes the calling over; they still get
+    the duress SMS, and their page asks them to confirm (see DURESS_QUIET_ANSWERS)."""
+    if not alert.duress:
+        return set()
+    from balise.alerts.models import Acknowledgement
+
+    last: dict[int, str] = {}
+    for contact_id, answer in (Acknowledgement.objects.filter(alert=alert, contact__isnull=False)
+                               .order_by("at", "id").values_list("contact_id", "answer")):
+        last[contact_id] = answer
+    return {c for c, answer in last.items() if answer in DURESS_QUIET_ANSWERS}
+
+
 def write_deliveries(
     alert, sends: tuple[Send, ...], *, purpose: str, template: str, skip_sms: bool = False,
     skip_sms_to: frozenset[int] = frozenset(), already: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Delivery]:
     """SKIP_SMS / SKIP_SMS_TO: the device already texted everyone / these contacts itself;
-    ALREADY: (phone, channel) pairs the alert has reached already."""
+    ALREADY: (phone, channel) pairs the alert has reached already. Under duress, contacts
+    who called the police are not called again (not_to_call)."""
     now = timezone.now()
     rows = []
     seen = set(already)
+    quiet = not_to_call(alert) if any(s.channel == "voice" for s in sends) else set()
     for send in sends:
         if skip_sms and send.channel == "sms":
             continue
         for contact, phone, language in recipients(alert, send.audience, send.rank):
             if send.channel == "sms" and contact is not None and contact.pk in skip_sms_to:
+                continue
+            if send.channel == "voice" and contact is not None and contact.pk in quiet:
                 continue
             if (phone, send.channel) in seen:
                 continue

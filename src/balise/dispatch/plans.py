@@ -112,7 +112,11 @@ DEFAULT_PLANS: dict[str, Plan] = {
     "test": Plan(initial=(Send("sms", "on_call"),)),
 }
 
-# Sent at once when the cancel code was typed under duress: everybody, by every channel.
+# Sent at once when the cancel code was typed under duress: everybody, by every channel,
+# except calls to contacts whose last answer is one of DURESS_QUIET_ANSWERS (they already
+# called the police: the duress SMS asks them to confirm, the association calls for them);
+# the same holds for every later step of the chain (balise.dispatch.outbox.not_to_call).
+DURESS_QUIET_ANSWERS = ("called_police",)
 DURESS_STEP = Step(0, (Send("voice", "all"), Send("sms", "all"), Send("voice", "on_call"), Send("sms", "on_call")))
 
 

@@ -21,3 +21,15 @@ def normalize_phone(value: str, region: str = DEFAULT_REGION) -> str:
 def validate_phone(value: str) -> None:
     if value and normalize_phone(value) != value:
         raise ValidationError(_("Phone numbers are stored in international form, for example +33612345678."), code="not_e164")
+
+
+def readable_phone(value: str, region: str = DEFAULT_REGION) -> str:
+    """An E.164 number as a reader in REGION dials it (+33472000000: 04 72 00 00 00); a
+    number from elsewhere in international form; anything unparsable as it is."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return value
+    style = (phonenumbers.PhoneNumberFormat.NATIONAL if phonenumbers.region_code_for_number(number) == region
+             else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    return phonenumbers.format_number(number, style)

@@ -79,13 +79,27 @@ def answer_alert(alert: Alert, *, channel: str, answer: str = Acknowledgement.An
             raise NotAllowed("not a contact of this alert")
         if contact is not None:
             last = locked.acknowledgements.filter(contact=contact).order_by("-at", "-id").first()
-            if last is not None and last.answer == answer:
+            if last is not None and last.answer == answer and not answered_before_duress(locked, last):
                 return last  # a second tap, or a provider retrying its callback
         was_open = locked.state == Alert.State.OPEN
         ack = acknowledge_alert(locked, channel=channel, contact=contact, staff=staff, answer=answer)
         if was_open and answer != Acknowledgement.Answer.CANNOT_HELP:
             _tell_the_others(Alert.objects.select_related("person").get(pk=locked.pk), contact)
         return ack
+
+
+def duress_at(alert: Alert):
+    """When the duress PIN was typed on ALERT, or None."""
+    if not alert.duress:
+        return None
+    return alert.events.filter(kind="duress").order_by("at").values_list("at", flat=True).first()
+
+
+def answered_before_duress(alert: Alert, ack: Acknowledgement, at=None) -> bool:
+    """Whether ACK predates the duress PIN: such an answer is kept and shown, and its
+    contact is asked to confirm it (the same answer again is then recorded)."""
+    at = at if at is not None else duress_at(alert)
+    return at is not None and ack.at <= at
 
 
 def _tell_the_others(alert: Alert, responder: Contact | None) -> None:

@@ -37,6 +37,9 @@ class Place:
     region: str
     country_code: str
     distance_km: float
+    # Where the gazetteer puts the place (its centre): for "1.2 km north-east of".
+    lat: float = 0.0
+    lon: float = 0.0
 
     def label(self) -> str:
         return f"{self.name} ({self.region})" if self.region and self.region != self.name else self.name
@@ -88,4 +91,13 @@ def nearest(lat: float, lon: float, wait: float = 0.0) -> Place | None:
     if km > MAX_DISTANCE_KM:
         return None
     region = match.get("county") or match.get("state") or ""
-    return Place(match["city"], region, match.get("country_code", ""), km)
+    return Place(match["city"], region, match.get("country_code", ""), km, match["latitude"], match["longitude"])
+
+
+def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """The initial bearing from (lat1, lon1) to (lat2, lon2), in degrees from north."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dl = math.radians(lon2 - lon1)
+    x = math.sin(dl) * math.cos(p2)
+    y = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
+    return (math.degrees(math.atan2(x, y)) + 360.0) % 360.0

@@ -11,4 +11,5 @@ urlpatterns = [
     path("a/<str:token>/answer", views.alert_answer, name="answer"),
     path("c/<str:token>", views.consent, name="consent"),
     path("s/<str:token>", views.short_link, name="short"),
+    path("favicon.ico", views.favicon, name="favicon"),
 ]

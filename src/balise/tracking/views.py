@@ -30,6 +30,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from balise.alerts.models import Acknowledgement, Alert
 from balise.people.models import Contact
+from balise.people.phones import readable_phone
 from balise.tracking import actions
 from balise.tracking.present import link_expired, page_state, version
 from balise.tracking.tokens import make_consent_token, read_consent_token, read_token
@@ -243,11 +244,17 @@ def consent(request, token: str):
         choice = request.POST.get("choice", "")
         if choice not in ("accept", "decline"):
             return _private(render(request, "tracking/consent.html", {
-                "contact": contact, "person": contact.person, "error": True}, status=400))
+                **_consent_context(contact), "error": True}, status=400))
         actions.set_consent(contact, accept=choice == "accept")
         return redirect(reverse("tracking:consent", args=[token]) + "?done=1")
     return _private(render(request, "tracking/consent.html", {
-        "contact": contact, "person": contact.person, "done": request.GET.get("done") == "1"}))
+        **_consent_context(contact), "done": request.GET.get("done") == "1"}))
+
+
+def _consent_context(contact) -> dict:
+    return {"contact": contact, "person": contact.person,
+            "association_phone": readable_phone(contact.person.association.on_call_number)}
+
 
 
 @require_GET
@@ -263,3 +270,13 @@ def short_link(request, token: str):
     if expired:
         return _error(request, 410)
     return _private(redirect(tracking_url(scope.alert_id, scope.contact_id)))
+
+
+@require_GET
+def favicon(request):
+    """/favicon.ico, which browsers ask for whatever the page says: the pages' icon."""
+    from django.templatetags.static import static
+
+    response = redirect(static("tracking/favicon.svg"))
+    response["Cache-Control"] = "public, max-age=86400"
+    return response

@@ -12,18 +12,45 @@
   function text(id, value) { var el = $(id); if (el && el.textContent !== value) el.textContent = value || ""; }
   function tpl(id) { return $(id).innerHTML; }
 
+  var tileErrors = 0, tilesLoaded = 0;
+  function mapNote(id) {
+    var note = $("map-status");
+    if (id) { note.textContent = tpl(id); note.hidden = false; } else { note.hidden = true; }
+  }
+  function tilesState() {
+    // Tiles that all fail (a weak network, a blocked server) leave a grey box: say so.
+    if (tileErrors > 0 && tilesLoaded === 0) mapNote("t-tiles-off");
+    else if (tilesLoaded > 0) mapNote(null);
+  }
+  function unfocusable() {
+    // The map is hidden from screen readers (the position is written above it): nothing
+    // in it may take the keyboard focus either.
+    Array.prototype.forEach.call($("map").querySelectorAll("a, button, [tabindex]"), function (el) {
+      el.setAttribute("tabindex", "-1");
+    });
+    $("map").removeAttribute("tabindex");
+  }
+
   function drawMap() {
-    if (!state.fix) return;
+    if (!state.fix) { mapNote(null); return; }
     if (!window.L) {
-      if (document.readyState === "complete") $("map").textContent = tpl("t-map-off");
+      if (document.readyState === "complete") mapNote("t-map-off");
       return;
     }
     try {
       if (!map) {
         $("map").innerHTML = "";
-        map = L.map("map", { zoomControl: true, attributionControl: true });
+        map = L.map("map", { zoomControl: false, attributionControl: true, keyboard: false });
         var tiles = page.dataset.tilesUrl;
-        if (tiles) L.tileLayer(tiles, { maxZoom: 19, attribution: page.dataset.tilesAttribution }).addTo(map);
+        if (tiles) {
+          var layer = L.tileLayer(tiles, { maxZoom: 19, attribution: page.dataset.tilesAttribution });
+          layer.on("tileerror", function () { tileErrors += 1; tilesState(); });
+          layer.on("tileload", function () { tilesLoaded += 1; tilesState(); });
+          layer.addTo(map);
+          mapNote(null);
+        } else {
+          mapNote("t-no-tiles");
+        }
         layers = L.layerGroup().addTo(map);
       }
       layers.clearLayers();
@@ -33,25 +60,36 @@
       L.circleMarker(here, { radius: 8, color: "#fff", weight: 3, fillColor: "#b00020", fillOpacity: 1 }).addTo(layers);
       var zoom = state.fix.acc && state.fix.acc > 500 ? 14 : 17;
       map.setView(here, map._loaded ? map.getZoom() : zoom);
+      unfocusable();
     } catch (e) {
-      $("map").textContent = tpl("t-map-off");
+      mapNote("t-map-off");
     }
   }
 
+  function show(id, value) { var el = $(id); el.hidden = !value; }
+
   function render(s) {
     state = s;
-    page.className = "alert kind-" + s.kind + " status-" + s.status;
+    page.className = "alert kind-" + s.kind + " status-" + s.status + " tone-" + s.tone;
     text("headline", s.headline);
     text("since", s.since_text);
     text("status", s.status_text);
+    show("dont-call", s.dont_call);
+    text("duress-text", s.duress_text); show("duress-text", s.duress_text);
+    text("confirm-text", s.confirm_text); show("confirm-text", s.confirm_text);
+    var police = $("police-line");
+    if (police.firstChild && police.firstChild.nodeType === 3) police.firstChild.textContent = (s.police_line || "") + " ";
+    show("police-line", s.police_line);
     $("answer-section").hidden = !s.active;
+    $("todo").hidden = !s.active;
     $("fix").hidden = !s.fix;
     $("nofix").hidden = !!s.fix;
+    text("reached", s.reached_text); show("reached", s.reached_text);
     if (s.fix) {
       text("place", s.fix.place_text);
       text("coords", s.fix.coords);
       text("accuracy", s.fix.accuracy_text);
-      text("fix-age", s.fix.at_text);
+      text("fix-age", s.fix.updated_text);
       $("fix-age").className = s.fix.stale ? "stale" : "";
       ["geo", "apple", "google", "osm"].forEach(function (k) { $("map-" + k).href = s.fix.links[k]; });
     }
@@ -61,13 +99,9 @@
       var none = document.createElement("li"); none.className = "none"; none.textContent = tpl("t-nobody"); list.appendChild(none);
     }
     s.answers.forEach(function (a) {
-      var li = document.createElement("li"), who = document.createElement("strong"), at = document.createElement("span");
+      var li = document.createElement("li");
       if (a.mine) li.className = "mine";
-      who.textContent = a.who;
-      at.className = "at"; at.textContent = a.at_text;
-      li.appendChild(who);
-      li.appendChild(document.createTextNode((a.mine ? " " + tpl("t-you") : "") + " " + a.text + " "));
-      li.appendChild(at);
+      li.textContent = a.text + (a.mine ? " " + tpl("t-you") : "");
       list.appendChild(li);
     });
     Array.prototype.forEach.call(document.querySelectorAll("#answer-form button"), function (b) {
@@ -133,5 +167,6 @@
   });
 
   window.addEventListener("load", drawMap);
+  mapNote(null);
   render(state);
 })();
