@@ -73,6 +73,10 @@ class Sender:
         self._alert_wake.set()
         self._background_wake.set()
 
+    def seen(self, result: ApiResult) -> None:
+        """Any answer (or none) from the server: reachable, token refused, last success."""
+        self._seen(result)
+
     def _seen(self, result: ApiResult) -> None:
         reachable = result.status is not None and result.status < 500
         if reachable != self.server_reachable:

@@ -119,7 +119,7 @@ def test_enrol_against_a_server_without_evidence_says_so(tmp_path, device_api: F
     p = config(tmp_path, device_api.url)
     r = cli("enrol", "--config", str(p))
     assert r.returncode == 1 and "not enrolled: device key not registered: HTTP 404" in r.stdout
-    key = tmp_path / "balise-station-data" / "evidence-device-key.pem"
+    key = tmp_path / "xdg-state" / "balise-station" / "evidence-device-key.pem"  # the default: outside the tree
     assert key.stat().st_mode & 0o077 == 0
     key.write_text("not a key")
     r = cli("enrol", "--config", str(p))
