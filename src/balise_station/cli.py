@@ -94,7 +94,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """What the running station last reported, and live checks of each part: the token and
     the server (a call that needs the token), the modem (an AT probe), the microphone."""
-    cfg = load_config(args.config, need_token=False)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        if not str(exc).startswith("no device token"):
+            raise
+        cfg = load_config(args.config, need_token=False)  # not paired yet: status says so
     try:
         status: dict[str, Any] = json.loads(cfg.status_path.read_text())
         status["started"] = True
