@@ -460,6 +460,77 @@ def cmd_buttons_add(args: argparse.Namespace) -> int:
     return _add_button(args.config, args.name, chosen.address, chosen.kind, bonded)
 
 
+# -- install, selftest ---------------------------------------------------------------------------
+def cmd_install(args: argparse.Namespace) -> int:
+    """Writes the systemd unit (its own user, groups bluetooth, dialout, audio), a configuration
+    if there is none, the state directory; as root into "/", creates the user and enables it."""
+    from urllib.parse import urlsplit
+
+    from balise_station.kit import apply_plan, install_plan
+
+    parts = urlsplit(args.server)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return _fail(f"--server must be an http(s) URL (got {args.server!r})")
+    prefix = Path(args.prefix).resolve()
+    plan = install_plan(prefix, args.server.rstrip("/"), user=args.user)
+    system = prefix == Path("/")
+    if args.dry_run:
+        for d, mode in plan.dirs:
+            print(f"would create {d} (mode {mode:o})")
+        for path, content, _mode in plan.files:
+            print(f"would write {path}:")
+            print("".join(f"    {line}\n" for line in content.splitlines()), end="")
+        for cmd in plan.commands:
+            print("would run: " + " ".join(cmd))
+        return EXIT_OK
+    if system and os.geteuid() != 0:
+        return _fail("installing into / needs root (sudo), or use --prefix DIR / --dry-run")
+    try:
+        rc = apply_plan(plan, run_commands=system, out=print)
+    except OSError as exc:
+        return _fail(f"cannot install: {exc}")
+    if rc == 0:
+        print("next: balise-station pair CODE --config /etc/balise/station.toml, then "
+              "balise-station buttons add --config /etc/balise/station.toml, then sudo systemctl start balise-station"
+              if system else f"installed under {prefix}; the commands above are for root on the station")
+    return EXIT_DEGRADED if rc else EXIT_OK
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Siren at low volume, 2 s recorded, modem AT probe, server and token, a test alert,
+    each button in range: one green (OK) or red (FAIL) line per part; exit 1 if any failed."""
+    from balise_station import kit
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        if not str(exc).startswith("no device token"):
+            raise
+        cfg = load_config(args.config, need_token=False)
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    checks: list[Any] = []
+
+    def show(new: list[Any]) -> None:
+        for c in new:
+            print(kit.render(c, colour), flush=True)
+        checks.extend(new)
+
+    with contextlib.ExitStack() as stack:
+        port = None
+        if cfg.modem.enabled and cfg.modem.simulated:
+            from balise_station.sim.modem import SimulatedModem
+
+            port = stack.enter_context(SimulatedModem()).port
+        show([asyncio.run(kit.check_siren(cfg))])
+        show([kit.check_microphone(cfg, args.record_seconds)])
+        show([kit.check_modem(cfg, port)])
+    show(asyncio.run(kit.check_server_and_alert(cfg)))
+    show(asyncio.run(kit.check_buttons(cfg, BLE_BACKENDS["scanner"], args.scan_seconds)))
+    failed = [c for c in checks if not c.ok]
+    print(f"selftest: {len(checks) - len(failed)} part(s) ok" + (f", {len(failed)} FAILING" if failed else ""))
+    return EXIT_DEGRADED if failed else EXIT_OK
+
+
 # -- simulate -----------------------------------------------------------------------------
 def _load_trace(path: str) -> Any:
     try:
@@ -654,6 +725,20 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--kind", choices=sorted(BUTTON_KINDS), help="with --address (default led-button)")
     add.add_argument("--no-bond", action="store_true", help="do not bond (pair at the Bluetooth level)")
     add.set_defaults(func=cmd_buttons_add)
+
+    ins = sub.add_parser("install", help="install as a systemd service running as its own user")
+    ins.add_argument("--server", required=True, help="the association's Balise server (https://...)")
+    ins.add_argument("--prefix", default="/", help="install under this directory instead of / (for packaging, tests)")
+    ins.add_argument("--user", default="balise", help="the service's own user (default balise)")
+    ins.add_argument("--dry-run", action="store_true", help="print what would be written and run; change nothing")
+    ins.set_defaults(func=cmd_install)
+
+    stt = sub.add_parser("selftest", help="siren, microphone, modem, server, token, test alert, buttons: "
+                                          "one line per part (stop the service first)")
+    stt.add_argument("--config", "-c", required=True)
+    stt.add_argument("--record-seconds", type=float, default=2.0)
+    stt.add_argument("--scan-seconds", type=float, default=10.0)
+    stt.set_defaults(func=cmd_selftest)
 
     sim = sub.add_parser("simulate", help="a button in the terminal (keyboard) or a scripted trace")
     sim.add_argument("--config", "-c", help="run the whole station with it; without, only decode gestures")
