@@ -140,6 +140,8 @@ class Station:
     def button_edge(self, button: str, edge: Edge, t: float | None = None) -> None:
         """A press or release from any button (Bluetooth, keyboard, script)."""
         t = self.clock() if t is None else t
+        if edge is Edge.PRESS and self.siren.playing:
+            self.siren.mute()  # feedback at once; a single then stops it, another gesture brings it back
         for g in self.router.feed(button, edge, t):
             self._gesture(g)
         self._schedule_poll()
@@ -163,16 +165,21 @@ class Station:
         self.gestures.append(g)
         log.info("gesture %s on button %s", g.gesture.value, g.button)
         if g.gesture is Gesture.SINGLE and self.siren.playing:
-            self._spawn(self.siren.stop())
+            self._spawn(self._siren_stopped_by_tap())
             self._siren_for.clear()
             log.info("siren stopped by a single press (any recording goes on)")
             if self.on_gesture:
                 self.on_gesture(g, None)
             return
+        self.siren.unmute()
         cid = self.raise_alert(alert_kind(g.gesture, self.test_mode, self.cfg.alerts.test_gesture),
                                g.gesture.value, g.button)
         if self.on_gesture:
             self.on_gesture(g, cid)
+
+    async def _siren_stopped_by_tap(self) -> None:
+        await self.siren.stop()
+        await self.siren.acknowledge()
 
     # -- alerts --------------------------------------------------------------
     def raise_alert(self, kind: str, gesture: str, button: str = "") -> str:

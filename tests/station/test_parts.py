@@ -212,3 +212,30 @@ def test_a_401_in_an_offline_queue_loses_nothing_and_re_pairing_delivers_once(
     ob.close()
     status = json.loads((tmp_path / "state" / "status.json").read_text())
     assert status["token_refused"] is False
+
+
+# -- a tap during the siren --------------------------------------------------------------
+def test_a_tap_during_the_siren_gets_feedback_at_once(tmp_path, device_api: FakeDeviceApi) -> None:
+    from balise_station.gestures import Edge
+    from station_fakes import tap
+
+    cfg = write_config(tmp_path, device_api.url, token_line=f'token = "{TOKEN}"')
+
+    async def body(station: Station):
+        station.raise_alert("alarm", "long")
+        assert station.siren.playing and not station.siren.muted
+        station.button_edge("sim", Edge.PRESS)
+        assert station.siren.muted, "silent at the press itself, before the gesture is decided"
+        station.button_edge("sim", Edge.RELEASE)
+        await wait_for(lambda: not station.siren.playing)
+        await wait_for(lambda: station.siren.acknowledged == 1)  # two soft beeps: the tap was taken
+        assert station.siren.sink.bytes_written > 0
+        # a double press during the siren is an emergency alert: the siren comes back
+        station.raise_alert("alarm", "long")
+        await wait_for(lambda: station.siren.playing)
+        tap(station, presses=2)
+        await wait_for(lambda: len(station.outbox.alerts()) == 3)
+        assert station.siren.playing and not station.siren.muted
+        assert station.siren.acknowledged == 1
+
+    run(cfg, body)
