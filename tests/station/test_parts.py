@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import stat
 from pathlib import Path
 
@@ -158,8 +157,8 @@ def test_pairing_with_a_used_or_expired_code_fails_clearly(tmp_path, device_api:
     cfg = write_config(tmp_path, device_api.url, token_line="")
     device_api.pair_codes["OLD-000"] = "expired"
     assert main(["pair", "OLD-000", "--config", str(cfg)]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "pairing refused (410): this pairing code has expired" in err
+    ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("balise-station:")]
+    assert ours == ["balise-station: pairing refused (410): this pairing code has expired; ask for a new one"]
     device_api.pair_codes["ONE-111"] = "t1"
     assert main(["pair", "ONE-111", "--config", str(cfg)]) == 0
     capsys.readouterr()
@@ -196,8 +195,8 @@ def test_a_401_in_an_offline_queue_loses_nothing_and_re_pairing_delivers_once(
             # the volunteer pairs the station again; the running station takes the new token
             device_api.pair_codes["BBB-222"] = "fresh-token"
             await asyncio.to_thread(main, ["pair", "BBB-222", "--config", str(cfg)])
-            os.utime(tmp_path / "state" / "device-token")
             await wait_for(lambda: first in device_api.alerts and second in device_api.alerts)
+            await wait_for(lambda: [a.state for a in station.outbox.alerts()] == ["delivered", "delivered"])
             await wait_for(lambda: not station.sender.token_refused)
             return first, second
 
