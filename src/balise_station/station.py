@@ -91,6 +91,7 @@ class Station:
         self.api = api or DeviceApi(cfg.server.url, cfg.server.token, cfg.server.timeout_s)
         self.sender = Sender(self.outbox, self.api, clock=wall)
         self.sender.on_heartbeat_reply = self._heartbeat_reply
+        self.sender.on_heartbeat_delivered = self._heartbeat_delivered
         self.sender.on_alert_closed = self._alert_closed
         self.sender.on_reachable = self._server_back
         self.hub = LocationHub(cfg.location.max_age_s, fixed=cfg.location.fixed)
@@ -101,6 +102,9 @@ class Station:
         self.modem_state = "absent" if modem_factory is None else "unknown"  # ok | unusable | absent
         self.modem_error = ""
         self.modem_checked_ts: float | None = None
+        # a modem failure stays in the heartbeats until one of them reached the server, so a
+        # failure that healed while the server was unreachable is still reported
+        self._modem_failure_unreported = False
         self._modem_lock = asyncio.Lock()
         self._token_mtime = self._token_file_mtime()
         self.simulated_buttons = dict(simulated_buttons or {})
@@ -253,6 +257,8 @@ class Station:
 
     def _modem_seen(self, state: str, error: str) -> None:
         self.modem_checked_ts = self.wall()
+        if state == "unusable" and self.modem_state != "unusable":
+            self._modem_failure_unreported = True
         if state != self.modem_state:
             if state == "ok":
                 log.info("modem answers again" if self.modem_state == "unusable" else "modem answers")
@@ -442,8 +448,17 @@ class Station:
                          "since": iso_now(lambda b=b: b["since_ts"]) if b.get("since_ts") else started}
                         for b in buttons],
             "microphone": "ok" if self.microphone.make is not None else "unusable",
-            **({"modem": self.modem_state} if self.modem_state != "unknown" else {}),  # not probed yet: unsaid
+            **({"modem": self._reported_modem_state()} if self.modem_state != "unknown" else {}),  # not probed: unsaid
         }
+
+    def _reported_modem_state(self) -> str:
+        return "unusable" if self._modem_failure_unreported else self.modem_state
+
+    def _heartbeat_delivered(self, payload: dict[str, Any]) -> None:
+        if payload.get("modem") == "unusable" and self._modem_failure_unreported:
+            self._modem_failure_unreported = False
+            if self.modem_state != "unusable":
+                self._heartbeat_now.set()  # the server learnt the failure: now that it healed
 
     def _button_changed(self) -> None:
         self._heartbeat_now.set()

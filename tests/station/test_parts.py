@@ -104,6 +104,25 @@ def test_status_checks_the_token_with_the_server(tmp_path, device_api: FakeDevic
     assert "server: UNREACHABLE" in capsys.readouterr().out
 
 
+def test_a_modem_failure_that_healed_offline_still_reaches_the_server(tmp_path, device_api: FakeDeviceApi) -> None:
+    device_api.stop()
+    cfg = write_config(tmp_path, device_api.url, "[modem]\nenabled = true\nport = \"/dev/null\"\n"
+                       "check_interval_s = 3600\n")
+    (tmp_path / "token").write_text(TOKEN)
+    with SimulatedModem() as modem:
+        async def body(station: Station):
+            await wait_for(lambda: station.modem_state == "ok")
+            modem.silent = True
+            assert await station.check_modem() == "unusable"
+            modem.silent = False
+            assert await station.check_modem() == "ok"  # healed while the server was away
+            assert station.heartbeat_payload()["modem"] == "unusable", "not reported yet"
+            device_api.start()
+            await wait_for(lambda: [h.get("modem") for h in device_api.heartbeats][-2:] == ["unusable", "ok"])
+
+        run(cfg, body, modem)
+
+
 # -- the server ----------------------------------------------------------------------
 def test_a_lost_server_is_noticed_within_the_check_interval_and_timeout(tmp_path, device_api: FakeDeviceApi) -> None:
     defaults = load_config(write_config(tmp_path, device_api.url, token_line=f'token = "{TOKEN}"').with_name(
