@@ -30,8 +30,12 @@ def _read(path: Path) -> tomlkit.TOMLDocument:
 def _write_checked(path: Path, doc: tomlkit.TOMLDocument) -> StationConfig:
     tmp = path.with_name(f".{path.name}.new")
     text = tomlkit.dumps(doc)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o640
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    old = path.stat()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, old.st_mode & 0o777)
+    try:  # root editing /etc/balise/station.toml (root:balise 0640): the service must still read it
+        os.fchown(fd, old.st_uid, old.st_gid)
+    except PermissionError:
+        pass
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()
