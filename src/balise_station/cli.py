@@ -104,7 +104,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         status: dict[str, Any] = json.loads(cfg.status_path.read_text())
         status["started"] = True
     except FileNotFoundError:
-        status = {"started": False, "buttons": [], "version": __version__}
+        status = {"started": False, "version": __version__,
+                  "buttons": [{"name": b.name, "kind": b.kind, "hardware_id": b.address, "connected": False}
+                              for b in cfg.buttons]}
     except (OSError, json.JSONDecodeError) as exc:
         return _fail(f"cannot read {cfg.status_path}: {exc}")
     if cfg.db_path.exists():

@@ -85,10 +85,13 @@ def test_a_failed_modem_send_is_retried_while_running_and_reported(tmp_path, dev
 
 
 def test_status_probes_the_modem_port_and_says_unusable(tmp_path, device_api: FakeDeviceApi, capsys) -> None:
-    cfg = write_config(tmp_path, device_api.url, f"[modem]\nenabled = true\nport = \"{tmp_path / 'ttyUSB7'}\"\n")
+    cfg = write_config(tmp_path, device_api.url, f"[modem]\nenabled = true\nport = \"{tmp_path / 'ttyUSB7'}\"\n"
+                       '[[buttons]]\nname = "pendentif"\naddress = "AA:BB:CC:DD:EE:01"\n')
     (tmp_path / "token").write_text(TOKEN)
     assert main(["status", "--config", str(cfg)]) == 1
     out = capsys.readouterr().out
+    assert "station: NEVER STARTED" in out
+    assert "button pendentif (led-button, AA:BB:CC:DD:EE:01): DISCONNECTED" in out
     assert "modem: UNUSABLE (cannot open" in out
     assert "token: accepted" in out and "server: reachable" in out
 
