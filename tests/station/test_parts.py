@@ -260,3 +260,23 @@ def test_a_tap_during_the_siren_gets_feedback_at_once(tmp_path, device_api: Fake
         assert station.siren.acknowledged == 1
 
     run(cfg, body)
+
+
+def test_the_contacts_copy_follows_every_heartbeat(tmp_path, device_api: FakeDeviceApi) -> None:
+    cfg = write_config(tmp_path, device_api.url, token_line=f'token = "{TOKEN}"')
+    cfg.write_text(cfg.read_text().replace("check_interval_s = 1\n", "check_interval_s = 3600\n"))
+
+    def contact_gets() -> int:
+        return sum(1 for m, p, _ in list(device_api.requests) if m == "GET" and p == "/api/v1/contacts")
+
+    async def body(station: Station):
+        await wait_for(lambda: len(device_api.heartbeats) >= 1 and station.outbox.contacts() is not None)
+        await wait_for(lambda: not station._refreshing)
+        device_api.contacts = {**device_api.contacts, "contacts": device_api.contacts["contacts"][:1]}
+        before = contact_gets()
+        station._heartbeat_now.set()  # e.g. a button dropped: a heartbeat goes now
+        await wait_for(lambda: len(device_api.heartbeats) >= 2)
+        await wait_for(lambda: contact_gets() > before)
+        await wait_for(lambda: len(station.outbox.contacts()[0]["contacts"]) == 1)
+
+    run(cfg, body)
