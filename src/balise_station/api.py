@@ -62,12 +62,19 @@ class DeviceApi:
             follow_redirects=False,
         )
 
+    def set_token(self, token: str) -> None:
+        """The station was paired again: the new token from now on."""
+        self._client.headers["Authorization"] = f"Bearer {token}"
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _call(self, method: str, path: str, body: Any = None) -> ApiResult:
+    async def _call(self, method: str, path: str, body: Any = None, timeout_s: float | None = None) -> ApiResult:
+        extra: dict[str, Any] = {}
+        if timeout_s is not None:
+            extra["timeout"] = httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0))
         try:
-            resp = await self._client.request(method, path, json=body)
+            resp = await self._client.request(method, path, json=body, **extra)
         except httpx.TimeoutException:
             return ApiResult(Outcome.RETRY, error="timeout")
         except httpx.HTTPError as exc:
@@ -100,8 +107,10 @@ class DeviceApi:
     async def heartbeat(self, payload: dict[str, Any]) -> ApiResult:
         return await self._call("POST", "/heartbeat", payload)
 
-    async def contacts(self) -> ApiResult:
-        return await self._call("GET", "/contacts")
+    async def contacts(self, timeout_s: float | None = None) -> ApiResult:
+        """The person's contacts and the association's on-call number; also the cheap call
+        that checks the server and the token (``server.check_interval_s``)."""
+        return await self._call("GET", "/contacts", timeout_s=timeout_s)
 
     async def evidence_keys(self) -> ApiResult:
         return await self._call("GET", "/evidence/keys")

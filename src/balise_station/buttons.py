@@ -23,7 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bleak import BleakClient, BleakScanner
@@ -82,12 +82,13 @@ class ButtonState:
     last_edge_ts: float | None = None
     disconnects: int = 0
     last_error: str = ""
+    since_ts: float = field(default_factory=time.time)  # the last change of ``connected``
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name, "hardware_id": self.address, "kind": self.kind, "connected": self.connected,
             "battery_percent": self.battery_percent, "last_connected_ts": self.last_connected_ts,
-            "disconnects": self.disconnects, "last_error": self.last_error,
+            "disconnects": self.disconnects, "last_error": self.last_error, "since_ts": self.since_ts,
         }
 
 
@@ -150,7 +151,7 @@ class ButtonSupervisor:
             self.connections += 1
             await self._setup(client)
             self.state.connected = True
-            self.state.last_connected_ts = time.time()
+            self.state.last_connected_ts = self.state.since_ts = time.time()
             self.state.last_error = ""
             log.info("button %s connected", self.cfg.name)
             self.on_change()
@@ -161,6 +162,7 @@ class ButtonSupervisor:
             was = self.state.connected
             self.state.connected = False
             if was:
+                self.state.since_ts = time.time()
                 if dropped.is_set():  # the link was lost (not the station stopping)
                     self.state.disconnects += 1
                     log.warning("button %s disconnected", self.cfg.name)
@@ -238,3 +240,87 @@ async def scan_for_buttons(seconds: float, scanner_backend: type | None = None,
         if kind is not None:
             found.append(FoundButton(device.address, adv.local_name or device.name or "", kind, adv.rssi))
     return sorted(found, key=lambda b: -b.rssi)
+
+
+async def choose_by_press(found: list[FoundButton], seconds: float, client_backend: type | None = None,
+                          adapter: str = "", on_listening: Callable[[list[FoundButton]], None] | None = None,
+                          ) -> tuple[FoundButton | None, list[str]]:
+    """Connects to every button found and listens to them all for ``seconds``: the first one
+    whose button is pressed is the one chosen (no address to copy by hand). Returns it (or
+    None) and the buttons that could not be listened to (connection failed)."""
+    loop = asyncio.get_running_loop()
+    pressed: asyncio.Future[FoundButton] = loop.create_future()
+    clients: list[BleakClient] = []
+    unreachable: list[str] = []
+
+    async def listen(button: FoundButton) -> None:
+        kw: dict[str, Any] = {"timeout": max(1.0, min(seconds, 10.0))}
+        if client_backend is not None:
+            kw["backend"] = client_backend
+        if adapter:
+            kw["bluez"] = {"adapter": adapter}
+        client = BleakClient(button.address, **kw)
+        try:
+            await client.connect()
+            clients.append(client)
+            service_uuid, char_uuid = BUTTON_SERVICE[button.kind]
+            service = client.services.get_service(service_uuid)
+            char = service.get_characteristic(char_uuid) if service else None
+            if char is None:
+                raise BleakError("no button characteristic")
+
+            def notified(_char: Any, data: bytearray) -> None:
+                if edge_from_notification(button.kind, data) is Edge.PRESS and not pressed.done():
+                    pressed.set_result(button)
+
+            await client.start_notify(char, notified)
+        except (BleakError, OSError, asyncio.TimeoutError) as exc:
+            log.info("button %s: cannot listen to it (%s)", button.address, type(exc).__name__)
+            unreachable.append(button.address)
+
+    try:
+        await asyncio.gather(*(listen(b) for b in found))
+        if on_listening is not None:
+            on_listening([b for b in found if b.address not in unreachable])
+        if len(unreachable) == len(found):
+            return None, unreachable
+        try:
+            return await asyncio.wait_for(asyncio.shield(pressed), seconds), unreachable
+        except asyncio.TimeoutError:
+            return None, unreachable
+    finally:
+        for client in clients:
+            try:
+                await client.disconnect()
+            except (BleakError, OSError, asyncio.TimeoutError):
+                pass
+
+
+async def bond(address: str, client_backend: type | None = None, adapter: str = "",
+               timeout_s: float = 20.0) -> str:
+    """Bonds (pairs at the Bluetooth level) with the button where it supports it, so the link
+    is encrypted and the button reconnects to this station only. Returns "bonded", or
+    "not supported" (many iTags and the LED-Button have no security), or the error."""
+    kw: dict[str, Any] = {"timeout": timeout_s}
+    if client_backend is not None:
+        kw["backend"] = client_backend
+    if adapter:
+        kw["bluez"] = {"adapter": adapter}
+    client = BleakClient(address, **kw)
+    try:
+        await client.connect()
+        try:
+            await client.pair()
+        except NotImplementedError:
+            return "not supported"
+        return "bonded"
+    except (BleakError, OSError, asyncio.TimeoutError) as exc:
+        text = str(exc) or type(exc).__name__
+        if "not supported" in text.lower() or "authentication" in text.lower():
+            return "not supported"
+        return f"failed: {text}"
+    finally:
+        try:
+            await client.disconnect()
+        except (BleakError, OSError, asyncio.TimeoutError):
+            pass

@@ -92,12 +92,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # -- status ---------------------------------------------------------------------------
 def cmd_status(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    """What the running station last reported, and live checks of each part: the token and
+    the server (a call that needs the token), the modem (an AT probe), the microphone."""
     try:
-        status = json.loads(cfg.status_path.read_text())
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        if not str(exc).startswith("no device token"):
+            raise
+        cfg = load_config(args.config, need_token=False)  # not paired yet: status says so
+    try:
+        status: dict[str, Any] = json.loads(cfg.status_path.read_text())
+        status["started"] = True
     except FileNotFoundError:
-        print("station: never started (no status file in the state directory)")
-        return EXIT_DEGRADED
+        status = {"started": False, "version": __version__,
+                  "buttons": [{"name": b.name, "kind": b.kind, "hardware_id": b.address, "connected": False}
+                              for b in cfg.buttons]}
     except (OSError, json.JSONDecodeError) as exc:
         return _fail(f"cannot read {cfg.status_path}: {exc}")
     if cfg.db_path.exists():
@@ -105,17 +114,69 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         ob = Outbox(cfg.db_path)
         status["queue"] = ob.counts()
+        contacts = ob.contacts()
         ob.close()
+        status["contacts"] = len(contacts[0].get("contacts", [])) if contacts else None
+        status["contacts_fetched_ts"] = max(contacts[1], status.get("contacts_fetched_ts") or 0) if contacts else None
     age = time.time() - status.get("updated_ts", 0)
-    running = age < 30 and _pid_alive(status.get("pid"))
+    running = status["started"] and age < 30 and _pid_alive(status.get("pid"))
     status["running"] = running
+    status["checks"] = checks = _live_checks(cfg, status, running)
     if args.json:
         print(json.dumps(status, indent=2))
     else:
         print(_status_text(status, age))
     healthy = (running and status["buttons"] and all(b["connected"] for b in status["buttons"])
-               and not status.get("token_refused") and not status.get("queue", {}).get("alerts_refused"))
+               and checks["token"] == "accepted" and checks["server"] == "reachable"
+               and checks["modem"] in ("ok", "absent") and checks["microphone"] in ("ok", "disabled")
+               and not status.get("queue", {}).get("alerts_refused"))
     return EXIT_OK if healthy else EXIT_DEGRADED
+
+
+def _live_checks(cfg: StationConfig, status: dict[str, Any], running: bool) -> dict[str, str]:
+    """Each part checked now, not taken from the station's last report (except a simulated
+    modem, which lives inside the running station, and a modem the running station probed
+    recently: a probe must not cut into an SMS it is sending)."""
+    import httpx
+
+    out: dict[str, str] = {}
+    if not cfg.server.token:
+        out["token"], out["server"] = "none", "not checked"
+    else:
+        try:
+            r = httpx.get(cfg.server.url + "/api/v1/contacts", timeout=cfg.server.timeout_s,
+                          headers={"Authorization": f"Bearer {cfg.server.token}", "Accept": "application/json",
+                                   "User-Agent": f"balise-station/{__version__}"})
+            code = r.status_code
+        except httpx.HTTPError as exc:
+            code, out["server_error"] = None, type(exc).__name__
+        if code is None or code >= 500:
+            out["server"], out["token"] = "unreachable", "not checked"
+            out.setdefault("server_error", f"HTTP {code}")
+        else:
+            out["server"] = "reachable"
+            out["token"] = ("accepted" if code == 200 else "refused" if code in (401, 403, 410)
+                            else f"HTTP {code}")
+    m = cfg.modem
+    recent = running and (time.time() - (status.get("modem_checked_ts") or 0)) < 2 * m.check_interval_s + 10
+    if not m.enabled:
+        out["modem"] = "absent"
+    elif m.simulated or recent:
+        out["modem"] = status.get("modem_state", "unknown") if running else "not running (simulated)"
+        out["modem_error"] = status.get("modem_error", "") if running else ""
+    else:
+        from balise_station.modem import probe
+
+        out["modem"], out["modem_error"] = probe(m.port, m.baudrate, min(m.timeout_s, 3.0))
+    if not cfg.evidence.enabled:
+        out["microphone"] = "disabled"
+    else:
+        from balise_station.recording import choose_microphone
+
+        mic = choose_microphone(cfg.evidence)
+        out["microphone"] = "ok" if mic.make is not None else "unusable"
+        out["microphone_name"] = mic.name
+    return out
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -138,40 +199,53 @@ def _ago(ts: float | None) -> str:
 
 
 def _status_text(st: dict[str, Any], age: float) -> str:
-    lines = [f"station {st.get('version')}: " + ("running" if st["running"] else f"NOT RUNNING (last seen {int(age)} s ago)")
-             + (" (test mode)" if st.get("test_mode") else "")]
+    ck = st["checks"]
+    if not st["started"]:
+        head = "station: NEVER STARTED (no status file in the state directory)"
+    else:
+        head = (f"station {st.get('version')}: " + ("running" if st["running"] else f"NOT RUNNING (last seen {int(age)} s ago)")
+                + (" (test mode)" if st.get("test_mode") else ""))
+    lines = [head]
     for b in st.get("buttons", []):
         batt = f", battery {b['battery_percent']}%" if b.get("battery_percent") is not None else ""
-        state = "connected" if b["connected"] else "DISCONNECTED"
-        lines.append(f"button {b['name']} ({b.get('kind')}): {state}{batt}")
+        state = "connected" if b["connected"] and st["running"] else "DISCONNECTED"
+        lines.append(f"button {b['name']} ({b.get('kind')}, {b.get('hardware_id')}): {state}{batt}"
+                     + (f" ({b['last_error']})" if b.get("last_error") and not b["connected"] else ""))
     if not st.get("buttons"):
-        lines.append("no button configured")
-    reach = st.get("server_reachable")
-    lines.append("server: " + ("reachable" if reach else "unknown" if reach is None else "UNREACHABLE")
-                 + (", REFUSES THIS STATION'S TOKEN (pair the station again)" if st.get("token_refused") else "")
-                 + f", last success {_ago(st.get('last_server_success_ts'))}")
+        lines.append("buttons: NONE (add one with 'balise-station buttons add')")
+    token = {"accepted": "accepted by the server", "none": "NONE (pair the station: balise-station pair CODE)",
+             "refused": "REFUSED by the server (pair the station again)",
+             "not checked": "not checked (server unreachable)"}.get(ck["token"], ck["token"])
+    lines.append(f"token: {token}")
+    lines.append("server: " + ("reachable" if ck["server"] == "reachable" else "not checked" if ck["server"] == "not checked"
+                               else f"UNREACHABLE ({ck.get('server_error', '')})")
+                 + (", REFUSES THIS STATION'S TOKEN (pair the station again)"
+                    if st.get("token_refused") or ck["token"] == "refused" else "")
+                 + f"; station's last success {_ago(st.get('last_server_success_ts'))}")
     q = st.get("queue", {})
     if q.get("alerts_refused"):
         lines.append(f"ALERTS NOT ACCEPTED BY THE SERVER: {q['alerts_refused']} (kept, tried again; the modem "
                      "texts the contacts when there is one)")
     lines.append(f"queue: {q.get('alerts_pending', 0)} alert(s) waiting, {q.get('alerts_open', 0)} open, "
                  f"{q.get('fixes_pending', 0)} fix(es), {q.get('dropped', 0)} refused by the server")
+    modem = ck["modem"]
+    lines.append("modem: " + {"ok": "ok (answers AT)", "absent": "none configured"}.get(
+        modem, f"UNUSABLE ({ck.get('modem_error') or 'no answer'})" if modem == "unusable" else modem))
+    mic = ck["microphone"]
+    lines.append("microphone: " + ("disabled" if mic == "disabled" else f"ok ({ck.get('microphone_name')})"
+                                   if mic == "ok" else f"UNUSABLE ({ck.get('microphone_name')})"))
     ev = st.get("evidence") or {}
     recording = ev.get("recording_alerts") or []
-    if ev.get("enabled", True):
+    if ev and ev.get("enabled", True):
         lines.append(
-            f"evidence: microphone {ev.get('microphone', '?')}"
-            + ("" if ev.get("available", True) else " UNAVAILABLE")
-            + ("" if ev.get("enrolled", True) else " (NOT ENROLLED" + (f": {ev['error']}" if ev.get("error") else "") + ")")
+            "evidence: "
+            + ("enrolled" if ev.get("enrolled", True) else "NOT ENROLLED" + (f": {ev['error']}" if ev.get("error") else ""))
             + (f"; RECORDING ({len(recording)})" if recording else "")
             + f"; {q.get('evidence_pending', 0)} record(s) waiting for upload"
             + (f", {q['evidence_rejected']} REFUSED by the server (kept)" if q.get("evidence_rejected") else ""))
-    else:
-        lines.append("evidence: recording disabled")
     contacts = st.get("contacts")
-    lines.append(f"contacts: {contacts if contacts is not None else 'none yet'} (refreshed "
-                 f"{_ago(st.get('contacts_fetched_ts'))})")
-    lines.append(f"modem: {'configured' if st.get('modem') else 'none'}; "
+    lines.append(f"contacts: {contacts if contacts is not None else 'NONE YET (the modem cannot help)'} (refreshed "
+                 f"{_ago(st.get('contacts_fetched_ts'))}); "
                  f"location: {', '.join(st.get('location_sources') or []) or 'none'}")
     if st.get("siren_playing"):
         lines.append("siren: PLAYING")
@@ -215,20 +289,42 @@ def cmd_enrol(args: argparse.Namespace) -> int:
 
 
 # -- pair -------------------------------------------------------------------------------
+def _write_secret(path: Path, text: str) -> None:
+    """Written whole (a new file renamed over the old one), mode 0600 from the start."""
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
 def _pair_with_code(args: argparse.Namespace) -> int:
     """Exchange the one-time code shown in the association's console for this station's
-    device token, written to --token-file (mode 600). The token is never printed."""
+    device token, written mode 0600 to the state directory (or --token-file); then the
+    person's contacts and the association's on-call number are downloaded for the modem,
+    replacing any earlier copy. The token is never printed."""
     import httpx
 
-    if not args.server or not args.token_file:
-        return _fail("pairing with a code needs --server URL and --token-file PATH")
-    url = args.server.rstrip("/") + "/api/v1/pair"
+    cfg: StationConfig | None = None
+    if args.config:
+        cfg = load_config(args.config, need_token=False)
+    server = args.server or (cfg.server.url if cfg else "")
+    if not server:
+        return _fail("pairing with a code needs --config station.toml (or --server URL and --token-file PATH)")
+    token_path = Path(args.token_file) if args.token_file else (cfg.token_path if cfg else None)
+    if token_path is None:
+        return _fail("pairing with a code needs --config station.toml (or --server URL and --token-file PATH)")
+    headers = {"User-Agent": f"balise-station/{__version__}", "Accept": "application/json"}
+    url = server.rstrip("/") + "/api/v1/pair"
     for attempt in range(4):  # a busy server answers 503: the code is still good, try again
         try:
-            r = httpx.post(url, json={"code": args.code}, timeout=10.0,
-                           headers={"User-Agent": f"balise-station/{__version__}", "Accept": "application/json"})
+            r = httpx.post(url, json={"code": args.code}, timeout=10.0, headers=headers)
         except httpx.HTTPError as exc:
-            print(f"balise-station: cannot reach {args.server}: {type(exc).__name__}", file=sys.stderr)
+            print(f"balise-station: cannot reach {server}: {type(exc).__name__}", file=sys.stderr)
             return EXIT_DEGRADED
         if r.status_code != 503 or attempt == 3:
             break
@@ -237,22 +333,53 @@ def _pair_with_code(args: argparse.Namespace) -> int:
         body = r.json()
     except ValueError:
         body = {}
-    if r.status_code != 200 or not isinstance(body, dict) or not body.get("token"):
+    if r.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("token"), str) \
+            or not body["token"] or any(c.isspace() for c in body["token"]):
         message = body.get("message") if isinstance(body, dict) else ""
         print(f"balise-station: pairing refused ({r.status_code}): {message or 'unexpected answer'}", file=sys.stderr)
         return EXIT_DEGRADED
-    path = Path(args.token_file)
-    tmp = path.with_name(path.name + ".tmp")
+    token = body["token"]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(body["token"] + "\n")
-        os.replace(tmp, path)
+        _write_secret(token_path, token + "\n")
     except OSError as exc:
-        return _fail(f"cannot write {path}: {exc.strerror}")
-    print(f"paired as {body.get('kind', 'device')} {body.get('device', '')}; token written to {path} "
-          "(set server.token_file to it, then restart the station)")
+        return _fail(f"cannot write {token_path}: {exc.strerror}")
+    print(f"paired as {body.get('kind', 'device')} {body.get('device', '')}; token written to {token_path} (mode 600)")
+    if cfg is None:
+        print("set server.token_file to it; a running station takes it within a few seconds")
+        return EXIT_OK
+    if cfg.server.token and cfg.server.token_file is None:
+        print(f"warning: {args.config} sets server.token itself: remove it so that the new token is used",
+              file=sys.stderr)
+    return _download_contacts(cfg, server, token, headers)
+
+
+def _download_contacts(cfg: StationConfig, server: str, token: str, headers: dict[str, str]) -> int:
+    """The modem's copy of the contacts and the on-call number, replacing the old one; the
+    alerts the old token could not deliver go again (once: the server keeps their client id)."""
+    import httpx
+
+    from balise_station.outbox import Outbox
+
+    outbox = Outbox(cfg.db_path)
+    try:
+        outbox.clear_contacts()
+        retried = outbox.retry_refused()
+        if retried:
+            print(f"{retried} alert(s) the server refused before will be sent again")
+        try:
+            r = httpx.get(server.rstrip("/") + "/api/v1/contacts", timeout=10.0,
+                          headers={**headers, "Authorization": f"Bearer {token}"})
+            body = r.json() if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("contacts"), list):
+            print("balise-station: contacts not downloaded (the station fetches them when it starts)", file=sys.stderr)
+            return EXIT_DEGRADED
+        outbox.save_contacts(body)
+    finally:
+        outbox.close()
+    on_call = "yes" if (body.get("association") or {}).get("on_call_number") else "NONE"
+    print(f"contacts downloaded for the modem: {len(body['contacts'])}; association's on-call number: {on_call}")
     return EXIT_OK
 
 
@@ -261,34 +388,149 @@ def cmd_pair(args: argparse.Namespace) -> int:
         return _pair_with_code(args)
     if not args.config:
         return _fail("give a pairing code, or --config to scan for buttons")
-    cfg = load_config(args.config)
+    if args.address:  # kept for old guides: the same as `buttons add --address`
+        return _add_button(args.config, args.name, args.address, args.kind)
+    args.seconds = args.scan_seconds
+    return cmd_buttons_add(args)
+
+
+# Test seam: the bleak backends (scanner, client) used by `buttons add`; None is the real radio.
+BLE_BACKENDS: dict[str, type | None] = {"scanner": None, "client": None}
+
+
+def _add_button(config: str, name: str, address: str, kind: str, bonded: str = "") -> int:
+    from balise_station.config_edit import add_button
+
+    add_button(config, name, address, kind)  # ConfigError: one line, exit 2
+    print(f"button {name!r} ({kind}, {address.upper()}) added to {config}"
+          + (f"; bonding: {bonded}" if bonded else "") + "; restart the station")
+    return EXIT_OK
+
+
+def cmd_buttons_add(args: argparse.Namespace) -> int:
+    """Scans, lists the buttons nearby with their signal strength, then listens to them all:
+    the button the volunteer presses is the one added (and bonded where it supports it)."""
+    from balise_station.config import valid_address
+
+    cfg = load_config(args.config, need_token=False)
     if args.address:
-        if any(b.address.lower() == args.address.lower() for b in cfg.buttons):
-            return _fail(f"{args.address} is already in {args.config}")
-        if any(b.name == args.name for b in cfg.buttons):
-            return _fail(f"a button is already named {args.name!r}: choose another --name")
-        block = f'\n[[buttons]]\nname = "{args.name}"\naddress = "{args.address}"\nkind = "{args.kind}"\n'
-        with open(args.config, "a", encoding="utf-8") as f:
-            f.write(block)
-        load_config(args.config)  # still valid
-        print(f"button {args.name} ({args.kind}, {args.address}) added to {args.config}; restart the station")
-        return EXIT_OK
+        if not valid_address(args.address):
+            return _fail(f"not a Bluetooth address: {args.address!r} (expected six pairs like AA:BB:CC:DD:EE:FF)")
+        return _add_button(args.config, args.name, args.address, args.kind or "led-button")
     from bleak.exc import BleakError
 
-    from balise_station.buttons import scan_for_buttons
+    from balise_station.buttons import bond, choose_by_press, scan_for_buttons
 
-    print(f"scanning for {args.scan_seconds:g} s: press the button to wake it up...", file=sys.stderr)
+    known = {b.address.upper() for b in cfg.buttons}
+    if any(b.name == args.name for b in cfg.buttons):
+        return _fail(f"a button is already named {args.name!r}: choose another --name")
+    print(f"scanning for {args.seconds:g} s: press the button once to wake it up...", file=sys.stderr)
+
+    def listening(buttons: list[Any]) -> None:
+        print(f"now PRESS the button to add (listening for {args.seconds:g} s to {len(buttons)} button(s))...",
+              file=sys.stderr, flush=True)
+
+    async def go() -> tuple[Any, list[Any], list[str], str]:
+        found = await scan_for_buttons(args.seconds, scanner_backend=BLE_BACKENDS["scanner"],
+                                       adapter=cfg.bluetooth.adapter)
+        found = [b for b in found if b.address.upper() not in known]
+        for b in found:
+            print(f"{b.address}  {b.kind:<10}  {b.rssi:>4} dBm  {b.name}", flush=True)
+        if not found:
+            return None, found, [], ""
+        chosen, unreachable = await choose_by_press(found, args.seconds, BLE_BACKENDS["client"],
+                                                    cfg.bluetooth.adapter, on_listening=listening)
+        bonded = ""
+        if chosen is not None and not args.no_bond:
+            bonded = await bond(chosen.address, BLE_BACKENDS["client"], cfg.bluetooth.adapter)
+        return chosen, found, unreachable, bonded
+
     try:
-        found = asyncio.run(scan_for_buttons(args.scan_seconds, adapter=cfg.bluetooth.adapter))
+        chosen, found, unreachable, bonded = asyncio.run(go())
     except (BleakError, OSError) as exc:
-        return _fail(f"Bluetooth is not available: {exc}")
-    if not found:
-        print("no button found")
+        print(f"balise-station: Bluetooth is not available: {exc}", file=sys.stderr)
         return EXIT_DEGRADED
-    for b in found:
-        print(f"{b.address}  {b.kind:<10}  {b.rssi:>4} dBm  {b.name}")
-    print(f"add one with: balise-station pair --config {args.config} --address ADDRESS --kind KIND --name NAME")
-    return EXIT_OK
+    if not found:
+        print("no new button found nearby (is it awake? press it, then try again)", file=sys.stderr)
+        return EXIT_DEGRADED
+    if chosen is None:
+        print("no button was pressed: nothing added"
+              + (f" ({len(unreachable)} button(s) could not be listened to)" if unreachable else ""),
+              file=sys.stderr)
+        return EXIT_DEGRADED
+    print(f"pressed: {chosen.address} ({chosen.kind}, {chosen.rssi} dBm)")
+    return _add_button(args.config, args.name, chosen.address, chosen.kind, bonded)
+
+
+# -- install, selftest ---------------------------------------------------------------------------
+def cmd_install(args: argparse.Namespace) -> int:
+    """Writes the systemd unit (its own user, groups bluetooth, dialout, audio), a configuration
+    if there is none, the state directory; as root into "/", creates the user and enables it."""
+    from urllib.parse import urlsplit
+
+    from balise_station.kit import apply_plan, install_plan
+
+    parts = urlsplit(args.server)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return _fail(f"--server must be an http(s) URL (got {args.server!r})")
+    prefix = Path(args.prefix).resolve()
+    plan = install_plan(prefix, args.server.rstrip("/"), user=args.user)
+    system = prefix == Path("/")
+    if args.dry_run:
+        for d, mode in plan.dirs:
+            print(f"would create {d} (mode {mode:o})")
+        for path, content, _mode in plan.files:
+            print(f"would write {path}:")
+            print("".join(f"    {line}\n" for line in content.splitlines()), end="")
+        for cmd in plan.commands:
+            print("would run: " + " ".join(cmd))
+        return EXIT_OK
+    if system and os.geteuid() != 0:
+        return _fail("installing into / needs root (sudo), or use --prefix DIR / --dry-run")
+    try:
+        rc = apply_plan(plan, run_commands=system, out=print)
+    except OSError as exc:
+        return _fail(f"cannot install: {exc}")
+    if rc == 0:
+        print("next: balise-station pair CODE --config /etc/balise/station.toml, then "
+              "balise-station buttons add --config /etc/balise/station.toml, then sudo systemctl start balise-station"
+              if system else f"installed under {prefix}; the commands above are for root on the station")
+    return EXIT_DEGRADED if rc else EXIT_OK
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Siren at low volume, 2 s recorded, modem AT probe, server and token, a test alert,
+    each button in range: one green (OK) or red (FAIL) line per part; exit 1 if any failed."""
+    from balise_station import kit
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        if not str(exc).startswith("no device token"):
+            raise
+        cfg = load_config(args.config, need_token=False)
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    checks: list[Any] = []
+
+    def show(new: list[Any]) -> None:
+        for c in new:
+            print(kit.render(c, colour), flush=True)
+        checks.extend(new)
+
+    with contextlib.ExitStack() as stack:
+        port = None
+        if cfg.modem.enabled and cfg.modem.simulated:
+            from balise_station.sim.modem import SimulatedModem
+
+            port = stack.enter_context(SimulatedModem()).port
+        show([asyncio.run(kit.check_siren(cfg))])
+        show([kit.check_microphone(cfg, args.record_seconds)])
+        show([kit.check_modem(cfg, port)])
+    show(asyncio.run(kit.check_server_and_alert(cfg)))
+    show(asyncio.run(kit.check_buttons(cfg, BLE_BACKENDS["scanner"], args.scan_seconds)))
+    failed = [c for c in checks if not c.ok]
+    print(f"selftest: {len(checks) - len(failed)} part(s) ok" + (f", {len(failed)} FAILING" if failed else ""))
+    return EXIT_DEGRADED if failed else EXIT_OK
 
 
 # -- simulate -----------------------------------------------------------------------------
@@ -465,14 +707,40 @@ def build_parser() -> argparse.ArgumentParser:
     pair = sub.add_parser("pair", help="pair the station with the code from the console; or scan for buttons, "
                                         "or add one to the configuration")
     pair.add_argument("code", nargs="?", help="one-time pairing code shown in the association's console")
-    pair.add_argument("--server", help="server address, with a pairing code")
-    pair.add_argument("--token-file", help="where to write the device token, with a pairing code")
+    pair.add_argument("--server", help="server address, with a pairing code (default: server.url of --config)")
+    pair.add_argument("--token-file", help="where to write the device token (default: the state directory)")
     pair.add_argument("--config", "-c")
     pair.add_argument("--scan-seconds", type=float, default=10.0)
-    pair.add_argument("--address", help="add this button to the configuration file")
+    pair.add_argument("--address", help="add this button to the configuration file (see buttons add)")
     pair.add_argument("--kind", choices=sorted(BUTTON_KINDS), default="led-button")
     pair.add_argument("--name", default="button")
+    pair.add_argument("--no-bond", action="store_true", help=argparse.SUPPRESS)
     pair.set_defaults(func=cmd_pair)
+
+    buttons = sub.add_parser("buttons", help="the station's Bluetooth buttons")
+    bsub = buttons.add_subparsers(dest="buttons_command", required=True, parser_class=_Parser)
+    add = bsub.add_parser("add", help="scan, then add the button that is pressed (bonded where it supports it)")
+    add.add_argument("--config", "-c", required=True)
+    add.add_argument("--name", default="button", help="a name for it (any text)")
+    add.add_argument("--seconds", type=float, default=10.0, help="scan, then listen, this long each")
+    add.add_argument("--address", help="add this address without scanning")
+    add.add_argument("--kind", choices=sorted(BUTTON_KINDS), help="with --address (default led-button)")
+    add.add_argument("--no-bond", action="store_true", help="do not bond (pair at the Bluetooth level)")
+    add.set_defaults(func=cmd_buttons_add)
+
+    ins = sub.add_parser("install", help="install as a systemd service running as its own user")
+    ins.add_argument("--server", required=True, help="the association's Balise server (https://...)")
+    ins.add_argument("--prefix", default="/", help="install under this directory instead of / (for packaging, tests)")
+    ins.add_argument("--user", default="balise", help="the service's own user (default balise)")
+    ins.add_argument("--dry-run", action="store_true", help="print what would be written and run; change nothing")
+    ins.set_defaults(func=cmd_install)
+
+    stt = sub.add_parser("selftest", help="siren, microphone, modem, server, token, test alert, buttons: "
+                                          "one line per part (stop the service first)")
+    stt.add_argument("--config", "-c", required=True)
+    stt.add_argument("--record-seconds", type=float, default=2.0)
+    stt.add_argument("--scan-seconds", type=float, default=10.0)
+    stt.set_defaults(func=cmd_selftest)
 
     sim = sub.add_parser("simulate", help="a button in the terminal (keyboard) or a scripted trace")
     sim.add_argument("--config", "-c", help="run the whole station with it; without, only decode gestures")

@@ -7,6 +7,7 @@ key at fault; the command line prints it and exits non-zero.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,21 @@ BUTTON_KINDS = {"led-button": ButtonMode.EDGES, "itag": ButtonMode.PRESS_ONLY}
 LOCATION_SOURCES = ("fixed", "gpsd", "simulated")
 SIREN_OUTPUTS = ("auto", "aplay", "paplay", "wav", "none")
 MICROPHONES = ("auto", "arecord", "parecord", "generated", "wav", "none")
+TOKEN_FILE_NAME = "device-token"  # in the state directory, written by `balise-station pair CODE`
+# A Bluetooth address as BlueZ writes it: six pairs of hex digits separated by colons.
+ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+
+
+def default_state_dir(env: Any = None) -> Path:
+    """Outside any source tree: $XDG_STATE_HOME/balise-station, else ~/.local/state/balise-station
+    (the installed service sets station.state_dir = "/var/lib/balise-station")."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(base) / "balise-station"
+
+
+def valid_address(address: str) -> bool:
+    return bool(ADDRESS.match(address))
 
 
 class ConfigError(ValueError):
@@ -31,6 +47,9 @@ class ServerConfig:
     url: str
     token: str = field(repr=False)
     timeout_s: float = 5.0
+    token_file: Path | None = None  # where `pair CODE` writes the token
+    check_interval_s: float = 5.0  # a reachability check this often: a lost server is noticed within
+    check_timeout_s: float = 3.0   # check_interval_s + check_timeout_s
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,8 @@ class ModemConfig:
     simulated: bool = False
     baudrate: int = 115200
     timeout_s: float = 10.0
+    check_interval_s: float = 60.0  # an AT probe this often while running
+    retry_s: float = 30.0  # a failed SMS fallback is tried again this long after
 
 
 @dataclass(frozen=True)
@@ -154,6 +175,10 @@ class StationConfig:
         return self.state_dir / "status.json"
 
     @property
+    def token_path(self) -> Path:
+        return self.server.token_file or self.state_dir / TOKEN_FILE_NAME
+
+    @property
     def device_key_path(self) -> Path:
         return self.state_dir / "evidence-device-key.pem"
 
@@ -216,7 +241,8 @@ class _Table:
             raise ConfigError(f"unknown setting {self._name(key)}")
 
 
-def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> StationConfig:
+def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None,
+                need_token: bool = True) -> StationConfig:
     """Reads and validates the configuration file at ``path``."""
     p = Path(path)
     try:
@@ -227,19 +253,21 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
         raise ConfigError(f"cannot read configuration file {p}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p} is not valid TOML: {exc}") from None
-    return parse_config(raw, base_dir=p.parent, env=os.environ if env is None else env, source=p)
+    return parse_config(raw, base_dir=p.parent, env=os.environ if env is None else env, source=p,
+                        need_token=need_token)
 
 
 def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), env: Any = None,
-                 source: Path | None = None) -> StationConfig:
+                 source: Path | None = None, need_token: bool = True) -> StationConfig:
     env = {} if env is None else env
     root = _Table(raw, "")
-    server = _server(root.table("server"), base_dir, env)
-
     st = root.table("station")
-    state_dir = Path(st.string("state_dir", "balise-station-data"))
+    state = st.string("state_dir", "")
+    state_dir = Path(state).expanduser() if state else default_state_dir(env)
     if not state_dir.is_absolute():
         state_dir = base_dir / state_dir
+    server = _server(root.table("server"), base_dir, env, state_dir, need_token)
+
     heartbeat = st.number("heartbeat_interval_s", 300, 5, 86400)
     contacts_refresh = st.number("contacts_refresh_s", 3600, 10, 7 * 86400)
     log_level = st.string("log_level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
@@ -302,7 +330,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), env: Any = Non
     )
 
 
-def _server(t: _Table, base_dir: Path, env: Any) -> ServerConfig:
+def _server(t: _Table, base_dir: Path, env: Any, state_dir: Path, need_token: bool = True) -> ServerConfig:
     url = t.string("url").rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -310,23 +338,32 @@ def _server(t: _Table, base_dir: Path, env: Any) -> ServerConfig:
     token = t.string("token", "")
     token_file = t.string("token_file", "")
     timeout = t.number("timeout_s", 5, 0.5, 60)
+    check_interval = t.number("check_interval_s", 5, 1, 3600)
+    check_timeout = t.number("check_timeout_s", 3, 0.5, 60)
     t.done()
     if token and token_file:
         raise ConfigError("server.token and server.token_file are exclusive: keep one")
+    tf: Path | None = None
     if token_file:
-        tf = Path(token_file)
+        tf = Path(token_file).expanduser()
         if not tf.is_absolute():
             tf = base_dir / tf
+    elif not token and not env.get(TOKEN_ENV, "").strip():
+        tf = state_dir / TOKEN_FILE_NAME  # written by `balise-station pair CODE`
+    if tf is not None and not token:
         try:
             token = tf.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read server.token_file {tf}: {exc.strerror}") from None
+            if token_file and need_token:
+                raise ConfigError(f"cannot read server.token_file {tf}: {exc.strerror}") from None
     token = token or env.get(TOKEN_ENV, "").strip()
-    if not token:
-        raise ConfigError(f"no device token: set server.token_file, server.token or {TOKEN_ENV}")
+    if not token and need_token:
+        raise ConfigError(f"no device token: pair the station (balise-station pair CODE), or set "
+                          f"server.token_file, server.token or {TOKEN_ENV}")
     if any(c.isspace() for c in token):
         raise ConfigError("the device token must not contain spaces")
-    return ServerConfig(url=url, token=token, timeout_s=timeout)
+    return ServerConfig(url=url, token=token, timeout_s=timeout, token_file=tf,
+                        check_interval_s=check_interval, check_timeout_s=check_timeout)
 
 
 def _buttons(raw: Any) -> tuple[ButtonConfig, ...]:
@@ -341,6 +378,9 @@ def _buttons(raw: Any) -> tuple[ButtonConfig, ...]:
             kind=t.string("kind", "led-button", tuple(BUTTON_KINDS)),
         )
         t.done()
+        if not valid_address(b.address):
+            raise ConfigError(f"buttons[{i}].address must be a Bluetooth address like AA:BB:CC:DD:EE:FF "
+                              f"(got {b.address!r})")
         if any(o.name == b.name for o in out):
             raise ConfigError(f"buttons[{i}].name {b.name!r} is used twice")
         out.append(b)
@@ -392,6 +432,8 @@ def _modem(t: _Table) -> ModemConfig:
         simulated=t.boolean("simulated", False),
         baudrate=t.integer("baudrate", 115200, 1200, 4000000),
         timeout_s=t.number("timeout_s", 10, 1, 120),
+        check_interval_s=t.number("check_interval_s", 60, 5, 86400),
+        retry_s=t.number("retry_s", 30, 1, 3600),
     )
     t.done()
     if m.enabled and not (m.port or m.simulated):

@@ -61,6 +61,7 @@ class Sender:
         self.token_refused = False
         self.on_heartbeat_reply: Callable[[dict, float], None] | None = None  # (reply, when it was sent)
         self.on_alert_delivered: Callable[[str], None] | None = None
+        self.on_heartbeat_delivered: Callable[[dict], None] | None = None  # the payload the server took
         self.on_alert_closed: Callable[[str], None] | None = None  # the server said 409 to its fixes
         self.on_reachable: Callable[[], None] | None = None  # the server answers again after a failure
         self.alerts_idle = asyncio.Event()  # no alert attempt in flight or due
@@ -72,6 +73,10 @@ class Sender:
     def kick(self) -> None:
         self._alert_wake.set()
         self._background_wake.set()
+
+    def seen(self, result: ApiResult) -> None:
+        """Any answer (or none) from the server: reachable, token refused, last success."""
+        self._seen(result)
 
     def _seen(self, result: ApiResult) -> None:
         reachable = result.status is not None and result.status < 500
@@ -179,6 +184,8 @@ class Sender:
         self._seen(result)
         if result.ok:
             self.outbox.heartbeat_done(payload)
+            if self.on_heartbeat_delivered:
+                self.on_heartbeat_delivered(payload)
             if self.on_heartbeat_reply and isinstance(result.body, dict):
                 self.on_heartbeat_reply(result.body, sent_ts)
         elif result.outcome is Outcome.PERMANENT:

@@ -83,6 +83,7 @@ class FallbackResult:
     state: str  # done | partial | failed | skipped
     sent: int
     failed: int
+    error: str = ""  # the modem's last error, for the log and status
 
     @property
     def all_sent(self) -> bool:
@@ -106,6 +107,7 @@ def send_alert_sms(
     todo = [c for c in people if already.get(str(c["id"])) != "sent"]
     sent = len(people) - len(todo)
     failed = 0
+    last_error = ""
     try:
         modem = modem_factory()
         modem.open()
@@ -113,7 +115,7 @@ def send_alert_sms(
         log.error("alert %s: modem unavailable (%s)", client_id, exc)
         for c in todo:
             record(str(c["id"]), "failed", str(exc))
-        return FallbackResult("failed" if sent == 0 else "partial", sent, len(todo))
+        return FallbackResult("failed" if sent == 0 else "partial", sent, len(todo), str(exc))
     try:
         for c in todo:
             text = sms_text(kind, person, fix, c.get("language") or "fr")
@@ -121,6 +123,7 @@ def send_alert_sms(
                 modem.send_sms(c["phone"], text)
             except ModemError as exc:
                 failed += 1
+                last_error = str(exc)
                 record(str(c["id"]), "failed", exc.code or str(exc))
                 log.warning("alert %s: SMS to %s failed (%s)", client_id, _who(c), exc.code)
                 if exc.code == "timeout":  # a modem that stopped answering: reopen it for the next one
@@ -136,4 +139,4 @@ def send_alert_sms(
     finally:
         modem.close()
     state = "done" if failed == 0 else ("partial" if sent else "failed")
-    return FallbackResult(state, sent, failed)
+    return FallbackResult(state, sent, failed, last_error)

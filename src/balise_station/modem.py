@@ -165,3 +165,22 @@ class GsmModem:
                 raise ModemError("modem gave no SMS prompt", "timeout")
             self._buf += self._read_some()
         self._buf = self._buf.split(b">", 1)[1]
+
+
+def probe(port: str, baudrate: int = 115200, timeout_s: float = 2.0,
+          serial_factory: Callable[..., Any] = serial.Serial) -> tuple[str, str]:
+    """A real health check: opens the port, sends "AT", waits for "OK" (at most ``timeout_s``).
+    Returns ("ok", "") or ("unusable", why). Blocking: run it in a thread."""
+    modem = GsmModem(port, baudrate, timeout_s, serial_factory)
+    try:
+        modem._ser = serial_factory(port, baudrate, timeout=0.05, write_timeout=timeout_s)
+    except (serial.SerialException, OSError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).split(":")[0] or type(exc).__name__
+        return "unusable", f"cannot open {port}: {reason}"
+    try:
+        modem.command("AT", timeout_s=timeout_s)
+        return "ok", ""
+    except ModemError as exc:
+        return "unusable", str(exc)
+    finally:
+        modem.close()

@@ -338,6 +338,13 @@ class Outbox:
             if error:
                 self._record_drop(db, "heartbeat", "", status, error)
 
+    def due_now(self) -> None:
+        """The server answers again: what waits for a backoff (alerts, fixes, heartbeat) goes now."""
+        with self._tx() as db:
+            db.execute("UPDATE alerts SET next_attempt_ts = 0 WHERE state = 'pending'")
+            db.execute("UPDATE fixes SET next_attempt_ts = 0 WHERE state = 'pending'")
+            db.execute("UPDATE heartbeat SET next_attempt_ts = 0")
+
     def heartbeat_retry(self, next_ts: float) -> None:
         with self._tx() as db:
             db.execute("UPDATE heartbeat SET attempts = attempts + 1, next_attempt_ts = ?", (next_ts,))
@@ -350,6 +357,11 @@ class Outbox:
                 " ON CONFLICT (id) DO UPDATE SET payload = excluded.payload, fetched_ts = excluded.fetched_ts",
                 (json.dumps(payload), self.clock()),
             )
+
+    def clear_contacts(self) -> None:
+        """Paired again (perhaps for another person): the old copy must not be texted."""
+        with self._tx() as db:
+            db.execute("DELETE FROM contacts")
 
     def contacts(self) -> tuple[dict[str, Any], float] | None:
         rows = self._query("SELECT payload, fetched_ts FROM contacts")

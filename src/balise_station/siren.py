@@ -136,6 +136,32 @@ class Siren:
         self._cycle = siren_waveform(2 * TONE_S, volume)
         self._task: asyncio.Task[None] | None = None
         self.started = 0
+        self.muted = False  # a press while it sounds mutes it at once: the person hears the tap was felt
+        self.acknowledged = 0
+
+    def mute(self) -> None:
+        self.muted = True
+
+    def unmute(self) -> None:
+        self.muted = False
+
+    async def acknowledge(self) -> None:
+        """Two short soft beeps after a tap stopped the siren: the tap was taken."""
+        beep = siren_waveform(0.12, 0.2)[: int(0.12 * RATE) * 2]
+        gap = bytes(int(0.08 * RATE) * 2)
+        if self.playing:
+            return
+        self.acknowledged += 1
+        if isinstance(self.sink, PacedSink) and self.sink.path is not None:
+            log.info("tap acknowledged (two soft beeps; not added to %s)", self.sink.path.name)
+            return
+        try:
+            await self.sink.open()
+            await self.sink.write(beep + gap + beep)
+        except OSError as exc:
+            log.error("siren output failed: %s", exc)
+        finally:
+            await asyncio.shield(self.sink.close())
 
     @property
     def playing(self) -> bool:
@@ -145,6 +171,7 @@ class Siren:
         if self.playing:
             return
         self.started += 1
+        self.muted = False
         self._task = asyncio.create_task(self._play(), name="siren")
 
     async def stop(self) -> None:
@@ -166,7 +193,7 @@ class Siren:
             await self.sink.open()
             while (left := end - loop.time()) > 0:
                 size = min(chunk, max(2, int(left * RATE) * 2))
-                piece = (self._cycle[pos:] + self._cycle)[:size]
+                piece = bytes(size) if self.muted else (self._cycle[pos:] + self._cycle)[:size]
                 pos = (pos + size) % len(self._cycle)
                 await self.sink.write(piece)
         except OSError as exc:

@@ -34,13 +34,13 @@ from typing import Any
 from balise_station import __version__
 from balise_station.api import DeviceApi
 from balise_station.buttons import ButtonSupervisor
-from balise_station.config import StationConfig
+from balise_station.config import StationConfig, valid_address
 from balise_station.delivery import Sender
 from balise_station.evidence import EvidenceLane, ServerKeys, enrol, load_or_create_device_key, pinned_keys
 from balise_station.fallback import send_alert_sms
 from balise_station.gestures import ButtonMode, DecodedGesture, Edge, Gesture, GestureRouter
 from balise_station.location import Fix, GpsdSource, LocationHub, SimulatedTrack
-from balise_station.modem import GsmModem
+from balise_station.modem import GsmModem, probe
 from balise_station.outbox import Outbox
 from balise_station.recording import Recordings, choose_microphone, describe
 from balise_station.siren import Siren, make_sink
@@ -75,6 +75,7 @@ class Station:
         api: DeviceApi | None = None,
         siren: Siren | None = None,
         modem_factory: Callable[[], GsmModem] | None = None,
+        modem_probe: Callable[[], tuple[str, str]] | None = None,
         client_backend: type | None = None,
         scanner_backend: type | None = None,
         simulated_buttons: dict[str, ButtonMode] | None = None,
@@ -90,13 +91,22 @@ class Station:
         self.api = api or DeviceApi(cfg.server.url, cfg.server.token, cfg.server.timeout_s)
         self.sender = Sender(self.outbox, self.api, clock=wall)
         self.sender.on_heartbeat_reply = self._heartbeat_reply
+        self.sender.on_heartbeat_delivered = self._heartbeat_delivered
         self.sender.on_alert_closed = self._alert_closed
         self.sender.on_reachable = self._server_back
         self.hub = LocationHub(cfg.location.max_age_s, fixed=cfg.location.fixed)
         self.siren = siren or Siren(make_sink(cfg.siren.output, cfg.siren.wav_path),
                                     cfg.siren.max_duration_s, cfg.siren.volume)
         self.modem_factory = modem_factory
+        self.modem_probe = modem_probe or (self._probe_modem if modem_factory is not None else None)
+        self.modem_state = "absent" if modem_factory is None else "unknown"  # ok | unusable | absent
+        self.modem_error = ""
+        self.modem_checked_ts: float | None = None
+        # a modem failure stays in the heartbeats until one of them reached the server, so a
+        # failure that healed while the server was unreachable is still reported
+        self._modem_failure_unreported = False
         self._modem_lock = asyncio.Lock()
+        self._token_mtime = self._token_file_mtime()
         self.simulated_buttons = dict(simulated_buttons or {})
         modes = {b.name: b.mode for b in cfg.buttons}
         modes.update(self.simulated_buttons)
@@ -116,6 +126,7 @@ class Station:
         self._stopping = asyncio.Event()
         self.started_ts = wall()
         self._siren_for: set[str] = set()
+        self._refreshing = False
         # evidence: device key, pinned server keys, microphone, recordings, upload lane
         self.device_key: Any = None
         self.server_keys: ServerKeys | None = None
@@ -133,6 +144,8 @@ class Station:
     def button_edge(self, button: str, edge: Edge, t: float | None = None) -> None:
         """A press or release from any button (Bluetooth, keyboard, script)."""
         t = self.clock() if t is None else t
+        if edge is Edge.PRESS and self.siren.playing:
+            self.siren.mute()  # feedback at once; a single then stops it, another gesture brings it back
         for g in self.router.feed(button, edge, t):
             self._gesture(g)
         self._schedule_poll()
@@ -156,16 +169,21 @@ class Station:
         self.gestures.append(g)
         log.info("gesture %s on button %s", g.gesture.value, g.button)
         if g.gesture is Gesture.SINGLE and self.siren.playing:
-            self._spawn(self.siren.stop())
+            self._spawn(self._siren_stopped_by_tap())
             self._siren_for.clear()
             log.info("siren stopped by a single press (any recording goes on)")
             if self.on_gesture:
                 self.on_gesture(g, None)
             return
+        self.siren.unmute()
         cid = self.raise_alert(alert_kind(g.gesture, self.test_mode, self.cfg.alerts.test_gesture),
                                g.gesture.value, g.button)
         if self.on_gesture:
             self.on_gesture(g, cid)
+
+    async def _siren_stopped_by_tap(self) -> None:
+        await self.siren.stop()
+        await self.siren.acknowledge()
 
     # -- alerts --------------------------------------------------------------
     def raise_alert(self, kind: str, gesture: str, button: str = "") -> str:
@@ -202,7 +220,8 @@ class Station:
                 return
             contacts = self.outbox.contacts()
             if contacts is None:
-                log.error("alert %s: no local copy of the contacts: the modem cannot help", cid)
+                log.error("alert %s: no local copy of the contacts: the modem cannot help yet", cid)
+                self._spawn(self._fallback_again(cid))
                 return
             best = self.hub.best()
             fix = best.to_api() if best else (row.fixes[0] if row.fixes else None)
@@ -217,7 +236,102 @@ class Station:
             self.outbox.set_fallback(cid, result.state, result.all_sent)
             log.info("alert %s: modem fallback %s (%d sent, %d failed)", cid, result.state, result.sent,
                      result.failed)
+            if result.state in ("failed", "partial"):
+                self._modem_seen("unusable", result.error or "an SMS could not be sent")
+                self._spawn(self._fallback_again(cid))
+            elif result.sent:
+                self._modem_seen("ok", "")
         self.sender.kick()
+
+    async def _fallback_again(self, cid: str) -> None:
+        """A modem failure (or no contacts yet) is tried again while the station runs, until
+        the server has the alert or every recipient got the SMS."""
+        await asyncio.sleep(self.cfg.modem.retry_s)
+        await self.fallback(cid)
+
+    # -- the modem's health --------------------------------------------------------
+    def _probe_modem(self) -> tuple[str, str]:
+        assert self.modem_factory is not None
+        m = self.modem_factory()
+        return probe(m.port, m.baudrate, min(m.timeout_s, 3.0), m._factory)
+
+    def _modem_seen(self, state: str, error: str) -> None:
+        self.modem_checked_ts = self.wall()
+        if state == "unusable" and self.modem_state != "unusable":
+            self._modem_failure_unreported = True
+        if state != self.modem_state:
+            if state == "ok":
+                log.info("modem answers again" if self.modem_state == "unusable" else "modem answers")
+            else:
+                log.error("modem unusable: %s", error)
+            self.modem_state = state
+            self._heartbeat_now.set()  # the server learns it (at once, or when it is reachable again)
+        self.modem_error = error
+
+    async def check_modem(self) -> str:
+        """An AT probe ("AT" -> "OK", with a timeout), never while an SMS is being sent."""
+        if self.modem_probe is None:
+            return self.modem_state
+        async with self._modem_lock:
+            state, error = await asyncio.to_thread(self.modem_probe)
+        self._modem_seen(state, error)
+        return state
+
+    async def _modem_watch(self) -> None:
+        while True:
+            await self.check_modem()
+            await asyncio.sleep(self.cfg.modem.check_interval_s)
+
+    # -- the server's reachability and the token ------------------------------------------
+    def _token_file_mtime(self) -> float | None:
+        try:
+            return self.cfg.token_path.stat().st_mtime
+        except OSError:
+            return None
+
+    def _reload_token(self) -> bool:
+        """`balise-station pair CODE` wrote a new token: use it now, and try again at once
+        the alerts the old one could not deliver."""
+        mtime = self._token_file_mtime()
+        if mtime is None or mtime == self._token_mtime:
+            return False
+        self._token_mtime = mtime
+        try:
+            token = self.cfg.token_path.read_text(encoding="utf-8").strip()
+        except OSError:
+            return False
+        if not token or any(c.isspace() for c in token):
+            return False
+        self.api.set_token(token)
+        self.cfg = replace(self.cfg, server=replace(self.cfg.server, token=token))
+        if self._uploader is not None:  # the evidence uploader holds the old token
+            self._uploader = None
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+        refused = self.outbox.retry_refused()
+        log.warning("new device token (the station was paired again): %d refused alert(s) sent again", refused)
+        self.sender.kick()
+        self._spawn(self.refresh_contacts())
+        return True
+
+    async def check_server(self) -> bool:
+        """The cheap call that checks the server and the token (GET /contacts, short timeout):
+        a server that is gone is noticed within check_interval_s + check_timeout_s."""
+        self._reload_token()
+        result = await self.api.contacts(timeout_s=self.cfg.server.check_timeout_s)
+        self.sender.seen(result)
+        if result.ok and isinstance(result.body, dict) and isinstance(result.body.get("contacts"), list):
+            cached = self.outbox.contacts()
+            if cached is None or cached[0] != result.body:
+                self.outbox.save_contacts(result.body)
+                log.info("contacts refreshed (%d)", len(result.body["contacts"]))
+        return result.ok
+
+    async def _server_watch(self) -> None:
+        while True:
+            await self.check_server()
+            await asyncio.sleep(self.cfg.server.check_interval_s)
 
     async def _track(self, cid: str, first: Fix | None) -> None:
         """Sends new fixes for the alert while it is open (server says closed, or track_for_s passed)."""
@@ -280,6 +394,10 @@ class Station:
         return self._uploader
 
     def _server_back(self) -> None:
+        log.warning("server reachable again: sending what waited")
+        self.outbox.due_now()
+        self._heartbeat_now.set()
+        self.sender.kick()
         self.outbox.evidence_retry_now()
         self.evidence_lane.kick()
 
@@ -318,17 +436,36 @@ class Station:
         buttons += [{"hardware_id": f"simulated:{name}", "connected": True, "battery_percent": None}
                     for name in self.simulated_buttons]
         batteries = [b["battery_percent"] for b in buttons if b.get("battery_percent") is not None]
+        started = iso_now(lambda: self.started_ts)
         return {
             "battery_percent": min(batteries) if batteries else None,
             "button_connected": bool(buttons) and all(b["connected"] for b in buttons),
             "station_version": __version__,
-            "buttons": [{k: b[k] for k in ("hardware_id", "connected", "battery_percent")} for b in buttons],
+            # each button: hardware_id (older servers) and address, connected, since (its last change)
+            "buttons": [{"hardware_id": b["hardware_id"], "connected": b["connected"],
+                         "battery_percent": b["battery_percent"],
+                         **({"address": b["hardware_id"]} if valid_address(b["hardware_id"]) else {}),
+                         "since": iso_now(lambda b=b: b["since_ts"]) if b.get("since_ts") else started}
+                        for b in buttons],
+            "microphone": "ok" if self.microphone.make is not None else "unusable",
+            **({"modem": self._reported_modem_state()} if self.modem_state != "unknown" else {}),  # not probed: unsaid
         }
+
+    def _reported_modem_state(self) -> str:
+        return "unusable" if self._modem_failure_unreported else self.modem_state
+
+    def _heartbeat_delivered(self, payload: dict[str, Any]) -> None:
+        if payload.get("modem") == "unusable" and self._modem_failure_unreported:
+            self._modem_failure_unreported = False
+            if self.modem_state != "unusable":
+                self._heartbeat_now.set()  # the server learnt the failure: now that it healed
 
     def _button_changed(self) -> None:
         self._heartbeat_now.set()
 
     def _heartbeat_reply(self, body: dict[str, Any], sent_ts: float) -> None:
+        if not self._refreshing:  # the modem's copy of the contacts follows every heartbeat
+            self._spawn(self.refresh_contacts())
         interval = body.get("heartbeat_interval_s")
         if isinstance(interval, (int, float)) and 5 <= interval <= 86400:
             self.heartbeat_interval_s = float(interval)
@@ -359,7 +496,11 @@ class Station:
                 await asyncio.sleep(1.0)  # let a burst of changes settle into one heartbeat
 
     async def refresh_contacts(self) -> bool:
-        result = await self.api.contacts()
+        self._refreshing = True
+        try:
+            result = await self.api.contacts()
+        finally:
+            self._refreshing = False
         if result.ok and isinstance(result.body, dict) and isinstance(result.body.get("contacts"), list):
             self.outbox.save_contacts(result.body)
             log.info("contacts refreshed (%d)", len(result.body["contacts"]))
@@ -395,6 +536,9 @@ class Station:
             "last_server_success_ts": self.sender.last_success_ts,
             "siren_playing": self.siren.playing,
             "modem": self.modem_factory is not None,
+            "modem_state": self.modem_state,
+            "modem_error": self.modem_error,
+            "modem_checked_ts": self.modem_checked_ts,
             "location_sources": self.hub.sources_seen() + (["fixed"] if self.cfg.location.fixed else []),
             "contacts": len(contacts[0].get("contacts", [])) if contacts else None,
             "contacts_fetched_ts": contacts[1] if contacts else None,
@@ -447,6 +591,9 @@ class Station:
         self._spawn(self.evidence_lane.run())
         self._spawn(self._heartbeats())
         self._spawn(self._contacts())
+        self._spawn(self._server_watch())
+        if self.modem_probe is not None:
+            self._spawn(self._modem_watch())
         self._spawn(self._status_writer())
         for sup in self.supervisors:
             self._spawn(sup.run())

@@ -12,6 +12,13 @@ from real_server import Server, free_port  # noqa: E402
 from station_fakes import FakeDeviceApi, FakeGpsd  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _state_home(tmp_path, monkeypatch) -> None:
+    """A station's default state directory ($XDG_STATE_HOME/balise-station) in the test's own
+    directory, never in the home of whoever runs the tests."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+
+
 @pytest.fixture
 def server(tmp_path) -> Iterator[Server]:
     """A real `balise serve --demo` (token in ``server.token``); restart it with ``start(demo=False)``."""

@@ -41,6 +41,9 @@ class FakePeripheral:
     writes: list[tuple[str, str, bytes]] = field(default_factory=list)
     client: FakeClientBase | None = None
     link_loss_level: int = 2  # iTags ship with "high alert": beep when the link drops
+    rssi: int = -55
+    bondable: bool = True
+    bonded: bool = False
 
     def services(self) -> BleakGATTServiceCollection:
         coll = BleakGATTServiceCollection()
@@ -60,7 +63,7 @@ class FakePeripheral:
 
     def advertisement(self) -> AdvertisementData:
         svc = LAYOUTS[self.kind][0][0]
-        return AdvertisementData(self.name, {}, {}, [svc], None, -55, ())
+        return AdvertisementData(self.name, {}, {}, [svc], None, self.rssi, ())
 
     # what a person or the radio does
     def notify(self, data: bytes) -> None:
@@ -121,7 +124,10 @@ class FakeClientBase(BaseBleakClient):
             self._disconnected_callback()
 
     async def pair(self, *args: Any, **kwargs: Any) -> None:
-        pass
+        self._check()
+        if not self.peripheral.bondable:
+            raise NotImplementedError("this button has no security")
+        self.peripheral.bonded = True
 
     async def unpair(self) -> None:
         pass

@@ -29,6 +29,8 @@ class FakeDeviceApi:
         self.fail: dict[str, list[int]] = {}
         self.delay_s = 0.0
         self.closed: set[str] = set()
+        self.tokens = {TOKEN}  # accepted device tokens
+        self.pair_codes: dict[str, Any] = {}  # code -> token it gives, or "expired"
         self.contacts = {
             "person": {"display_name": "Camille", "language": "fr"},
             "association": {"name": "France Victimes 69", "on_call_number": "+33472000000"},
@@ -92,7 +94,16 @@ class FakeDeviceApi:
                     return statuses.pop(0), {"error": "injected", "message": "injected failure"}
         if self.delay_s:
             time.sleep(self.delay_s)
-        if auth != f"Bearer {TOKEN}":
+        if method == "POST" and path == "/api/v1/pair":  # the code is the credential
+            with self.lock:
+                given = self.pair_codes.pop(body.get("code"), None)
+            if given is None:
+                return 400, {"error": "invalid_code", "message": "unknown or already used pairing code"}
+            if given == "expired":
+                return 410, {"error": "expired_code", "message": "this pairing code has expired; ask for a new one"}
+            self.tokens = {given}  # pairing again revokes the previous token
+            return 200, {"token": given, "device": "station-1", "kind": "station"}
+        if auth is None or not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
             return 401, {"error": "unauthorized", "message": "bad token"}
         with self.lock:
             return self._route(method, path, body)

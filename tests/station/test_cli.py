@@ -33,7 +33,6 @@ def config(tmp_path: Path, url: str = "http://127.0.0.1:9", extra: str = "") -> 
 @pytest.mark.parametrize(("content", "message"), [
     ("[server\n", "is not valid TOML"),
     ('[server]\nurl = "ftp://x"\ntoken = "t"\n', "server.url must be an http(s) URL"),
-    ('[server]\nurl = "http://x"\n', "no device token"),
     ('[server]\nurl = "http://x"\ntoken = "t"\n[gestures]\ndouble_window_ms = "fast"\n',
      "gestures.double_window_ms must be a number"),
     ('[server]\nurl = "http://x"\ntoken = "t"\n[gestures]\nlong_threshold_ms = 99999\n',
@@ -53,6 +52,16 @@ def test_bad_configuration_is_one_line(tmp_path, capsys, content: str, message: 
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_no_token_is_one_line_for_run_and_said_by_status(tmp_path, capsys) -> None:
+    p = tmp_path / "station.toml"
+    p.write_text('[server]\nurl = "http://127.0.0.1:9"\n[station]\nstate_dir = "state"\n')
+    assert main(["run", "--config", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "no device token: pair the station" in err and err.count("\n") == 1
+    assert main(["status", "--config", str(p)]) == 1
+    assert "token: NONE (pair the station" in capsys.readouterr().out
+
+
 def test_bad_arguments_are_one_line(capsys) -> None:
     assert main(["run"]) == 2
     assert main(["launch"]) == 2
@@ -69,7 +78,7 @@ def test_token_from_the_environment(tmp_path, capsys) -> None:
         assert main(["status", "--config", str(p)]) == 1  # valid, never started
     finally:
         del os.environ["BALISE_DEVICE_TOKEN"]
-    assert "never started" in capsys.readouterr().out
+    assert "NEVER STARTED" in capsys.readouterr().out
 
 
 def test_run_without_buttons_explains(tmp_path) -> None:
@@ -119,7 +128,7 @@ def test_enrol_against_a_server_without_evidence_says_so(tmp_path, device_api: F
     p = config(tmp_path, device_api.url)
     r = cli("enrol", "--config", str(p))
     assert r.returncode == 1 and "not enrolled: device key not registered: HTTP 404" in r.stdout
-    key = tmp_path / "balise-station-data" / "evidence-device-key.pem"
+    key = tmp_path / "xdg-state" / "balise-station" / "evidence-device-key.pem"  # the default: outside the tree
     assert key.stat().st_mode & 0o077 == 0
     key.write_text("not a key")
     r = cli("enrol", "--config", str(p))

@@ -231,6 +231,9 @@ def test_fixes_follow_the_open_alert_and_heartbeats_report_buttons(tmp_path, dev
     run_station(cfg, body, client_backend=client, scanner_backend=scanner)
     hb = device_api.heartbeats[0]
     assert hb["button_connected"] is False and hb["station_version"] == "0.1.0"
-    assert {"hardware_id": "AA:BB:CC:DD:EE:FF", "connected": False, "battery_percent": None} in hb["buttons"]
+    [real] = [b for b in hb["buttons"] if b["hardware_id"] == "AA:BB:CC:DD:EE:FF"]
+    assert {k: real[k] for k in ("address", "connected", "battery_percent")} == {
+        "address": "AA:BB:CC:DD:EE:FF", "connected": False, "battery_percent": None}
+    assert real["since"].endswith("Z") and hb["microphone"] in ("ok", "unusable")
     status = json.loads((tmp_path / "state" / "status.json").read_text())
     assert status["buttons"][0]["connected"] is False and status["server_reachable"] is True
