@@ -16,6 +16,10 @@ from balise_evidence.canonical import canonical
 from .memory import MemoryServer
 
 
+SCRIPT = Path(verifier.__file__).with_name("verifier_openssl.sh")
+TRUST: set[str] = set()
+
+
 def build_package(server: MemoryServer, out: Path) -> Path:
     server.access("export")
     return bag.build(server.export_input(), server.exporter, out)
@@ -28,6 +32,7 @@ def package(tmp_path_factory, device_key, seal_key, recording):
         server.receive(u)
     server.access("listen")
     path = build_package(server, tmp_path_factory.mktemp("pkg") / "case.zip")
+    ANCHOR["server"] = server
     return server, path
 
 
@@ -36,8 +41,18 @@ def bag_dir(package, tmp_path) -> Path:
     return bag.extract(package[1], tmp_path)
 
 
-def openssl_check(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", "data/verifier_openssl.sh"], cwd=root, capture_output=True, text=True)
+def openssl_check(root: Path, server: MemoryServer | None = None, *extra: str) -> subprocess.CompletedProcess:
+    """The published openssl-only procedure, with the fingerprints the expert obtained."""
+    s = server or ANCHOR["server"]
+    args = ["--export", s.exporter.fingerprint, "--signing", s.signer.fingerprint, "--device", s.device.fingerprint]
+    return subprocess.run(["sh", str(SCRIPT), str(root), *args, *extra], capture_output=True, text=True)
+
+
+ANCHOR: dict = {}
+
+
+def _verify(root, server: MemoryServer | None = None):
+    return verifier.verify_path(root, (server or ANCHOR["server"]).trusted)
 
 
 def reseal(root: Path) -> None:
@@ -46,35 +61,43 @@ def reseal(root: Path) -> None:
 
 
 def test_complete_package_verifies(package, bag_dir):
-    _server, path = package
-    report = verifier.verify_path(path)
+    server, path = package
+    report = verifier.verify_path(path, server.trusted)
     assert report.status == verifier.COMPLETE, verifier.render(report)
     assert report.facts["segments"] == 3 and report.facts["closed"]
     assert bagit.Bag(str(bag_dir)).is_valid()
     names = {p.relative_to(bag_dir).as_posix() for p in bag_dir.rglob("*") if p.is_file()}
     for expected in ("data/audio/stream.opus", "data/audio/DERIVE-stream.wav", "data/rapport.pdf",
-                     "data/LISEZMOI.txt", "data/README.txt", "data/verify_balise.py", "data/records/000000-open.json",
+                     "data/LISEZMOI.txt", "data/README.txt", "data/records/000000-open.json",
                      "data/records/000004-close.sig", "data/ciphertext/000001.bin", "data/log/000004.json",
                      "data/custody/000001.json", "data/keys/export.pem", "tagmanifest-sha256.txt.sig"):
         assert expected in names
     assert (bag_dir / "data/rapport.pdf").read_bytes().startswith(b"%PDF")
     assert "DÉRIVÉ" in (bag_dir / "data/LISEZMOI.txt").read_text()
-    done = openssl_check(bag_dir)
-    assert done.returncode == 0 and done.stdout.strip().endswith("OK"), done.stdout
-    # The bundled reference verifier runs standalone.
-    run = subprocess.run(["python3", "-I", "data/verify_balise.py", "."], cwd=bag_dir, capture_output=True, text=True)
+    assert (bag_dir / "bagit.txt").read_text().startswith("BagIt-Version: 1.0\n")
+    assert not any(name.endswith((".py", ".sh")) for name in names)  # no code travels with the evidence
+    done = openssl_check(bag_dir, server)
+    assert done.returncode == 0 and "INTACT AND COMPLETE" in done.stdout, done.stdout
+    assert "NOT CHECKED BY THIS SCRIPT" in done.stdout
+    # The published reference verifier runs standalone (stdlib + cryptography).
+    run = subprocess.run(["python3", "-I", verifier.__file__, str(bag_dir), *sum((["--trust", f] for f in server.trusted), [])],
+                         capture_output=True, text=True)
     assert run.returncode == 0 and "INTACT AND COMPLETE" in run.stdout, run.stdout + run.stderr
 
 
 def test_cli_entry_prints_a_verdict(package, capsys):
-    assert verifier.main([str(package[1])]) == 0
+    trust = sum((["--trust", f] for f in package[0].trusted), [])
+    assert verifier.main([str(package[1]), *trust]) == 0
     assert capsys.readouterr().out.startswith("Verdict : INTÈGRE ET COMPLET")
+    # Without an anchor from outside the package: never INTÈGRE.
+    assert verifier.main([str(package[1])]) == verifier.NOT_ANCHORED
+    assert capsys.readouterr().out.startswith("Verdict : NON ANCRÉ")
     assert verifier.main([str(package[1]) + ".missing"]) == verifier.UNREADABLE
     assert verifier.main([str(package[1]), "--trust", "00" * 32]) == verifier.ALTERED
 
 
 def _codes(root: Path) -> set[str]:
-    return verifier.verify_path(root).codes
+    return _verify(root).codes
 
 
 def test_flipped_audio_byte(bag_dir):
@@ -166,9 +189,9 @@ def test_replaced_every_key_is_caught_by_the_published_fingerprints(package, bag
     (bag_dir / "data/keys/export.pem").write_text(forged.public_pem)
     reseal(bag_dir)
     (bag_dir / "tagmanifest-sha256.txt.sig").write_bytes(forged.sign((bag_dir / "tagmanifest-sha256.txt").read_bytes()))
-    assert verifier.verify_path(bag_dir).status == verifier.COMPLETE  # self-consistent...
-    trusted = {server.exporter.fingerprint, server.signer.fingerprint}
-    assert "key.untrusted" in verifier.verify_path(bag_dir, trusted).codes  # ...but not the platform's key
+    assert verifier.verify_path(bag_dir).status == verifier.NOT_ANCHORED  # self-consistent, not anchored...
+    assert "key.untrusted" in verifier.verify_path(bag_dir, server.trusted).codes  # ...not the platform's key
+    assert openssl_check(bag_dir, server).returncode == 1
 
 
 def test_edited_custody_record(bag_dir):
@@ -189,18 +212,19 @@ def test_truncated_session_exports_as_truncated(tmp_path, device_key, seal_key, 
     notice = server.truncate(silence=900)
     assert notice.body["last_seq"] == 2
     path = build_package(server, tmp_path / "cut.zip")
-    report = verifier.verify_path(path)
+    report = verifier.verify_path(path, server.trusted)
     assert report.status == verifier.TRUNCATED, verifier.render(report)
     assert "session.truncated" in report.codes and "TRONQUÉ" in report.verdict
     root = bag.extract(path, tmp_path / "x")
-    done = openssl_check(root)
-    assert done.returncode == 0 and "TRUNCATED" in done.stdout
+    done = openssl_check(root, server)
+    assert done.returncode == 3 and "INTACT BUT TRUNCATED" in done.stdout, done.stdout
     assert "TRONQUÉ" in (root / "data/LISEZMOI.txt").read_text()
     # Without the notice, a cut recording is not passed off as whole.
     for p in (root / "data/log").glob("000003.*"):
         p.unlink()
     reseal(root)
-    assert "session.incomplete" in _codes(root)
+    assert "session.incomplete" in verifier.verify_path(root, server.trusted).codes
+    assert openssl_check(root, server).returncode == 1
 
 
 def test_conflicting_version_is_exported_and_flagged(tmp_path, device_key, seal_key, recording):
@@ -212,12 +236,13 @@ def test_conflicting_version_is_exported_and_flagged(tmp_path, device_key, seal_
     server.receive(resign(recording[2], device_key, wall_us=recording[2].header["wall_us"] + 9))
     for u in recording[3:]:
         server.receive(u)
-    report = verifier.verify_path(build_package(server, tmp_path / "c.zip"))
+    path = build_package(server, tmp_path / "c.zip")
+    report = verifier.verify_path(path, server.trusted)
     assert report.status == verifier.COMPLETE, verifier.render(report)
     assert "record.conflict" in report.codes
+    assert openssl_check(bag.extract(path, tmp_path / "x"), server).returncode == 0
 
 
-def test_copy_of_verifier_is_the_module(bag_dir):
-    assert (bag_dir / "data/verify_balise.py").read_text() == Path(verifier.__file__).read_text()
+def test_missing_keys(bag_dir):
     shutil.rmtree(bag_dir / "data/keys")
     assert "key.unreadable" in _codes(bag_dir)

@@ -63,6 +63,12 @@ def _keys(_master: str, _seal: str, _data_dir: str) -> Keys:
     )
 
 
+def tsa_interval_seconds() -> int:
+    """While a recording is open, the head of its log is timestamped at most this often
+    (by each received record and by ``balise evidence sweep``), and at close."""
+    return env_int("BALISE_EVIDENCE_TSA_INTERVAL", 60)
+
+
 def silence_seconds() -> int:
     """A recording silent this long without a close record gets a truncation notice."""
     return env_int("BALISE_EVIDENCE_SILENCE_SECONDS", 900)
