@@ -182,6 +182,15 @@ def _seal(case: Case) -> crypto.SealKey:
                             409) from None
 
 
+def _seal_of_open(header: dict) -> crypto.SealKey:
+    """A station that has not yet fetched the new seal key after a rotation still
+    seals to a previous one: its recording is taken, never lost."""
+    try:
+        return keyring.seal_for(str(header.get("server_key", "")))
+    except (keyring.KeyringError, crypto.CryptoError):
+        return keyring.sync().seal  # the intake check names the mismatch
+
+
 def _known(case: Case, header: dict | None, case_key: bytes) -> intake.Known:
     """What the checks of ``header`` need (all the records for a close record or None)."""
     rows = Record.objects.filter(case=case)
@@ -212,7 +221,7 @@ def accept_record(device, body) -> Accepted:
                                     409, "header.prev", retry=True)
             device_key = _device_key(device)
             intake.check(body, device_public_key=crypto.load_device_public_key(device_key.public_key_pem),
-                         seal_key=keyring.sync().seal, known=intake.Known(), max_cipher_bytes=conf.max_segment_bytes())
+                         seal_key=_seal_of_open(header), known=intake.Known(), max_cipher_bytes=conf.max_segment_bytes())
             _open_case(device, device_key, header)
             case = _locked_case(header["session"])
         if case.device_id != device.pk:

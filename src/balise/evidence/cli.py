@@ -12,6 +12,20 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _one_line(command):
+    """A key that does not open (a wrong master key, a damaged key file) is a one-line
+    error, never a traceback."""
+    def run(args) -> int:
+        from balise_evidence.crypto import CryptoError
+
+        try:
+            return command(args)
+        except CryptoError as exc:
+            return _fail(f"a key does not open: {exc}")
+    run.__name__ = command.__name__
+    return run
+
+
 def cmd_verify(args) -> int:
     from balise_evidence import verifier
 
@@ -37,6 +51,7 @@ def _user(username: str):
     return user
 
 
+@_one_line
 def cmd_access(args) -> int:
     _django()
     from balise.evidence import actions
@@ -64,6 +79,7 @@ def cmd_access(args) -> int:
     return 0
 
 
+@_one_line
 def cmd_sweep(args) -> int:
     _django()
     from balise.evidence import actions
@@ -74,6 +90,7 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+@_one_line
 def cmd_keys(args) -> int:
     _django()
     from balise.evidence import actions
@@ -89,6 +106,7 @@ def cmd_keys(args) -> int:
     return 0
 
 
+@_one_line
 def cmd_key_log(args) -> int:
     _django()
     from balise.evidence import actions
@@ -102,6 +120,7 @@ def cmd_key_log(args) -> int:
     return 0
 
 
+@_one_line
 def cmd_rotate(args) -> int:
     _django()
     from balise.evidence import actions

@@ -52,7 +52,11 @@ def keys() -> Keys:
 
 @lru_cache(maxsize=4)
 def _keys(_master: str, _seal: str, _data_dir: str) -> Keys:
-    master = base64.b64decode(_stored("BALISE_EVIDENCE_MASTER_KEY", lambda: base64.b64encode(os.urandom(32)).decode()))
+    try:
+        master = base64.b64decode(_stored("BALISE_EVIDENCE_MASTER_KEY",
+                                          lambda: base64.b64encode(os.urandom(32)).decode()), validate=True)
+    except ValueError:
+        raise crypto.CryptoError("BALISE_EVIDENCE_MASTER_KEY must be 32 bytes in base64") from None
     if len(master) != 32:
         raise crypto.CryptoError("BALISE_EVIDENCE_MASTER_KEY must be 32 bytes in base64")
     return Keys(
