@@ -246,3 +246,45 @@ def test_conflicting_version_is_exported_and_flagged(tmp_path, device_key, seal_
 def test_missing_keys(bag_dir):
     shutil.rmtree(bag_dir / "data/keys")
     assert "key.unreadable" in _codes(bag_dir)
+
+
+def test_altered_ciphertext(bag_dir):
+    path = bag_dir / "data/ciphertext/000002.bin"
+    data = bytearray(path.read_bytes())
+    data[5] ^= 0x80
+    path.write_bytes(bytes(data))
+    reseal(bag_dir)
+    assert "segment.cipher" in _codes(bag_dir)
+    done = openssl_check(bag_dir)
+    assert done.returncode == 1 and "ciphertext of data/records/000002-segment.json" in done.stdout
+
+
+def test_changed_header_has_no_receipt_in_the_openssl_procedure(bag_dir):
+    path = bag_dir / "data/records/000003-segment.json"
+    h = json.loads(path.read_bytes())
+    h["mono_us"] += 1
+    path.write_bytes(canonical(h))
+    reseal(bag_dir)
+    out = openssl_check(bag_dir).stdout
+    assert "no server receipt for data/records/000003-segment.json" in out
+
+
+def test_truncation_notice_signed_by_another_key(tmp_path, device_key, seal_key, recording):
+    server = MemoryServer(device_key, seal_key)
+    for u in recording[:3]:
+        server.receive(u)
+    server.signer, genuine_signer = crypto.Signer.generate(), server.signer  # an unpublished key signs the notice
+    server.truncate(silence=900)
+    forger, server.signer = server.signer, genuine_signer
+    root = bag.extract(build_package(server, tmp_path / "cut.zip"), tmp_path / "x")
+    (root / f"data/keys/signing/{forger.fingerprint}.pem").write_text(forger.public_pem)  # shipped with it
+    reseal(root)
+    report = verifier.verify_path(root, server.trusted)
+    assert report.status == verifier.ALTERED and "key.untrusted" in report.codes, verifier.render(report)
+    done = openssl_check(root, server)
+    assert done.returncode == 1 and "not a published signing key" in done.stdout
+
+
+def test_unanchored_openssl_procedure_never_says_intact(package, bag_dir):
+    done = subprocess.run(["sh", str(SCRIPT), str(bag_dir)], capture_output=True, text=True)
+    assert done.returncode == verifier.NOT_ANCHORED and "NON ANCRÉ" in done.stdout and "INTÈGRE" not in done.stdout
