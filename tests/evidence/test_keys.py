@@ -107,3 +107,12 @@ def test_forged_key_logs_do_not_anchor(enrolled, device_key):
     del doc["entries"][1]
     with pytest.raises(verifier.AnchorError):
         verifier.anchors_from_key_log(json.dumps(doc).encode(), pin)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_verifier_fetches_the_key_log_from_its_url(live_server, world):
+    pin = actions.key_log_pin()
+    anchors = verifier.anchors_from_key_log(verifier.fetch(f"{live_server.url}/api/v1/evidence/key-log"), pin)
+    assert actions.server_keys()["export_fingerprint"] in anchors.roles["export"]
+    with pytest.raises(verifier.AnchorError):
+        verifier.fetch(f"{live_server.url}/no-such-key-log")
