@@ -362,9 +362,11 @@ def _load_entries(report: Report, folder: Path, signers: dict, what: str) -> lis
         try:
             body = json.loads(data)
         except ValueError:
-            report.error(f"{what}.invalid", f"{path.name} is not JSON")
+            body = None
+        if not isinstance(body, dict):
+            report.error(f"{what}.invalid", f"{path.name} is not a JSON object")
             continue
-        key = signers.get(body.get("signer")) if isinstance(body, dict) else None
+        key = signers.get(body.get("signer"))
         if not sig_path.is_file() or key is None or not _ed_ok(key, sig_path.read_bytes(), data):
             report.error(f"{what}.signature", f"{what} entry {path.name}: the server signature does not verify")
         if not is_canonical(data):

@@ -288,3 +288,39 @@ def test_truncation_notice_signed_by_another_key(tmp_path, device_key, seal_key,
 def test_unanchored_openssl_procedure_never_says_intact(package, bag_dir):
     done = subprocess.run(["sh", str(SCRIPT), str(bag_dir)], capture_output=True, text=True)
     assert done.returncode == verifier.NOT_ANCHORED and "NON ANCRÉ" in done.stdout and "INTÈGRE" not in done.stdout
+
+
+def _pdf_text(pdf: bytes) -> bytes:
+    import base64
+    import re
+    import zlib
+
+    text = b""
+    for m in re.finditer(rb"stream\r?\n(.*?)endstream", pdf, re.S):
+        raw = m.group(1).strip()
+        if raw.endswith(b"~>"):
+            raw = base64.a85decode(raw[:-2])
+        text += zlib.decompress(raw)
+    return text
+
+
+def test_the_report_prints_the_key_log(tmp_path, device_key, seal_key, recording):
+    from balise_evidence import keylog, ledger
+
+    server = MemoryServer(device_key, seal_key)
+    for u in recording:
+        server.receive(u)
+    first = keylog.append(ledger.Head(), keylog.body(role="signing", fingerprint=server.signer.fingerprint,
+                                                      public_pem=server.signer.public_pem, at="2026-12-01T00:00:00Z"),
+                          server.signer)
+    device = keylog.append(ledger.Head(0, first.sha256), keylog.body(
+        role="device", fingerprint=device_key.fingerprint, public_pem=device_key.public_pem,
+        at="2026-12-01T00:00:00Z"), server.signer)
+    inp = server.export_input()
+    inp.key_log = keylog.document([(first.data, first.signature), (device.data, device.signature)])
+    inp.key_log_url = "https://balise.example.org/api/v1/evidence/key-log"
+    root = bag.extract(bag.build(inp, server.exporter, tmp_path / "k.zip"), tmp_path / "x")
+    text = _pdf_text((root / "data/rapport.pdf").read_bytes())
+    assert device_key.fingerprint[:32].encode() in text and b"balise.example.org" in text
+    assert verifier.anchors_from_key_log((root / "data/keys/key-log.json").read_bytes(), server.signer.fingerprint)
+    assert "balise.example.org/api/v1/evidence/key-log" in (root / "data/LISEZMOI.txt").read_text()
