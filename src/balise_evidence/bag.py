@@ -4,11 +4,10 @@ the platform's export key (Ed25519).
 Layout (payload under ``data/``)::
 
     LISEZMOI.txt, README.txt          verification instructions (French, English)
-    verify_balise.py                  the reference verifier (stdlib + cryptography)
-    verifier_openssl.sh               the same checks with sha256sum and openssl only
-    rapport.pdf                       the French report
+    rapport.pdf                       the French report (with the platform's key log)
     case.json                         what the package is about (not signed by the device)
-    segments.tsv                      offsets and hashes, copied from the signed records
+    segments.tsv                      offsets and hashes copied from the signed records
+                                      (a convenience: the verifiers read the signed headers)
     audio/stream.opus                 the original Ogg Opus stream, as recorded
     audio/DERIVE-stream.wav           a WAV decoded from it, for listening (derived)
     records/NNNNNN-KIND.json|.sig     every record header and its device signature
@@ -16,7 +15,14 @@ Layout (payload under ``data/``)::
     log/NNNNNN.json|.sig              the session log: receipts and truncation notice
     custody/NNNNNN.json|.sig          the custody records of the case
     timestamps/*.tsr|.subject         RFC 3161 tokens on the log, if any
-    keys/*.pem                        device, server signing, server sealing, export, TSA
+    keys/*.pem                        device, server sealing, export, TSA (for reading)
+    keys/signing/FINGERPRINT.pem      every server signing key that signed a log or custody entry
+    keys/key-log.json                 a copy of the platform's key log (for reading: the expert
+                                      checks against the one the association publishes)
+
+No verifier travels in the package: code inside evidence can be replaced with it. The
+expert obtains the verifier (verify_balise.py, verifier_openssl.sh) from the project's
+published release and the fingerprints from the association, out of band.
 
 Tag level: ``timestamps/export.tsr`` (an RFC 3161 token on ``manifest-sha256.txt``, if a
 TSA is configured) and ``tagmanifest-sha256.txt.sig``.
@@ -71,6 +77,8 @@ class ExportInput:
     custody: list[Signed]
     keys: dict[str, str]  # file name under keys/ -> PEM
     timestamps: list[tuple[str, bytes, str]] = field(default_factory=list)  # (name, token, subject path)
+    key_log: bytes = b""  # the platform's key log document (JSON), as published
+    key_log_url: str = ""
     generated_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
@@ -105,6 +113,8 @@ def _stage(inp: ExportInput, stage: Path) -> None:
             _write(data, f"{folder}/{i:06d}.sig", item.signature)
     for name, pem in inp.keys.items():
         _write(data, f"keys/{name}", pem)
+    if inp.key_log:
+        _write(data, "keys/key-log.json", inp.key_log)
     for name, token, subject in inp.timestamps:
         _write(data, f"timestamps/{name}.tsr", token)
         _write(data, f"timestamps/{name}.subject", subject + "\n")
@@ -118,17 +128,19 @@ def build(inp: ExportInput, export_signer: Signer, out: Path,
         stage = Path(tmp) / "stage"
         _stage(inp, stage)
         facts = verifier.Report()
-        verifier.check_session(facts, stage, set())
+        verifier.check_session(facts, stage, verifier.Anchors())
         _write(stage / "data", "rapport.pdf", report.render_pdf(inp, facts))
         _write(stage / "data", "LISEZMOI.txt", instructions.french(inp, facts))
         _write(stage / "data", "README.txt", instructions.english(inp, facts))
-        _write(stage / "data", "verifier_openssl.sh", instructions.openssl_script())
-        _write(stage / "data", "verify_balise.py", Path(verifier.__file__).read_text("utf-8"))
         name = f"balise-preuve-{inp.case['reference']}"
         bag_dir = Path(tmp) / name
         os.rename(stage / "data", bag_dir)
         with _BAGIT:
-            bag = bagit.make_bag(str(bag_dir), _bag_info(inp), checksums=["sha256"])
+            bagit.make_bag(str(bag_dir), _bag_info(inp), checksums=["sha256"])
+            # RFC 8493 is BagIt 1.0 (the library writes 0.97): declare it, then re-hash the tag files.
+            (bag_dir / "bagit.txt").write_text("BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n")
+            bag = bagit.Bag(str(bag_dir))
+            bag.save()
         if timestamp is not None:
             _write(bag_dir, "timestamps/export.tsr", timestamp((bag_dir / "manifest-sha256.txt").read_bytes()))
             _write(bag_dir, "timestamps/export.subject", "manifest-sha256.txt\n")

@@ -1,4 +1,6 @@
-"""Verification instructions (French, English) and the openssl/sha256sum script."""
+"""Verification instructions (French, English). The verifiers themselves
+(``verifier.py`` published as verify_balise.py, ``verifier_openssl.sh``) are not in the
+package: the expert obtains them, and the fingerprints, independently."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ def _facts(inp: "ExportInput", facts: "Report") -> dict:
         "stream_sha256": f.get("stream_sha256", ""),
         "device_key": f.get("device_key", ""),
         "server_key": f.get("server_key", ""),
+        "key_log_url": inp.key_log_url or "(non configurée / not configured)",
         "state_fr": "TRONQUÉ (avis de troncature signé par le serveur)" if f.get("truncated")
         else ("complet (enregistrement de clôture présent)" if f.get("closed") else "INCOMPLET"),
         "state_en": "TRUNCATED (server-signed truncation notice)" if f.get("truncated")
@@ -29,49 +32,45 @@ def french(inp: "ExportInput", facts: "Report") -> str:
     v = _facts(inp, facts)
     return f"""PAQUET DE PREUVE BALISE — INSTRUCTIONS DE VÉRIFICATION
 Dossier {v['reference']} — session {v['session']}
-État à l'export : {v['state_fr']} — {v['segments']} segments
+État déclaré à l'export : {v['state_fr']} — {v['segments']} segments
 SHA-256 du flux audio original : {v['stream_sha256']}
-Empreinte de la clé de l'appareil : {v['device_key']}
-Empreinte de la clé de signature du serveur : {v['server_key']}
 
-Ce paquet est un « bag » BagIt (RFC 8493). Toutes les commandes se lancent depuis le
-dossier racine du paquet décompressé (celui qui contient bagit.txt).
+Ce paquet est un « bag » BagIt 1.0 (RFC 8493). Ne vous fiez à rien de ce qu'il contient
+pour décider de lui faire confiance : tout ce qui y figure, y compris ce texte, peut avoir
+été remplacé avec lui. En particulier :
 
-1. Vérification automatique (Python 3 et le paquet « cryptography ») :
-     python3 data/verify_balise.py .
-   Le verdict s'affiche en première ligne : INTÈGRE ET COMPLET, INTÈGRE MAIS TRONQUÉ ou
-   ALTÉRÉ OU INVALIDE, suivi de chaque problème nommé.
+A. N'exécutez aucun programme venu avec une preuve. Procurez-vous le vérificateur
+   (verify_balise.py et verifier_openssl.sh) dans la publication officielle du projet
+   Balise, et contrôlez l'empreinte SHA-256 de ce que vous avez téléchargé avec celle
+   que publie le projet.
 
-2. Les mêmes contrôles avec sha256sum et openssl seulement :
-     sh data/verifier_openssl.sh
-   ou, pas à pas :
-   a. Intégrité des fichiers :
-        sha256sum -c manifest-sha256.txt && sha256sum -c tagmanifest-sha256.txt
-   b. Signature de l'export (clé Ed25519 de la plateforme) :
-        openssl pkeyutl -verify -pubin -inkey data/keys/export.pem -rawin \\
-          -in tagmanifest-sha256.txt -sigfile tagmanifest-sha256.txt.sig
-      puis comparer l'empreinte de la clé à celle publiée par la plateforme :
-        openssl pkey -pubin -in data/keys/export.pem -outform DER | sha256sum
-   c. Signature de chaque enregistrement par l'appareil (ECDSA P-256) :
-        openssl dgst -sha256 -verify data/keys/device.pem \\
-          -signature data/records/000001-segment.sig data/records/000001-segment.json
-   d. Chaînage : le champ "prev" de chaque enregistrement est le SHA-256 de
-      l'enregistrement précédent :  sha256sum data/records/000000-open.json
-   e. Reçus et journal du serveur (Ed25519), y compris l'avis de troncature éventuel :
-        openssl pkeyutl -verify -pubin -inkey data/keys/server-signing.pem -rawin \\
-          -in data/log/000000.json -sigfile data/log/000000.sig
-   f. Audio : le SHA-256 du flux entier figure dans l'enregistrement de clôture :
-        sha256sum data/audio/stream.opus
-      et chaque segment (décalage et longueur dans data/segments.tsv) :
-        tail -c +$((DECALAGE+1)) data/audio/stream.opus | head -c LONGUEUR | sha256sum
-   g. Horodatages RFC 3161 (si présents) :
-        openssl ts -verify -data manifest-sha256.txt -in timestamps/export.tsr \\
-          -CAfile data/keys/tsa-ca.pem -untrusted data/keys/tsa.pem
+B. Obtenez les empreintes de confiance de l'association, hors du paquet :
+   - l'adresse de son journal des clés (actuellement : {v['key_log_url']}) ;
+   - l'empreinte de la première clé de signature de ce journal (« --pin »), communiquée
+     par un autre canal (courrier, réquisition, site de l'association) ;
+   - l'autorité d'horodatage (RFC 3161) qu'elle utilise et son certificat racine, obtenu
+     auprès de l'autorité elle-même.
+   Les empreintes imprimées dans rapport.pdf ne servent qu'à comparer.
+
+C. Vérification automatique (Python 3 et le paquet « cryptography ») :
+     python3 verify_balise.py PAQUET.zip --trust-url URL_DU_JOURNAL --pin EMPREINTE \
+       --tsa-root RACINE_TSA.pem
+   (ou --trust-log FICHIER si vous avez une copie du journal obtenue de l'association).
+   Verdicts : INTÈGRE ET COMPLET, INTÈGRE MAIS TRONQUÉ, ALTÉRÉ OU INVALIDE (chaque
+   problème nommé), NON ANCRÉ (aucune ancre de confiance fournie : le paquet n'est alors
+   cohérent qu'avec lui-même, ce qui ne prouve rien).
+
+D. Les mêmes contrôles avec sha256sum et openssl seulement, les empreintes en entrée :
+     sh verifier_openssl.sh DOSSIER_DU_PAQUET --export EMPREINTE --signing EMPREINTE \
+       --device EMPREINTE --tsa-root RACINE_TSA.pem
+   (--signing autant de fois que le journal des clés en liste). Le script dit à la fin ce
+   qu'il ne peut pas vérifier.
 
 Le fichier data/audio/DERIVE-stream.wav est DÉRIVÉ : décodé depuis stream.opus pour
-l'écoute. Seul stream.opus est l'enregistrement original, et lui seul est couvert par
-les signatures de l'appareil. Le rapport data/rapport.pdf explique ce que la preuve
-établit et ce qu'elle n'établit pas.
+l'écoute. Seul stream.opus est l'enregistrement original, couvert par les signatures de
+l'appareil. Les décalages des segments sont dans les en-têtes signés (data/records) ;
+data/segments.tsv n'en est qu'une copie commode, non signée. Le rapport data/rapport.pdf
+explique ce que la preuve établit et ce qu'elle n'établit pas.
 """
 
 
@@ -79,101 +78,40 @@ def english(inp: "ExportInput", facts: "Report") -> str:
     v = _facts(inp, facts)
     return f"""BALISE EVIDENCE PACKAGE — HOW TO VERIFY
 Case {v['reference']} — session {v['session']}
-State at export: {v['state_en']} — {v['segments']} segments
+State declared at export: {v['state_en']} — {v['segments']} segments
 SHA-256 of the original audio stream: {v['stream_sha256']}
-Device key fingerprint: {v['device_key']}
-Server signing key fingerprint: {v['server_key']}
 
-This package is a BagIt bag (RFC 8493). Run every command from the root folder of the
-unzipped package (the one holding bagit.txt).
+This package is a BagIt 1.0 bag (RFC 8493). Rely on nothing it contains to decide whether
+to trust it: everything in it, this text included, can have been replaced along with it.
 
-1. Automatic check (Python 3 and the "cryptography" package):
-     python3 data/verify_balise.py .
-   The first line is the verdict: INTACT AND COMPLETE, INTACT BUT TRUNCATED or ALTERED OR
-   INVALID, followed by every problem found, by name.
+A. Never run a program that came with evidence. Obtain the verifier (verify_balise.py and
+   verifier_openssl.sh) from the Balise project's published release, and check the
+   SHA-256 of what you downloaded against the one the project publishes.
 
-2. The same checks with sha256sum and openssl only:
-     sh data/verifier_openssl.sh
-   or step by step:
-   a. File integrity:
-        sha256sum -c manifest-sha256.txt && sha256sum -c tagmanifest-sha256.txt
-   b. Export signature (the platform's Ed25519 key):
-        openssl pkeyutl -verify -pubin -inkey data/keys/export.pem -rawin \\
-          -in tagmanifest-sha256.txt -sigfile tagmanifest-sha256.txt.sig
-      then compare the key's fingerprint with the one the platform publishes:
-        openssl pkey -pubin -in data/keys/export.pem -outform DER | sha256sum
-   c. Each record's device signature (ECDSA P-256):
-        openssl dgst -sha256 -verify data/keys/device.pem \\
-          -signature data/records/000001-segment.sig data/records/000001-segment.json
-   d. Chaining: each record's "prev" field is the SHA-256 of the previous record:
-        sha256sum data/records/000000-open.json
-   e. Server receipts and log (Ed25519), including any truncation notice:
-        openssl pkeyutl -verify -pubin -inkey data/keys/server-signing.pem -rawin \\
-          -in data/log/000000.json -sigfile data/log/000000.sig
-   f. Audio: the SHA-256 of the whole stream is in the close record:
-        sha256sum data/audio/stream.opus
-      and each segment (offset and length in data/segments.tsv):
-        tail -c +$((OFFSET+1)) data/audio/stream.opus | head -c LENGTH | sha256sum
-   g. RFC 3161 timestamps (if present):
-        openssl ts -verify -data manifest-sha256.txt -in timestamps/export.tsr \\
-          -CAfile data/keys/tsa-ca.pem -untrusted data/keys/tsa.pem
+B. Obtain the trust anchors from the association, outside the package:
+   - the address of its key log (currently: {v['key_log_url']});
+   - the fingerprint of the key log's first signing key ("--pin"), through another channel
+     (letter, warrant, the association's site);
+   - the RFC 3161 timestamp authority it uses, and that authority's root certificate,
+     obtained from the authority itself.
+   The fingerprints printed in rapport.pdf are only for comparison.
+
+C. Automatic check (Python 3 and the "cryptography" package):
+     python3 verify_balise.py PACKAGE.zip --trust-url KEY_LOG_URL --pin FINGERPRINT \
+       --tsa-root TSA_ROOT.pem
+   (or --trust-log FILE with a copy of the key log obtained from the association).
+   Verdicts: INTACT AND COMPLETE, INTACT BUT TRUNCATED, ALTERED OR INVALID (every problem
+   named), NOT ANCHORED (no trust anchor given: the package is then only consistent with
+   itself, which proves nothing).
+
+D. The same checks with sha256sum and openssl only, the fingerprints as inputs:
+     sh verifier_openssl.sh PACKAGE_FOLDER --export FINGERPRINT --signing FINGERPRINT \
+       --device FINGERPRINT --tsa-root TSA_ROOT.pem
+   (--signing as many times as the key log lists signing keys). The script ends by saying
+   what it cannot check.
 
 data/audio/DERIVE-stream.wav is DERIVED: decoded from stream.opus for listening. Only
-stream.opus is the original recording, and only it is covered by the device signatures.
-The report data/rapport.pdf (French) says what the evidence proves and what it does not.
-"""
-
-
-def openssl_script() -> str:
-    """A POSIX shell script doing the checks with sha256sum, openssl, grep, sed, head, tail."""
-    return r"""#!/bin/sh
-# Balise: verify this package with sha256sum and openssl only. Run from the bag root.
-# Vérifie ce paquet avec sha256sum et openssl seulement. À lancer depuis la racine du bag.
-fail=0
-no() { echo "ÉCHEC / FAILED: $*"; fail=1; }
-field() { sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\)\"\{0,1\}.*/\1/p" "$1"; }
-sha256sum --quiet -c manifest-sha256.txt || no "manifest-sha256.txt"
-sha256sum --quiet -c tagmanifest-sha256.txt || no "tagmanifest-sha256.txt"
-openssl pkeyutl -verify -pubin -inkey data/keys/export.pem -rawin -in tagmanifest-sha256.txt \
-  -sigfile tagmanifest-sha256.txt.sig >/dev/null 2>&1 || no "export signature"
-prev=0000000000000000000000000000000000000000000000000000000000000000
-for f in data/records/*.json; do
-  openssl dgst -sha256 -verify data/keys/device.pem -signature "${f%.json}.sig" "$f" >/dev/null 2>&1 \
-    || no "device signature $f"
-  case "$f" in *-v[0-9]*.json) continue;; esac
-  [ "$(field "$f" prev)" = "$prev" ] || no "chain at $f"
-  prev=$(sha256sum "$f" | cut -d' ' -f1)
-  if [ "$(field "$f" kind)" = segment ]; then
-    off=$(field "$f" offset); len=$(field "$f" audio_len)
-    got=$(tail -c +$((off + 1)) data/audio/stream.opus | head -c "$len" | sha256sum | cut -d' ' -f1)
-    [ "$got" = "$(field "$f" audio_sha256)" ] || no "audio of $f"
-  fi
-  if [ "$(field "$f" kind)" = close ]; then
-    [ "$(sha256sum data/audio/stream.opus | cut -d' ' -f1)" = "$(field "$f" stream_sha256)" ] || no "stream hash"
-  fi
-done
-for f in data/log/*.json data/custody/*.json; do
-  [ -f "$f" ] || continue
-  openssl pkeyutl -verify -pubin -inkey data/keys/server-signing.pem -rawin -in "$f" \
-    -sigfile "${f%.json}.sig" >/dev/null 2>&1 || no "server signature $f"
-done
-for d in data/log data/custody; do
-  prev=0000000000000000000000000000000000000000000000000000000000000000
-  for f in "$d"/*.json; do
-    [ -f "$f" ] || continue
-    [ "$(field "$f" prev)" = "$prev" ] || no "chain at $f"
-    prev=$(sha256sum "$f" | cut -d' ' -f1)
-  done
-done
-for t in timestamps/*.tsr data/timestamps/*.tsr; do
-  [ -f "$t" ] || continue
-  subject=$(cat "${t%.tsr}.subject")
-  openssl ts -verify -data "$subject" -in "$t" -CAfile data/keys/tsa-ca.pem -untrusted data/keys/tsa.pem \
-    >/dev/null 2>&1 || no "timestamp $t"
-done
-if ! ls data/records/*-close.json >/dev/null 2>&1; then
-  grep -l '"type":"truncation"' data/log/*.json >/dev/null 2>&1 \
-    && echo "TRONQUÉ / TRUNCATED: see the truncation notice in data/log" || no "no close record, no notice"
-fi
-[ $fail = 0 ] && echo "OK" || exit 1
+stream.opus is the original recording, covered by the device signatures. Segment offsets
+are in the signed headers (data/records); data/segments.tsv is an unsigned convenience
+copy. The report data/rapport.pdf (French) says what the evidence proves and what not.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from datetime import datetime, timezone
@@ -128,9 +129,33 @@ def render_pdf(inp: "ExportInput", checked: "Report") -> bytes:
         "Le fichier audio/DERIVE-stream.wav est dérivé (décodé pour l'écoute) : il n'est pas l'original.",
     ):
         story.append(Paragraph("• " + escape(line), body))
-    story += [Paragraph("8. Vérifier", h2),
-              Paragraph("Voir data/LISEZMOI.txt : « python3 data/verify_balise.py . » ou « sh "
-                        "data/verifier_openssl.sh » depuis la racine du paquet.", body)]
+    story += [Paragraph("8. Clés de la plateforme (journal des clés)", h2),
+              Paragraph(escape(
+                  "Les empreintes ci-dessous sont celles du journal des clés de la plateforme, signé et en ajout "
+                  "seul, tel qu'il était à l'export. Elles ne valent que si elles sont identiques à celles que "
+                  "l'association publie hors du paquet : l'expert les obtient d'elle (adresse ci-dessous, et "
+                  "empreinte de la première clé de signature communiquée par un autre canal), jamais de ce seul "
+                  "document. Adresse du journal : " + (inp.key_log_url or "non configurée")), body)]
+    rows = [["N°", "Rôle", "Empreinte SHA-256", "Depuis"]]
+    head = ""
+    if inp.key_log:
+        for item in json.loads(inp.key_log).get("entries", []):
+            e = json.loads(item["data"])
+            head = hashlib.sha256(item["data"].encode()).hexdigest()
+            if e.get("role") == "device" and e.get("fingerprint") != facts.get("device_key"):
+                continue  # other devices' keys: in the published log, not in this case's report
+            rows.append([str(e.get("index")), {"signing": "signature serveur", "export": "export",
+                                               "seal": "scellement", "device": "appareil"}.get(e.get("role"), ""),
+                         e.get("fingerprint", ""), e.get("at", "")])
+    story.append(_table(rows, [10 * mm, 30 * mm, 100 * mm, 35 * mm]))
+    if head:
+        story.append(Paragraph(escape(f"Tête du journal des clés (SHA-256 de la dernière entrée) : {head}"), body))
+    story += [Paragraph("9. Vérifier", h2),
+              Paragraph(escape(
+                  "Voir data/LISEZMOI.txt. Le vérificateur (verify_balise.py, verifier_openssl.sh) s'obtient dans "
+                  "la publication officielle du projet Balise, dont on contrôle l'empreinte : aucun programme "
+                  "n'est livré dans le paquet, et il ne faut jamais exécuter un programme venu avec une preuve."),
+                  body)]
     buf = io.BytesIO()
     SimpleDocTemplate(buf, pagesize=A4, title=f"Rapport de preuve {inp.case['reference']}", author="Balise",
                       leftMargin=15 * mm, rightMargin=15 * mm, topMargin=15 * mm, bottomMargin=15 * mm,

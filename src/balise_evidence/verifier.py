@@ -4,11 +4,22 @@
 Self-contained on purpose: it needs only the Python standard library and the
 ``cryptography`` package, so that a court expert can read it in full and run it with
 no Balise installation. ``openssl`` is used, when present, to check RFC 3161 tokens.
+Obtain it from the project's published release (and check its hash), never from inside
+a package: a package can carry anything.
 
-    python3 verify_balise.py PACKAGE.zip [--trust FINGERPRINT ...] [--json]
+    python3 verify_balise.py PACKAGE.zip --trust-url URL --pin FINGERPRINT [--tsa-root CA.pem]
+    python3 verify_balise.py PACKAGE.zip --trust-log key-log.json --pin FINGERPRINT
+    python3 verify_balise.py PACKAGE.zip --trust FP --trust FP ... [--json]
+
+Trust anchors come from outside the package: the platform's signed, append-only key log
+(fetched from the association's published URL, or a copy of it, checked against the
+fingerprint of its first signing key, which the association publishes out of band), or
+the fingerprints themselves. Without them the package is only consistent with itself and
+the verdict is NON ANCRÉ / NOT ANCHORED (exit 4), never INTÈGRE.
 
 Exit status: 0 intact and complete, 3 intact but truncated (a server-signed truncation
-notice says where the recording was cut), 1 altered or invalid, 2 unreadable package.
+notice says where the recording was cut), 1 altered or invalid, 2 unreadable package,
+4 not anchored (no trust anchor given).
 """
 
 from __future__ import annotations
@@ -18,9 +29,12 @@ import hashlib
 import json
 import re
 import shutil
+import base64
 import subprocess
 import sys
 import tempfile
+import urllib.request
+import wave
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +46,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 ZERO = "0" * 64
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-COMPLETE, TRUNCATED, ALTERED, UNREADABLE = 0, 3, 1, 2
+COMPLETE, TRUNCATED, ALTERED, UNREADABLE, NOT_ANCHORED = 0, 3, 1, 2, 4
+KEY_LOG_FORMAT = "balise-key-log/1"
+ROLES = ("signing", "export", "seal", "device")
 
 
 # --- record header shape (shared with the server's intake) ---------------------------
@@ -147,6 +163,8 @@ class Report:
     def status(self) -> int:
         if any(f.level == "error" for f in self.findings):
             return ALTERED
+        if not self.facts.get("anchored"):
+            return NOT_ANCHORED
         return TRUNCATED if self.facts.get("truncated") else COMPLETE
 
     @property
@@ -155,6 +173,9 @@ class Report:
             COMPLETE: "INTÈGRE ET COMPLET / INTACT AND COMPLETE",
             TRUNCATED: "INTÈGRE MAIS TRONQUÉ (avis de troncature signé) / INTACT BUT TRUNCATED (signed truncation notice)",
             ALTERED: "ALTÉRÉ OU INVALIDE / ALTERED OR INVALID",
+            NOT_ANCHORED: "NON ANCRÉ : aucune empreinte de confiance obtenue hors du paquet (--trust-url, "
+                          "--trust-log ou --trust) ; le paquet n'est cohérent qu'avec lui-même / NOT ANCHORED: no "
+                          "trust anchor from outside the package; it is only consistent with itself",
         }[self.status]
 
 
@@ -199,6 +220,92 @@ def _ec_ok(key, sig: bytes, data: bytes) -> bool:
         return False
 
 
+# --- trust anchors (from outside the package) -----------------------------------------
+
+class AnchorError(Exception):
+    """A key log that cannot be trusted: unreadable, broken chain, bad signature, wrong pin."""
+
+
+@dataclass
+class Anchors:
+    """Fingerprints the expert trusts, by role (``any`` for fingerprints given by hand)."""
+    roles: dict = field(default_factory=lambda: {r: set() for r in (*ROLES, "any")})
+    source: str = ""
+
+    def __bool__(self) -> bool:
+        return any(self.roles.values())
+
+    def allows(self, role: str, fp: str) -> bool:
+        return fp in self.roles.get(role, set()) or fp in self.roles["any"]
+
+    @classmethod
+    def of(cls, fingerprints) -> "Anchors":
+        anchors = cls(source="--trust")
+        anchors.roles["any"] |= {f.strip().lower() for f in fingerprints if f.strip()}
+        return anchors
+
+
+def anchors_from_key_log(data: bytes, pin: str) -> Anchors:
+    """Check the platform's key log and return every key it lists. The first entry is
+    signed by the signing key whose fingerprint is ``pin`` (obtained by the expert out of
+    band); each later entry is signed by the signing key in force at that point, so a
+    new signing key is introduced by a signature of the previous one."""
+    pin = pin.strip().lower()
+    try:
+        doc = json.loads(data)
+        items = doc["entries"]
+        if doc.get("format") != KEY_LOG_FORMAT or not isinstance(items, list) or not items:
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise AnchorError("the key log is not a Balise key log") from None
+    anchors = Anchors(source="key log")
+    keys: dict[str, object] = {}
+    current = None
+    prev = ZERO
+    for index, item in enumerate(items):
+        try:
+            raw = item["data"].encode("utf-8")
+            sig = base64.b64decode(item["signature"], validate=True)
+            body = json.loads(raw)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise AnchorError(f"key log entry {index} is unreadable") from None
+        if not is_canonical(raw) or body.get("index") != index or body.get("prev") != prev:
+            raise AnchorError(f"key log entry {index}: the hash chain is broken")
+        role, fp = body.get("role"), str(body.get("fingerprint", ""))
+        if role not in ROLES or not HEX64.match(fp):
+            raise AnchorError(f"key log entry {index}: unknown role or malformed fingerprint")
+        try:
+            key = serialization.load_pem_public_key(str(body.get("public_pem", "")).encode())
+        except ValueError:
+            raise AnchorError(f"key log entry {index}: unreadable public key") from None
+        if _fingerprint(key) != fp:
+            raise AnchorError(f"key log entry {index}: the public key does not have the fingerprint listed")
+        if index == 0:
+            if role != "signing" or fp != pin:
+                raise AnchorError("the key log does not start with the pinned signing key "
+                                  "(wrong --pin, or not the platform's key log)")
+            current = key
+        signer = keys.get(body.get("signer")) if index else current
+        if signer is None or signer is not current or not _ed_ok(signer, sig, raw):
+            raise AnchorError(f"key log entry {index}: not signed by the signing key in force")
+        keys[fp] = key
+        anchors.roles[role].add(fp)
+        if role == "signing" and body.get("action", "add") == "add":
+            current = key
+        prev = hashlib.sha256(raw).hexdigest()
+    anchors.source = f"key log ({len(items)} entries, head {prev})"
+    return anchors
+
+
+def fetch(url: str) -> bytes:
+    """The key log at ``url`` (https://, http:// or file://)."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.read(8 << 20)
+    except (OSError, ValueError) as exc:
+        raise AnchorError(f"cannot fetch {url}: {exc}") from None
+
+
 # --- the checks ----------------------------------------------------------------------
 
 def check_bag(report: Report, root: Path) -> None:
@@ -229,7 +336,7 @@ def check_bag(report: Report, root: Path) -> None:
                     report.error("bag.unlisted", f"{rel} is in the package but not in {manifest}")
 
 
-def check_export_signature(report: Report, root: Path, trusted: set[str]) -> None:
+def check_export_signature(report: Report, root: Path, trusted: Anchors) -> None:
     key = _load_key(report, root / "data/keys/export.pem", ed25519.Ed25519PublicKey)
     sig = root / "tagmanifest-sha256.txt.sig"
     if key is None or not sig.is_file():
@@ -237,14 +344,15 @@ def check_export_signature(report: Report, root: Path, trusted: set[str]) -> Non
         return
     fp = _fingerprint(key)
     report.facts["export_key"] = fp
-    if trusted and fp not in trusted:
+    if trusted and not trusted.allows("export", fp):
         report.error("key.untrusted", f"the export key {fp} is not one of the trusted fingerprints")
     if not _ed_ok(key, sig.read_bytes(), (root / "tagmanifest-sha256.txt").read_bytes()):
         report.error("export.signature", "the tag manifest is not signed by the export key")
 
 
-def _load_entries(report: Report, folder: Path, key, what: str) -> list[dict]:
-    """Signed, hash-chained entries (log or custody): checks signatures and the chain."""
+def _load_entries(report: Report, folder: Path, signers: dict, what: str) -> list[dict]:
+    """Signed, hash-chained entries (log or custody): checks signatures (each by the
+    server signing key it names, from data/keys/signing/) and the chain."""
     entries = []
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     prev = ZERO
@@ -254,8 +362,11 @@ def _load_entries(report: Report, folder: Path, key, what: str) -> list[dict]:
         try:
             body = json.loads(data)
         except ValueError:
-            report.error(f"{what}.invalid", f"{path.name} is not JSON")
+            body = None
+        if not isinstance(body, dict):
+            report.error(f"{what}.invalid", f"{path.name} is not a JSON object")
             continue
+        key = signers.get(body.get("signer"))
         if not sig_path.is_file() or key is None or not _ed_ok(key, sig_path.read_bytes(), data):
             report.error(f"{what}.signature", f"{what} entry {path.name}: the server signature does not verify")
         if not is_canonical(data):
@@ -341,22 +452,41 @@ def _chain(report: Report, records: list[dict], receipts: dict[str, dict]) -> li
     return chain
 
 
-def check_session(report: Report, root: Path, trusted: set[str]) -> None:
+def _signing_keys(report: Report, root: Path) -> dict:
+    """The server signing keys shipped in data/keys/signing/, by fingerprint (the file
+    name must be the key's own fingerprint)."""
+    keys = {}
+    folder = root / "data/keys/signing"
+    for path in sorted(folder.glob("*.pem")) if folder.is_dir() else []:
+        key = _load_key(report, path, ed25519.Ed25519PublicKey)
+        if key is None:
+            continue
+        fp = _fingerprint(key)
+        if path.stem != fp:
+            report.error("key.replaced", f"data/keys/signing/{path.name} holds key {fp[:16]}…, not the one its "
+                                         f"name says")
+            continue
+        keys[fp] = key
+    if not keys:
+        report.error("key.unreadable", "data/keys/signing/ holds no server signing key")
+    return keys
+
+
+def check_session(report: Report, root: Path, trusted: Anchors) -> None:
     keys = root / "data/keys"
     device_key = _load_key(report, keys / "device.pem", ec.EllipticCurvePublicKey)
-    server_key = _load_key(report, keys / "server-signing.pem", ed25519.Ed25519PublicKey)
     device_fp = _fingerprint(device_key) if device_key else None
-    server_fp = _fingerprint(server_key) if server_key else None
-    report.facts.update(device_key=device_fp, server_key=server_fp)
-    if trusted and server_fp and server_fp not in trusted:
-        report.error("key.untrusted", f"the server key {server_fp} is not one of the trusted fingerprints")
+    signers = _signing_keys(report, root)
+    if trusted and device_fp and not trusted.allows("device", device_fp):
+        report.error("key.untrusted", f"the device key {device_fp} is not one of the trusted fingerprints")
 
-    log = _load_entries(report, root / "data/log", server_key, "log")
-    custody = _load_entries(report, root / "data/custody", server_key, "custody")
-    for entry in log + custody:
-        if server_fp and entry.get("signer") != server_fp:
-            report.error("key.replaced", f"{entry['_file']} names signer {str(entry.get('signer'))[:16]}…, "
-                                         f"not the server key in the package")
+    log = _load_entries(report, root / "data/log", signers, "log")
+    custody = _load_entries(report, root / "data/custody", signers, "custody")
+    used = sorted({str(e.get("signer")) for e in log + custody if str(e.get("signer")) in signers})
+    report.facts.update(device_key=device_fp, server_key=", ".join(used))
+    for fp in used:
+        if trusted and not trusted.allows("signing", fp):
+            report.error("key.untrusted", f"the server signing key {fp} is not one of the trusted fingerprints")
     receipts = {e["record"]["sha256"]: e for e in log if e.get("type") == "receipt"}
     for e in log:
         if e.get("type") == "receipt" and device_fp and e.get("device_key") != device_fp:
@@ -424,38 +554,109 @@ def check_session(report: Report, root: Path, trusted: set[str]) -> None:
     report.facts["custody_actions"] = [c.get("action") for c in custody]
 
 
-def check_timestamps(report: Report, root: Path) -> None:
+def _token_time(token: Path) -> str:
+    """The genTime an RFC 3161 token states (``openssl ts -reply -text``), or ''."""
+    done = subprocess.run(["openssl", "ts", "-reply", "-in", str(token), "-text"], capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        if line.startswith("Time stamp:"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+SUBJECT = re.compile(r"^(manifest-sha256\.txt|data/log/[0-9]{6}\.json)$")
+
+
+def check_timestamps(report: Report, root: Path, tsa_root: Path | None) -> None:
+    """Each RFC 3161 token checked against the authority root the expert supplies
+    (never one from the package); the tokens a sealed session must have are flagged
+    when missing; the time bounds they prove are reported."""
     tokens = sorted(root.glob("timestamps/*.tsr")) + sorted((root / "data/timestamps").glob("*.tsr"))
     report.facts["timestamps"] = len(tokens)
-    if not tokens:
+    if tsa_root is None:
+        if tokens:
+            report.info("timestamp.unchecked", "RFC 3161 tokens present but not checked: give the timestamp "
+                                               "authority's root certificate with --tsa-root")
         return
-    ca = root / "data/keys/tsa-ca.pem"
-    if not shutil.which("openssl") or not ca.is_file():
-        report.info("timestamp.unchecked", "RFC 3161 tokens present but not checked (openssl or the TSA "
-                                           "certificate is missing)")
+    if not shutil.which("openssl"):
+        report.error("timestamp.unchecked", "openssl is needed to check the RFC 3161 tokens")
         return
+    bounds = []
+    stamped = set()
     for token in tokens:
-        subject = token.with_suffix(".subject").read_text().strip() if token.with_suffix(".subject").is_file() else ""
-        data = root / subject
-        if not subject or not data.is_file():
+        subject_file = token.with_suffix(".subject")
+        subject = subject_file.read_text().strip() if subject_file.is_file() else ""
+        if not SUBJECT.match(subject) or not (root / subject).is_file():
             report.error("timestamp.invalid", f"{token.name}: the timestamped file is not named or missing")
             continue
-        cmd = ["openssl", "ts", "-verify", "-data", str(data), "-in", str(token), "-CAfile", str(ca)]
-        untrusted = root / "data/keys/tsa.pem"
-        if untrusted.is_file():
-            cmd += ["-untrusted", str(untrusted)]
+        cmd = ["openssl", "ts", "-verify", "-data", str(root / subject), "-in", str(token), "-CAfile", str(tsa_root)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0 or "Verification: OK" not in done.stdout:
-            report.error("timestamp.invalid", f"{token.name}: the RFC 3161 token does not match {subject}")
-        else:
-            report.info("timestamp.ok", f"{token.name}: RFC 3161 token valid for {subject}")
+            report.error("timestamp.invalid", f"{token.name}: the RFC 3161 token does not verify for {subject} "
+                                              f"against the authority root given")
+            continue
+        when = _token_time(token)
+        stamped.add(subject)
+        bounds.append(f"{subject} existed by {when}")
+        report.info("timestamp.ok", f"{token.name}: {subject} existed by {when} (RFC 3161)")
+    report.facts["timestamp_bounds"] = bounds
+    if "manifest-sha256.txt" not in stamped:
+        report.error("timestamp.missing", "no valid RFC 3161 token on the export (timestamps/export.tsr)")
+    entries = sorted((root / "data/log").glob("*.json")) if (root / "data/log").is_dir() else []
+    if entries and (report.facts.get("closed") or report.facts.get("truncated")):
+        last = f"data/log/{entries[-1].name}"
+        if last not in stamped:
+            report.error("timestamp.missing", f"no valid RFC 3161 token on the last log entry ({last}): the close "
+                                              f"or truncation time is not attested by the authority")
 
 
-def verify_path(path: Path, trusted: set[str] = frozenset()) -> Report:
-    """Verify a package (a .zip or a bag directory)."""
+def check_derived(report: Report, root: Path) -> None:
+    """DERIVE-stream.wav decoded again from stream.opus (needs PyAV): same length and the
+    same samples, within the rounding of the decoder."""
+    wav, stream = root / "data/audio/DERIVE-stream.wav", root / "data/audio/stream.opus"
+    if not wav.is_file() or not stream.is_file() or not stream.stat().st_size:
+        return
+    try:
+        import av  # noqa: PLC0415 (optional: the expert may not have it)
+    except ImportError:
+        report.info("derived.unchecked", "DERIVE-stream.wav not compared with stream.opus (install PyAV to do so)")
+        return
+    try:
+        with wave.open(str(wav), "rb") as w:
+            rate, width, channels = w.getframerate(), w.getsampwidth(), w.getnchannels()
+            derived = w.readframes(w.getnframes())
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        pcm = bytearray()
+        with av.open(str(stream), "r") as container:
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    pcm += bytes(out.planes[0])[: out.samples * 2]
+        for out in resampler.resample(None):
+            pcm += bytes(out.planes[0])[: out.samples * 2]
+    except (OSError, EOFError, wave.Error, ValueError) as exc:
+        report.error("derived.mismatch", f"DERIVE-stream.wav or stream.opus cannot be decoded: {exc}")
+        return
+    if (width, channels) != (2, 1) or abs(len(pcm) - len(derived)) > 2 * rate // 50:
+        report.error("derived.mismatch", "DERIVE-stream.wav does not have the length of the decoded stream.opus")
+        return
+    import array  # noqa: PLC0415
+    a, b = array.array("h", bytes(pcm[: len(derived) // 2 * 2])), array.array("h", derived[: len(pcm) // 2 * 2])
+    window = rate // 10
+    for start in range(0, min(len(a), len(b)), window):
+        diff = sum(abs(x - y) for x, y in zip(a[start:start + window], b[start:start + window]))
+        if diff > 64 * window:
+            report.error("derived.mismatch", f"DERIVE-stream.wav differs from the decoded stream.opus at "
+                                             f"{start / rate:.1f} s")
+            return
+    report.info("derived.ok", "DERIVE-stream.wav is the decoding of stream.opus")
+
+
+def verify_path(path: Path, trusted=frozenset(), tsa_root: Path | None = None) -> Report:
+    """Verify a package (a .zip or a bag directory). ``trusted``: Anchors, or a set of
+    fingerprints given by hand; empty means not anchored."""
     path = Path(path)
+    anchors = trusted if isinstance(trusted, Anchors) else Anchors.of(trusted)
     if path.is_dir():
-        return _verify_dir(path, trusted)
+        return _verify_dir(path, anchors, tsa_root)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with zipfile.ZipFile(path) as z:
@@ -469,15 +670,18 @@ def verify_path(path: Path, trusted: set[str] = frozenset()) -> Report:
             return report
         entries = [p for p in Path(tmp).iterdir()]
         root = entries[0] if len(entries) == 1 and entries[0].is_dir() else Path(tmp)
-        return _verify_dir(root, trusted)
+        return _verify_dir(root, anchors, tsa_root)
 
 
-def _verify_dir(root: Path, trusted: set[str]) -> Report:
+def _verify_dir(root: Path, trusted: Anchors, tsa_root: Path | None) -> Report:
     report = Report()
+    report.facts["anchored"] = bool(trusted)
+    report.facts["anchors"] = trusted.source
     check_bag(report, root)
-    check_export_signature(report, root, set(trusted))
-    check_session(report, root, set(trusted))
-    check_timestamps(report, root)
+    check_export_signature(report, root, trusted)
+    check_session(report, root, trusted)
+    check_timestamps(report, root, tsa_root)
+    check_derived(report, root)
     return report
 
 
@@ -489,7 +693,7 @@ def render(report: Report) -> str:
                        ("Clé serveur / server key", "server_key"), ("Clé d'export / export key", "export_key"),
                        ("Entrées du journal / log entries", "log_entries"),
                        ("Traçabilité / custody entries", "custody_entries"),
-                       ("Horodatages / timestamps", "timestamps")):
+                       ("Horodatages / timestamps", "timestamps"), ("Ancrage / anchors", "anchors")):
         if key in facts:
             lines.append(f"  {label}: {facts[key]}")
     lines.append("")
@@ -504,13 +708,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify a Balise evidence package offline.")
     parser.add_argument("package", type=Path)
     parser.add_argument("--trust", action="append", default=[], metavar="FINGERPRINT",
-                        help="SHA-256 fingerprint of a key published by the platform (export or server key)")
+                        help="SHA-256 fingerprint of a key the platform published (device, server signing "
+                             "and export keys: give them all)")
+    parser.add_argument("--trust-url", metavar="URL", help="the platform's published key log")
+    parser.add_argument("--trust-log", type=Path, metavar="FILE", help="a copy of the platform's key log")
+    parser.add_argument("--pin", metavar="FINGERPRINT",
+                        help="fingerprint of the key log's first signing key, obtained out of band")
+    parser.add_argument("--tsa-root", type=Path, metavar="CA.pem",
+                        help="root certificate of the timestamp authority, obtained out of band")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     args = parser.parse_args(argv)
     if not args.package.exists():
         print(f"error: {args.package} does not exist", file=sys.stderr)
         return UNREADABLE
-    report = verify_path(args.package, set(args.trust))
+    if args.tsa_root is not None and not args.tsa_root.is_file():
+        print(f"error: {args.tsa_root} does not exist", file=sys.stderr)
+        return UNREADABLE
+    anchors = Anchors.of(args.trust)
+    if args.trust_url or args.trust_log:
+        if not args.pin:
+            print("error: --trust-url and --trust-log need --pin (the key log's first signing key)", file=sys.stderr)
+            return UNREADABLE
+        try:
+            data = fetch(args.trust_url) if args.trust_url else args.trust_log.read_bytes()
+            logged = anchors_from_key_log(data, args.pin)
+        except OSError as exc:
+            print(f"error: cannot read {args.trust_log}: {exc.strerror}", file=sys.stderr)
+            return UNREADABLE
+        except AnchorError as exc:
+            print(f"NON ANCRÉ / NOT ANCHORED: {exc}", file=sys.stderr)
+            return NOT_ANCHORED
+        for role, fps in logged.roles.items():
+            anchors.roles[role] |= fps
+        anchors.source = logged.source
+    report = verify_path(args.package, anchors, args.tsa_root)
     if any(f.code == "package.unreadable" for f in report.findings):
         print(f"error: {report.findings[0].message}", file=sys.stderr)
         return UNREADABLE

@@ -1,14 +1,18 @@
-"""Recording the room on an alarm: microphones and one recording thread per alert.
+"""Recording the room on an alarm: microphones and one recording per station.
 
-A recording starts with an alarm (long press, or three presses on a press-only
-tag) and goes on after the siren is silenced: the siren is noise, the recording
-is evidence, and a button that stops it could be pressed by the aggressor. It
-stops when the alert is closed or cancelled on the server (the heartbeat's
-``open_alerts``, or a 409 on its fixes), at ``evidence.max_duration_s`` after
-the alarm, when the source ends, or when the station shuts down; the close
-record (with that reason) is queued in every one of these cases. A station that
-crashed leaves its session without a close record (the server's sweep marks it
-truncated) and, if the alarm is still open, starts a new session for it.
+A station has one microphone, so it makes one recording at a time: a second alarm
+while one is recording joins that session (the deadline becomes the later one)
+instead of opening a parallel recording of the same room. A recording starts with an
+alarm (long press, or three presses on a press-only tag) and goes on after the siren
+is silenced: the siren is noise, the recording is evidence, and a button that stops
+it could be pressed by the aggressor. It also goes on under the duress PIN (the
+heartbeat's ``quiet_alerts``). It stops when every alert it records is closed or
+cancelled on the server (the heartbeat's ``open_alerts``, or a 409 on its fixes), at
+``evidence.max_duration_s`` after the last alarm it joined, when the source ends, or
+when the station shuts down; the close record (with that reason) is queued in every
+one of these cases. A station that crashed leaves its session without a close record
+(the server's sweep marks it truncated) and, if alarms are still open, starts one new
+session for all of them.
 
 Every sealed record goes to the durable queue (``Outbox.put_evidence``) as soon
 as it is made; the upload lane sends it.
@@ -108,16 +112,18 @@ def choose_microphone(cfg: EvidenceConfig, which: Callable[[str], str | None] = 
 
 @dataclass
 class _Active:
-    alert: str
+    alert: str  # the alert that opened it
     session: str
     recorder: Recorder
+    deadline: float = 0.0
+    alerts: set[str] = field(default_factory=set)  # every alert it records (opened or joined)
     stop: threading.Event = field(default_factory=threading.Event)
     reason: str = "stopped"
     thread: threading.Thread | None = None
 
 
 class Recordings:
-    """The recordings in progress, one per alert, each in its own thread."""
+    """The recording in progress (at most one per station), in its own thread."""
 
     def __init__(self, outbox: Outbox, cfg: EvidenceConfig, microphone: MicrophoneChoice,
                  device_key: Callable[[], crypto.DeviceKey | None], seal_pem: Callable[[], str | None],
@@ -131,20 +137,34 @@ class Recordings:
         self.on_record = on_record  # called from the recording thread after each queued record
         self.wall = wall
         self.sleep = sleep
-        self._active: dict[str, _Active] = {}
+        self._active: dict[str, _Active] = {}  # session id -> recording (one at a time)
         self._lock = threading.Lock()
 
     def active(self) -> dict[str, str]:
-        """alert client id -> session id, for the recordings in progress."""
+        """alert client id -> session id, for every alert being recorded."""
         with self._lock:
-            return {a.alert: a.session for a in self._active.values()}
+            return {alert: a.session for a in self._active.values() for alert in a.alerts}
+
+    def sessions(self) -> list[str]:
+        with self._lock:
+            return [a.session for a in self._active.values()]
 
     def start(self, alert: str, alarm_ts: float) -> str | None:
-        """Starts recording for the alert (until ``alarm_ts + max_duration_s`` at the latest).
-        Returns the session id, or None when the station cannot record."""
+        """Records for the alert (until ``alarm_ts + max_duration_s`` at the latest): joins
+        the recording in progress if there is one, else starts one. Returns the session
+        id, or None when the station cannot record."""
         with self._lock:
-            if alert in self._active:
-                return self._active[alert].session
+            for a in self._active.values():
+                if alert in a.alerts:
+                    return a.session
+                if not a.stop.is_set():
+                    a.alerts.add(alert)
+                    a.deadline = max(a.deadline, alarm_ts + self.cfg.max_duration_s)
+                    log.info("alert %s joins the recording in progress %s", alert, a.session[:8])
+                    return a.session
+            finishing = [a.thread for a in self._active.values() if a.thread is not None]
+        for thread in finishing:  # one that is closing: its close record first, then a new one
+            thread.join(10.0)
         if self.microphone.make is None:
             log.error("alert %s: no microphone (%s): not recording", alert, self.microphone.name)
             return None
@@ -159,24 +179,32 @@ class Recordings:
             return None
         recorder = Recorder(key, crypto.load_seal_public_key(seal), alert=alert,
                             segment_seconds=self.cfg.segment_seconds)
-        active = _Active(alert, recorder.session, recorder)
+        active = _Active(alert, recorder.session, recorder, deadline=alarm_ts + self.cfg.max_duration_s,
+                         alerts={alert})
         self.outbox.evidence_session_started(recorder.session, alert)
-        deadline = alarm_ts + self.cfg.max_duration_s
-        active.thread = threading.Thread(target=self._record, args=(active, mic, deadline),
+        active.thread = threading.Thread(target=self._record, args=(active, mic),
                                          name=f"recording-{alert[:8]}", daemon=True)
         with self._lock:
-            self._active[alert] = active
+            self._active[active.session] = active
         active.thread.start()
         log.info("alert %s: recording (%s microphone)", alert, self.microphone.name)
         return recorder.session
 
     def stop(self, alert: str, reason: str) -> None:
+        """The alert no longer needs recording; the recording stops once none of its alerts does."""
         with self._lock:
-            active = self._active.get(alert)
-        if active is not None and not active.stop.is_set():
+            active = next((a for a in self._active.values() if alert in a.alerts), None)
+            if active is None:
+                return
+            if active.stop.is_set():
+                return
+            if active.alerts - {alert}:
+                active.alerts.discard(alert)
+                return
+            # the last one: it stays listed until the close record is queued
             active.reason = reason
             active.stop.set()
-            log.info("alert %s: recording stops (%s)", alert, reason)
+        log.info("alert %s: recording stops (%s)", alert, reason)
 
     def join(self, timeout: float | None = None) -> None:
         with self._lock:
@@ -185,8 +213,11 @@ class Recordings:
             t.join(timeout)
 
     def stop_all(self, reason: str) -> None:
-        for alert in list(self.active()):
-            self.stop(alert, reason)
+        with self._lock:
+            for active in self._active.values():
+                if not active.stop.is_set():
+                    active.reason = reason
+                    active.stop.set()
 
     def note_receipt(self, session: str, receipt_sha256: str) -> None:
         """The next header of that session (if still recording) carries the latest receipt."""
@@ -195,9 +226,9 @@ class Recordings:
                 if a.session == session:
                     a.recorder.note_receipt(receipt_sha256)
 
-    def _record(self, active: _Active, mic: Microphone, deadline: float) -> None:
+    def _record(self, active: _Active, mic: Microphone) -> None:
         def should_stop() -> bool:
-            if not active.stop.is_set() and self.wall() >= deadline:
+            if not active.stop.is_set() and self.wall() >= active.deadline:
                 active.reason = "max-duration"
                 active.stop.set()
             return active.stop.is_set()
@@ -220,7 +251,7 @@ class Recordings:
                 close()
             self.outbox.evidence_session_ended(active.session, state, reason)
             with self._lock:
-                self._active.pop(active.alert, None)
+                self._active.pop(active.session, None)
             log.info("alert %s: recording %s (%s)", active.alert, state, reason)
 
 

@@ -354,7 +354,8 @@ class Station:
 
     def _recover(self) -> None:
         """After a restart: pending alerts get their fallback timer back, open ones their tracking,
-        open alarms a new recording (the one cut by the restart stays without a close record)."""
+        open alarms one new recording for all of them (the one cut by the restart stays
+        without a close record: the server's sweep marks it truncated)."""
         for session in self.outbox.evidence_interrupted():
             log.warning("recording %s was cut by a restart: its records go on to the server", session[:8])
         for row in self.outbox.alerts("state = 'pending' OR (state = 'delivered' AND closed = 0)"):
@@ -369,6 +370,10 @@ class Station:
     def _alert_closed(self, cid: str) -> None:
         """The server closed the alert (resolved, cancelled, even under duress): stop what follows it."""
         self.recordings.stop(cid, "alert-closed")
+        self._silence(cid)
+
+    def _silence(self, cid: str) -> None:
+        """The siren no longer sounds for this alert (it stops when no alert needs it)."""
         if cid in self._siren_for:
             self._siren_for.discard(cid)
             if not self._siren_for and self.siren.playing:
@@ -473,6 +478,11 @@ class Station:
         if not isinstance(listed, list):  # an older server: it says nothing about closing
             return
         still_open = {str(a.get("client_id")) for a in listed if isinstance(a, dict)}
+        quiet = body.get("quiet_alerts")
+        quiet = {str(q) for q in quiet} if isinstance(quiet, list) else set()
+        for cid in quiet & self._siren_for:
+            self._silence(cid)  # cancelled under duress: as for a cancel where it shows...
+        still_open |= quiet      # ...and silently as for an open alarm: recording and fixes go on
         for row in self.outbox.alerts("state = 'delivered' AND closed = 0"):
             # only alerts the server had before this heartbeat left can be missing from its reply
             if row.client_id not in still_open and row.delivered_ts is not None and row.delivered_ts < sent_ts:

@@ -93,3 +93,12 @@ def _server_seal():
     from balise.evidence import conf
 
     return conf.keys().seal
+
+
+def platform_anchors():
+    """What an expert obtains out of band: the platform's published key log, checked
+    against the pinned fingerprint of its first signing key."""
+    from balise.evidence import actions
+    from balise_evidence import verifier
+
+    return verifier.anchors_from_key_log(actions.key_log_document(), actions.key_log_pin())

@@ -65,6 +65,11 @@ class MemoryServer:
             case="TEST-1", at=self.tick(), actor={"kind": "staff", "id": 1, "name": "Juriste"}, action=action,
             reason="réquisition", legal_reference="PV 2026/123"), self.signer))
 
+    @property
+    def trusted(self) -> set[str]:
+        """The fingerprints an expert obtains from the platform, out of band."""
+        return {self.device.fingerprint, self.signer.fingerprint, self.exporter.fingerprint}
+
     def stream(self) -> bytes:
         last = max(self.known.records.items(), key=lambda kv: (kv[1]["seq"], kv[1]["kind"] == "close"))[0]
         return b"".join(audio for _h, audio in intake.chain_audio(self.known, last, self.seal))
@@ -78,7 +83,7 @@ class MemoryServer:
             stream=self.stream(),
             log=[bag.Signed(e.data, e.signature) for e in self.log],
             custody=[bag.Signed(e.data, e.signature) for e in self.custody],
-            keys={"device.pem": self.device.public_pem, "server-signing.pem": self.signer.public_pem,
+            keys={"device.pem": self.device.public_pem, f"signing/{self.signer.fingerprint}.pem": self.signer.public_pem,
                   "server-seal.pem": self.seal.public_pem, "export.pem": self.exporter.public_pem},
             timestamps=list(timestamps),
             generated_at=self.now,

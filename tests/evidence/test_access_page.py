@@ -4,6 +4,9 @@ administrators and referents only."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import io
 import zipfile
 
@@ -16,7 +19,7 @@ from balise.evidence.models import Case, CustodyRecord
 from balise_evidence import verifier
 from tests.personas import authenticator, staff_client, totp_code
 
-from .conftest import upload_all
+from .conftest import platform_anchors, upload_all
 
 pytestmark = pytest.mark.django_db
 
@@ -42,11 +45,13 @@ def test_a_referent_exports_a_package_that_verifies(enrolled, case, tmp_path):
     package = tmp_path / "package.zip"
     package.write_bytes(b"".join(r.streaming_content))
     assert zipfile.is_zipfile(io.BytesIO(package.read_bytes()))
-    report = verifier.verify_path(package)
+    report = verifier.verify_path(package, platform_anchors())
     assert report.status == verifier.COMPLETE, verifier.render(report)
     [record] = CustodyRecord.objects.filter(case=case)
     assert (record.action, record.actor, record.reason, record.legal_reference) == (
         "export", enrolled.staff, "réquisition du parquet", "PV 2026/42")
+    # committed once the package existed, with the SHA-256 of exactly what was downloaded
+    assert json.loads(bytes(record.data))["details"]["package_sha256"] == hashlib.sha256(package.read_bytes()).hexdigest()
 
 
 def test_listen_and_legal_hold(enrolled, case, sealed):
@@ -124,6 +129,6 @@ def test_a_referent_holds_and_exports_a_case_in_the_browser(live_server, chromiu
         page.click("input[type=submit]")
     package = tmp_path / download.value.suggested_filename
     download.value.save_as(package)
-    report = verifier.verify_path(package)
+    report = verifier.verify_path(package, platform_anchors())
     assert report.status == verifier.COMPLETE, verifier.render(report)
-    assert report.facts["custody_actions"] == ["legal_hold", "export"]
+    assert report.facts["custody_actions"] == ["legal_hold"]  # the export's own record holds its hash, after it

@@ -84,8 +84,8 @@ def test_a_scheduled_destruction_is_recorded_once_it_happens(world):
 
 
 def test_an_export_that_fails_after_its_record_is_recorded_as_failed(monkeypatch, enrolled, client, sealed, tmp_path):
-    """The export record is written first (the package carries it); when the package
-    then cannot be made, the log says so."""
+    """The export record is committed only once the package exists (with its hash):
+    when it cannot be made, the log records a failure, not an export."""
     upload_all(client, enrolled, sealed)
     case = Case.objects.get(session=sealed[0].session)
     monkeypatch.setenv("BALISE_EVIDENCE_TSA_URL", "http://127.0.0.1:9/down")
@@ -93,5 +93,6 @@ def test_an_export_that_fails_after_its_record_is_recorded_as_failed(monkeypatch
         actions.export(enrolled.staff, case.reference, "tribunal", "", tmp_path / "no.zip")
     assert not (tmp_path / "no.zip").exists()
     records = list(CustodyRecord.objects.filter(case=case).order_by("index"))
-    assert [r.action for r in records] == ["export", "export_failed"]
-    assert json.loads(bytes(records[1].data))["details"] == {"error": "timestamp"}
+    assert [r.action for r in records] == ["export_failed"]
+    assert json.loads(bytes(records[0].data))["details"] == {"error": "timestamp"}
+    assert not list(tmp_path.iterdir())  # nothing half-built left behind

@@ -15,6 +15,8 @@ from balise_evidence.recorder import Recorder, RecordingSession
 from balise_evidence.records import SealedUpload
 from balise_evidence.uploader import Uploader, UploadRejected, UploadRetry
 
+from .conftest import platform_anchors
+
 
 @pytest.mark.django_db(transaction=True)
 def test_record_stream_export_verify(live_server, tmp_path):
@@ -69,6 +71,6 @@ def test_record_stream_export_verify(live_server, tmp_path):
     assert refused.value.status == 400 and refused.value.field == "signature"
 
     out = actions.export(world.staff, case.reference, "transmission au parquet", "PV 2026/42", tmp_path / "e2e.zip")
-    report = verifier.verify_path(out, {keys["signing_fingerprint"], keys["export_fingerprint"]})
+    report = verifier.verify_path(out, platform_anchors())
     assert report.status == verifier.COMPLETE, verifier.render(report)
-    assert report.facts["segments"] == 4 and report.facts["custody_actions"] == ["export"]
+    assert report.facts["segments"] == 4 and report.facts["custody_actions"] == []

@@ -13,7 +13,7 @@ from balise.evidence.models import Case, CustodyRecord, LogEntry, Record
 from balise_evidence import crypto, verifier
 from balise_evidence.canonical import b64e, canonical
 
-from .conftest import URL, post, snapshot, upload_all
+from .conftest import URL, platform_anchors, post, snapshot, upload_all
 from .test_intake import resign
 
 pytestmark = pytest.mark.django_db
@@ -126,14 +126,14 @@ def test_silent_session_gets_a_truncation_notice_and_exports_truncated(enrolled,
     notice = json.loads(bytes(LogEntry.objects.get(case=case, kind="truncation").data))
     assert notice["last_seq"] == 2 and notice["last_record_sha256"] == sealed[2].sha256
     out = actions.export(enrolled.staff, case.reference, "réquisition", "PV 12/2026", tmp_path / "cut.zip")
-    keys = actions.server_keys()
-    report = verifier.verify_path(out, {keys["signing_fingerprint"], keys["export_fingerprint"]})
+    report = verifier.verify_path(out, platform_anchors())
     assert report.status == verifier.TRUNCATED, verifier.render(report)
     # Late records (a long offline period) are still taken; the notice stays, superseded.
     upload_all(client, enrolled, sealed[3:])
     case.refresh_from_db()
     assert case.recording == "closed"
-    report = verifier.verify_path(actions.export(enrolled.staff, case.reference, "r", "", tmp_path / "full.zip"))
+    report = verifier.verify_path(actions.export(enrolled.staff, case.reference, "r", "", tmp_path / "full.zip"),
+                                  platform_anchors())
     assert report.status == verifier.COMPLETE and "truncation.superseded" in {f.code for f in report.findings}
 
 
@@ -198,8 +198,15 @@ def test_cli_verify_and_export(enrolled, client, sealed, tmp_path, capsys):
     out = tmp_path / "p.zip"
     assert main(["evidence", "export", case.reference, "--user", enrolled.staff.username, "--reason", "tribunal",
                  "--legal-reference", "RG 26/001", "-o", str(out)]) == 0
-    assert main(["evidence", "verify", str(out)]) == 0
+    assert main(["evidence", "verify", str(out)]) == verifier.NOT_ANCHORED
+    assert "NON ANCRÉ" in capsys.readouterr().out
+    log = tmp_path / "key-log.json"
+    assert main(["evidence", "key-log", "-o", str(log)]) == 0
+    pin = actions.key_log_pin()
+    assert main(["evidence", "verify", str(out), "--trust-log", str(log), "--pin", pin]) == 0
     assert "INTACT AND COMPLETE" in capsys.readouterr().out
+    assert main(["evidence", "verify", str(out), "--trust-log", str(log), "--pin", "ab" * 32]) == verifier.NOT_ANCHORED
+    capsys.readouterr()
     (tmp_path / "junk.zip").write_bytes(b"not a zip")
     assert main(["evidence", "verify", str(tmp_path / "junk.zip")]) == 2
     assert main(["evidence", "export", case.reference, "--user", "nobody", "--reason", "x", "-o", str(out)]) == 2

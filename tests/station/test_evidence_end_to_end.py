@@ -150,7 +150,13 @@ def test_long_press_records_uploads_through_an_outage_and_the_export_verifies(tm
     exported = balise(server, "evidence", "export", case["reference"], "--user", "demo",
                       "--reason", "transmission au parquet", "--legal-reference", "PV 2026/1", "-o", str(out))
     assert exported.returncode == 0, exported.stderr
-    verdict = balise(server, "evidence", "verify", str(out))
+    # the expert's path: the platform's key log, pinned out of band
+    key_log = tmp_path / "key-log.json"
+    assert balise(server, "evidence", "key-log", "-o", str(key_log)).returncode == 0
+    pin = [line.split(": ", 1)[1] for line in balise(server, "evidence", "keys").stdout.splitlines()
+           if line.startswith("key_log_pin: ")][0]
+    assert balise(server, "evidence", "verify", str(out)).returncode == 4  # not anchored: never INTÈGRE
+    verdict = balise(server, "evidence", "verify", str(out), "--trust-log", str(key_log), "--pin", pin)
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
     assert "INTÈGRE ET COMPLET" in verdict.stdout
 

@@ -177,6 +177,9 @@ def heartbeat(request, payload: HeartbeatIn):
         "open_alerts": [
             {"client_id": client_id, "kind": a.kind, "state": a.state} for client_id, a in open_alerts if not a.duress
         ],
+        # Alerts cancelled under duress: to anyone watching they are cancelled (the siren
+        # stops), but the station goes on recording the room and sending fixes, silently.
+        "quiet_alerts": [client_id for client_id, a in open_alerts if a.duress],
     })
 
 

@@ -7,6 +7,7 @@ once that record is written. Staff reach only cases of their own associations.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -24,11 +25,11 @@ from django.utils.translation import gettext_lazy as _
 from balise.alerts.models import Alert
 from balise.associations.models import Membership
 from balise.associations.scoping import association_ids
-from balise_evidence import bag, crypto, intake, ledger, tsa
+from balise_evidence import bag, crypto, intake, ledger, tsa, verifier
 from balise_evidence.canonical import b64e
 
-from . import conf
-from .models import Case, CustodyRecord, DeviceKey, LogEntry, Record, TimestampToken
+from . import conf, keyring
+from .models import Case, CustodyRecord, DeviceKey, KeyLogEntry, LogEntry, Record, TimestampToken
 
 log = logging.getLogger("balise.evidence")
 
@@ -43,7 +44,7 @@ class EvidenceError(Exception):
 
 
 def server_keys() -> dict:
-    k = conf.keys()
+    k = keyring.sync()
     return {
         "seal_public_pem": k.seal.public_pem,
         "seal_fingerprint": k.seal.fingerprint,
@@ -52,6 +53,27 @@ def server_keys() -> dict:
         "export_public_pem": k.exporter.public_pem,
         "export_fingerprint": k.exporter.fingerprint,
     }
+
+
+def key_log_document() -> bytes:
+    """The platform's key log, as published (see balise_evidence.keylog)."""
+    return keyring.document()
+
+
+def key_log_pin() -> str:
+    """The fingerprint of the key log's first signing key: what the association publishes
+    out of band, for experts to pin (``--pin``)."""
+    keyring.sync()
+    first = KeyLogEntry.objects.order_by("index").first()
+    return first.fingerprint if first else ""
+
+
+def rotate_key(role: str) -> str:
+    """Replace the server's ROLE key (signing, export, seal); past cases keep theirs."""
+    try:
+        return keyring.rotate(role)
+    except keyring.KeyringError as exc:
+        raise EvidenceError("keys", str(exc), 409, "role") from None
 
 
 def register_device_key(device, public_key_pem: str) -> tuple[DeviceKey, bool]:
@@ -72,7 +94,9 @@ def register_device_key(device, public_key_pem: str) -> tuple[DeviceKey, bool]:
             return existing, False
         if DeviceKey.objects.filter(device=device, revoked_at__isnull=True).exists():
             raise EvidenceError("key_exists", _("this device already has an evidence key"), 409, "public_key_pem")
-        return DeviceKey.objects.create(device=device, public_key_pem=crypto.public_pem(key), fingerprint=fp), True
+        created = DeviceKey.objects.create(device=device, public_key_pem=crypto.public_pem(key), fingerprint=fp)
+        keyring.add_device(created)
+        return created, True
 
 
 # --- at rest --------------------------------------------------------------------------
@@ -111,7 +135,7 @@ def _now_text(now: datetime) -> str:
 
 
 def _append_log(case: Case, body: dict, kind: str, record: Record | None) -> LogEntry:
-    entry = ledger.append(ledger.Head(case.log_index, case.log_head), body, conf.keys().signer)
+    entry = ledger.append(ledger.Head(case.log_index, case.log_head), body, keyring.sync().signer)
     row = LogEntry.objects.create(case=case, index=entry.body["index"], kind=kind, record=record, data=entry.data,
                                   sha256=entry.sha256, signature=entry.signature)
     case.log_index, case.log_head = row.index, row.sha256
@@ -147,6 +171,26 @@ def _open_case(device, device_key: DeviceKey, header: dict) -> Case:
         return Case.objects.get(session=session)
 
 
+def _seal(case: Case) -> crypto.SealKey:
+    """The seal key (current or retired) this case's session key was sealed to."""
+    opened = Record.objects.filter(case=case, kind="open").order_by("received_at").first()
+    fingerprint = json.loads(bytes(opened.header))["server_key"] if opened else keyring.sync().seal.fingerprint
+    try:
+        return keyring.seal_for(fingerprint)
+    except (keyring.KeyringError, crypto.CryptoError):
+        raise EvidenceError("seal_key", _("the key this recording was sealed to is not available on this server"),
+                            409) from None
+
+
+def _seal_of_open(header: dict) -> crypto.SealKey:
+    """A station that has not yet fetched the new seal key after a rotation still
+    seals to a previous one: its recording is taken, never lost."""
+    try:
+        return keyring.seal_for(str(header.get("server_key", "")))
+    except (keyring.KeyringError, crypto.CryptoError):
+        return keyring.sync().seal  # the intake check names the mismatch
+
+
 def _known(case: Case, header: dict | None, case_key: bytes) -> intake.Known:
     """What the checks of ``header`` need (all the records for a close record or None)."""
     rows = Record.objects.filter(case=case)
@@ -177,7 +221,7 @@ def accept_record(device, body) -> Accepted:
                                     409, "header.prev", retry=True)
             device_key = _device_key(device)
             intake.check(body, device_public_key=crypto.load_device_public_key(device_key.public_key_pem),
-                         seal_key=conf.keys().seal, known=intake.Known(), max_cipher_bytes=conf.max_segment_bytes())
+                         seal_key=_seal_of_open(header), known=intake.Known(), max_cipher_bytes=conf.max_segment_bytes())
             _open_case(device, device_key, header)
             case = _locked_case(header["session"])
         if case.device_id != device.pk:
@@ -186,7 +230,7 @@ def accept_record(device, body) -> Accepted:
             raise EvidenceError("destroyed", _("this case has been destroyed"), 410, "header.session")
         case_key = _case_key(case)
         verdict = intake.check(body, device_public_key=crypto.load_device_public_key(case.device_key.public_key_pem),
-                               seal_key=conf.keys().seal, known=_known(case, header, case_key),
+                               seal_key=_seal(case), known=_known(case, header, case_key),
                                max_cipher_bytes=conf.max_segment_bytes())
         if verdict.duplicate:
             entry = LogEntry.objects.select_related("record").get(case=case, record__header_sha256=verdict.sha256,
@@ -213,9 +257,31 @@ def accept_record(device, body) -> Accepted:
             case.recording = Case.Recording.RECORDING  # late records: the notice stays in the log, superseded
         case.save(update_fields=["log_index", "log_head", "last_record_at", "segments", "recording", "closed_at",
                                  "state"])
-    if sealed:
+    if sealed or _timestamp_due(case, now):
         timestamp_log_head(case)
     return Accepted(entry, False, verdict.conflict)
+
+
+def _timestamp_due(case: Case, now: datetime) -> bool:
+    """True when a TSA is configured and the log's head has not been timestamped for
+    ``BALISE_EVIDENCE_TSA_INTERVAL`` seconds."""
+    if conf.tsa() is None:
+        return False
+    last = TimestampToken.objects.filter(case=case).order_by("-log_index").first()
+    if last is None:
+        return True
+    return last.log_index < case.log_index and last.created_at <= now - timedelta(seconds=conf.tsa_interval_seconds())
+
+
+def timestamp_open_logs(now: datetime | None = None) -> int:
+    """Timestamp the log head of every open recording not timestamped for an interval
+    (run every minute by ``balise evidence sweep``)."""
+    now = now or timezone.now()
+    done = 0
+    for case in Case.objects.filter(recording=Case.Recording.RECORDING):
+        if _timestamp_due(case, now) and timestamp_log_head(case) is not None:
+            done += 1
+    return done
 
 
 def timestamp_log_head(case: Case) -> TimestampToken | None:
@@ -225,6 +291,8 @@ def timestamp_log_head(case: Case) -> TimestampToken | None:
     if authority is None:
         return None
     entry = LogEntry.objects.filter(case=case).order_by("-index").first()
+    if entry is None or TimestampToken.objects.filter(case=case, log_index=entry.index).exists():
+        return None
     try:
         token = tsa.request(bytes(entry.data), authority.url, authority.ca_file, authority.cert_file)
     except tsa.TimestampError as exc:
@@ -279,7 +347,8 @@ def destroy_due(now: datetime | None = None) -> list[Case]:
 
 
 def sweep(now: datetime | None = None) -> dict:
-    return {"truncated": len(issue_truncation_notices(now)), "destroyed": len(destroy_due(now))}
+    return {"truncated": len(issue_truncation_notices(now)), "destroyed": len(destroy_due(now)),
+            "timestamped": timestamp_open_logs(now)}
 
 
 # --- custody and staff access ---------------------------------------------------------------
@@ -335,7 +404,7 @@ def _custody(case: Case, actor: Actor, action: str, reason, legal_reference: str
         case = Case.objects.select_for_update().get(pk=case.pk)
         entry = ledger.append(ledger.Head(case.custody_index, case.custody_head), ledger.custody_body(
             case=case.reference, at=_now_text(timezone.now()), actor=actor.as_json(), action=action,
-            reason=str(reason), legal_reference=legal_reference, details=details), conf.keys().signer)
+            reason=str(reason), legal_reference=legal_reference, details=details), keyring.sync().signer)
         row = CustodyRecord.objects.create(
             case=case, index=entry.body["index"], action=action, actor=actor.user, actor_label=actor.label,
             reason=str(reason), legal_reference=legal_reference, data=entry.data, sha256=entry.sha256,
@@ -350,7 +419,7 @@ def _stream(case: Case) -> bytes:
     if last is None:
         return b""
     known = _known(case, None, case_key)
-    return b"".join(audio for _h, audio in intake.chain_audio(known, last.header_sha256, conf.keys().seal))
+    return b"".join(audio for _h, audio in intake.chain_audio(known, last.header_sha256, _seal(case)))
 
 
 def listen(user, reference: str, reason: str, legal_reference: str) -> bytes:
@@ -362,19 +431,56 @@ def listen(user, reference: str, reason: str, legal_reference: str) -> bytes:
 
 
 def export(user, reference: str, reason: str, legal_reference: str, out: Path) -> Path:
-    """Write the signed export package of a case to ``out`` (a .zip), after the custody record."""
+    """Write the signed export package of a case to ``out`` (a .zip). The package is
+    built aside first; its custody record, holding the package's SHA-256, is committed
+    once it exists, and only then is it put at ``out``. A failed export is recorded as
+    ``export_failed``: nothing else leaves the server."""
     case = case_for(user, reference)
     _case_key(case)
-    _custody(case, staff(user), "export", reason, legal_reference)
+    if not str(reason).strip():
+        raise EvidenceError("reason_required", _("say why you access this evidence"), 422, "reason")
+    out = Path(out)
+    building = out.with_name(f".{out.name}.{secrets.token_hex(4)}.building")
+    try:
+        _build_package(case, building)
+    except (tsa.TimestampError, EvidenceError, crypto.CryptoError, keyring.KeyringError, OSError) as exc:
+        building.unlink(missing_ok=True)
+        error = "timestamp" if isinstance(exc, tsa.TimestampError) else type(exc).__name__
+        _custody(case, staff(user), "export_failed", reason, legal_reference, {"error": error})
+        if isinstance(exc, tsa.TimestampError):
+            raise EvidenceError("timestamp", _("the timestamp authority failed: %(error)s") % {"error": exc},
+                                502) from None
+        if isinstance(exc, EvidenceError):
+            raise
+        if isinstance(exc, OSError):
+            raise
+        raise EvidenceError("keys", _("the package cannot be made: %(error)s") % {"error": exc}, 409) from None
+    digest = verifier.sha256_file(building)
+    try:
+        _custody(case, staff(user), "export", reason, legal_reference,
+                 {"package_sha256": digest, "package_bytes": building.stat().st_size})
+        os.replace(building, out)
+    finally:
+        building.unlink(missing_ok=True)
+    return out
+
+
+def _build_package(case: Case, out: Path) -> Path:
     case.refresh_from_db()
-    k = conf.keys()
+    k = keyring.sync()
     authority = conf.tsa()
     case_key = _case_key(case)
+    seal = _seal(case)
     records = [bag.StoredRecord(r.seq, r.kind, bytes(r.header), bytes(r.signature), r.header_sha256,
                                 None if r.blob is None else _ciphertext(case, case_key, r), r.conflict)
                for r in Record.objects.filter(case=case).order_by("seq", "received_at")]
-    keys = {"device.pem": case.device_key.public_key_pem, "server-signing.pem": k.signer.public_pem,
-            "server-seal.pem": k.seal.public_pem, "export.pem": k.exporter.public_pem}
+    log_rows = list(case.log.order_by("index"))
+    custody_rows = list(case.custody.order_by("index"))
+    signers = {json.loads(bytes(row.data))["signer"] for row in log_rows + custody_rows}
+    keys = {"device.pem": case.device_key.public_key_pem, "server-seal.pem": seal.public_pem,
+            "export.pem": k.exporter.public_pem}
+    for fp in sorted(signers):
+        keys[f"signing/{fp}.pem"] = keyring.public_pem(fp)
     if authority and authority.ca_file:
         keys["tsa-ca.pem"] = Path(authority.ca_file).read_text()
         if authority.cert_file:
@@ -385,22 +491,19 @@ def export(user, reference: str, reason: str, legal_reference: str, out: Path) -
               "state": case.get_state_display(), "recording": case.get_recording_display()},
         records=records,
         stream=_stream(case),
-        log=[bag.Signed(bytes(e.data), bytes(e.signature)) for e in case.log.order_by("index")],
-        custody=[bag.Signed(bytes(c.data), bytes(c.signature)) for c in case.custody.order_by("index")],
+        log=[bag.Signed(bytes(e.data), bytes(e.signature)) for e in log_rows],
+        custody=[bag.Signed(bytes(c.data), bytes(c.signature)) for c in custody_rows],
         keys=keys,
         timestamps=[(f"log-{t.log_index:06d}", bytes(t.token), f"data/log/{t.log_index:06d}.json")
                     for t in case.timestamps.order_by("log_index")],
+        key_log=keyring.document(),
+        key_log_url=keyring.url(),
     )
     stamp = None
     if authority:
         def stamp(data: bytes) -> bytes:
             return tsa.request(data, authority.url, authority.ca_file, authority.cert_file)
-    try:
-        return bag.build(inp, k.exporter, out, stamp)
-    except tsa.TimestampError as exc:
-        # The export record was written before; the custody log says it did not happen.
-        _custody(case, staff(user), "export_failed", reason, legal_reference, {"error": "timestamp"})
-        raise EvidenceError("timestamp", _("the timestamp authority failed: %(error)s") % {"error": exc}, 502) from None
+    return bag.build(inp, k.exporter, out, stamp)
 
 
 def _transition(case: Case, allowed: set[str], to, actor: Actor, action: str, reason, legal_reference: str,

@@ -71,6 +71,15 @@ def keys(request):
     return actions.server_keys()
 
 
+@router.get("/key-log", auth=None, summary="The platform's signed, append-only key log (public: experts anchor packages on it)")
+def key_log(request):
+    from django.http import HttpResponse
+
+    response = HttpResponse(actions.key_log_document(), content_type="application/json")
+    response["Cache-Control"] = "no-cache"
+    return response
+
+
 @router.post("/device-key", response={200: FingerprintOut, 201: FingerprintOut, **ERRORS}, summary="Register this device's evidence signing key (ECDSA P-256)")
 def device_key(request, payload: DeviceKeyIn):
     try:

@@ -52,7 +52,11 @@ def keys() -> Keys:
 
 @lru_cache(maxsize=4)
 def _keys(_master: str, _seal: str, _data_dir: str) -> Keys:
-    master = base64.b64decode(_stored("BALISE_EVIDENCE_MASTER_KEY", lambda: base64.b64encode(os.urandom(32)).decode()))
+    try:
+        master = base64.b64decode(_stored("BALISE_EVIDENCE_MASTER_KEY",
+                                          lambda: base64.b64encode(os.urandom(32)).decode()), validate=True)
+    except ValueError:
+        raise crypto.CryptoError("BALISE_EVIDENCE_MASTER_KEY must be 32 bytes in base64") from None
     if len(master) != 32:
         raise crypto.CryptoError("BALISE_EVIDENCE_MASTER_KEY must be 32 bytes in base64")
     return Keys(
@@ -61,6 +65,12 @@ def _keys(_master: str, _seal: str, _data_dir: str) -> Keys:
         signer=crypto.Signer.from_pem(_stored("BALISE_EVIDENCE_SIGNING_KEY", lambda: crypto.Signer.generate().to_pem())),
         exporter=crypto.Signer.from_pem(_stored("BALISE_EVIDENCE_EXPORT_KEY", lambda: crypto.Signer.generate().to_pem())),
     )
+
+
+def tsa_interval_seconds() -> int:
+    """While a recording is open, the head of its log is timestamped at most this often
+    (by each received record and by ``balise evidence sweep``), and at close."""
+    return env_int("BALISE_EVIDENCE_TSA_INTERVAL", 60)
 
 
 def silence_seconds() -> int:

@@ -150,3 +150,36 @@ class TimestampToken(AppendOnly):
     log_index = models.PositiveIntegerField()
     token = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ServerKey(models.Model):
+    """Every server key the platform has used for evidence (signing, export, seal), so
+    that past cases still export and verify after a rotation. The private key is kept
+    wrapped under the master key (a retired seal key still opens its past sessions; a
+    retired signing key introduces its successor in the key log)."""
+
+    role = models.CharField(_("role"), max_length=12)
+    fingerprint = models.CharField(_("fingerprint"), max_length=64, unique=True)
+    public_pem = models.TextField()
+    private_wrapped = models.BinaryField(editable=False)
+    created_at = models.DateTimeField(_("in use since"), auto_now_add=True)
+    retired_at = models.DateTimeField(_("retired"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("server evidence key")
+        verbose_name_plural = _("server evidence keys")
+
+
+class KeyLogEntry(AppendOnly):
+    """The platform's signed, append-only key log (published at /api/v1/evidence/key-log)."""
+
+    index = models.PositiveIntegerField(unique=True)
+    role = models.CharField(max_length=12)
+    fingerprint = models.CharField(max_length=64)
+    data = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    signature = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["role", "fingerprint"], name="evidence_keylog_key_once")]
