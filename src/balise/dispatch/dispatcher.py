@@ -42,7 +42,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from balise.alerts.models import Alert, AlertEvent, LocationFix
-from balise.dispatch import extra_timers, health, leases, outbox, wakeup
+from balise.dispatch import extra_timers, health, leases, outbox, periodic, wakeup
 from balise.dispatch.messages import UNDELIVERABLE, render
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from balise.dispatch.plans import Send, plan_for
@@ -56,8 +56,6 @@ from balise.providers.base import (
 )
 from balise.providers.failover import was_taken
 from balise.providers.registry import build_providers
-from balise.supervision import runner as supervision
-from balise.tracking.sender import ContactMessageSender
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +176,7 @@ class Dispatcher:
         self._errors: dict[str, str] = {}  # step -> the error last logged for it (logged once)
         self.listener: wakeup.PostgresListener | None = None
         self.accepting = False  # takes deliveries handed over at commit (see take)
-        self.contact_messages = ContactMessageSender()  # invitations to contacts, off the critical path
+        self.periodic = periodic.Runner()  # other apps' periodic jobs (supervision...), off the loop
 
     # -- the loop -----------------------------------------------------------------
 
@@ -230,6 +228,17 @@ class Dispatcher:
         finally:
             self._shutdown()
 
+    def close(self) -> None:
+        """For a dispatcher driven by tick() (tests): wait for its sends and periodic jobs."""
+        self.pool.shutdown(wait=True)
+        self.periodic.close()
+
+    @property
+    def contact_messages(self) -> periodic.Runner:
+        """The former sender of messages to contacts, now rows of the one outbox: its
+        close() (which tests call) closes the periodic jobs."""
+        return self.periodic
+
     def stop(self) -> None:
         self.accepting = False
         self.stop_event.set()
@@ -251,8 +260,7 @@ class Dispatcher:
             self.in_flight.add(job.delivery_id)
             self.pool.submit(self._send, job)
         done = self._step("outcomes", self.drain_outcomes, 0)
-        self._step("contact messages", lambda: self.contact_messages.tick(self.providers, self.name))
-        self._step("supervision", lambda: supervision.tick(self))  # technical alarms (balise.supervision)
+        self._step("periodic", self.periodic.tick)  # (technical alarms: balise.supervision)
         now = time.monotonic()
         if now - self._last_audit >= settings.AUDITOR_INTERVAL_SECONDS:
             self._last_audit = now
@@ -328,7 +336,7 @@ class Dispatcher:
         if wakeup.local_dispatcher is self:
             wakeup.local_dispatcher = None
         self.pool.shutdown(wait=True)
-        self.contact_messages.close()
+        self.periodic.close()
         try:
             self.drain_outcomes()
         except Exception:
@@ -430,6 +438,10 @@ class Dispatcher:
 
     @staticmethod
     def _job(d: Delivery, fix: LocationFix | None) -> Job:
+        if d.alert_id is None:  # a message of no alert: its words were written with it
+            message = OutgoingMessage(key=str(d.id), channel=d.channel, to=d.recipient, text=d.text,
+                                      language=d.language, alert_id=0, alert_kind="", purpose=d.purpose)
+            return Job(d.id, 0, d.attempts, message)
         text = render(d.template, channel=d.channel, language=d.language, alert=d.alert, contact_id=d.contact_id,
                       fix=fix)
         message = OutgoingMessage(
@@ -454,7 +466,7 @@ class Dispatcher:
     @staticmethod
     def _fenced(d: Delivery) -> bool:
         alert = d.alert
-        if d.purpose == Delivery.Purpose.NOTICE:
+        if alert is None or d.purpose == Delivery.Purpose.NOTICE:
             return False
         if d.purpose == Delivery.Purpose.ESCALATION:
             return d.epoch != alert.epoch or alert.state != Alert.State.OPEN
@@ -468,6 +480,9 @@ class Dispatcher:
         an alert whose fixes still cannot be read goes without (its messages say the
         position is not known, and carry the live link)."""
         latest: dict[int, LocationFix] = {}
+        alert_ids = {a for a in alert_ids if a}  # (messages of no alert have none)
+        if not alert_ids:
+            return latest
         fixes = LocationFix.objects.filter(recorded_at__lte=LATEST_READABLE).order_by("alert_id", "-recorded_at", "-id")
         try:
             with contained():
@@ -547,14 +562,14 @@ class Dispatcher:
                 result = written.get(o.job.delivery_id)
                 self.sent += result == "sent"
                 self.failed += result == "failed"
-                if result:
+                if result and o.job.alert_id:
                     message = o.job.message
                     events.append(AlertEvent(alert_id=o.job.alert_id, kind=f"delivery_{result}", data={
                         "delivery": str(o.job.delivery_id), "channel": message.channel if message else "",
                         "purpose": message.purpose if message else "", "attempt": o.job.attempts,
                         "provider": o.provider, "error": o.error[:300], **({"fault": True} if o.fault else {}),
                     }))
-                else:
+                elif not result:
                     log.warning("lease on delivery %s was lost before its outcome was recorded", o.job.delivery_id)
             AlertEvent.objects.bulk_create(events)
 
@@ -576,7 +591,9 @@ class Dispatcher:
             return "retry"
         Delivery.objects.filter(id=o.job.delivery_id).update(state=Delivery.State.FAILED, **cleared)
         log.error("delivery %s set aside after %d faults", o.job.delivery_id, faults)
-        if template != UNDELIVERABLE:  # (a notice that cannot be sent calls for no other notice)
+        if not o.job.alert_id:
+            log.error("message %s (of no alert) set aside after %d faults", o.job.delivery_id, faults)
+        elif template != UNDELIVERABLE:  # (a notice that cannot be sent calls for no other notice)
             self._notify_on_call(o.job.alert_id, delivery=str(o.job.delivery_id))
         return "failed"
 

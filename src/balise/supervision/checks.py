@@ -20,7 +20,8 @@ from balise.devices.models import Device
 from balise.dispatch import outbox
 from balise.dispatch.models import Delivery
 from balise.people.models import Contact, Person
-from balise.supervision.models import SupervisionEvent, SupervisionNotice
+from balise.supervision.messages import notice_text
+from balise.supervision.models import SupervisionEvent
 
 log = logging.getLogger(__name__)
 Kind = SupervisionEvent.Kind
@@ -53,11 +54,12 @@ def _devices(now: datetime) -> list[Condition]:
 def _contacts(now: datetime) -> list[Condition]:
     """Contacts whose last two messages failed (a dead number, a blocked line)."""
     found = []
-    failed = (Delivery.objects.filter(state=Delivery.State.FAILED, contact__isnull=False,
+    failed = (Delivery.objects.filter(state=Delivery.State.FAILED, contact__isnull=False, alert__isnull=False,
                                       created_at__gte=now - UNDELIVERED_WINDOW)
               .values_list("contact_id", flat=True).distinct())
     for contact in Contact.objects.filter(pk__in=list(failed)).select_related("person"):
-        last = list(Delivery.objects.filter(contact=contact, state__in=[Delivery.State.SENT, Delivery.State.FAILED])
+        last = list(Delivery.objects.filter(contact=contact, alert__isnull=False,
+                                            state__in=[Delivery.State.SENT, Delivery.State.FAILED])
                     .order_by("-created_at").values_list("state", flat=True)[:2])
         if last == [Delivery.State.FAILED, Delivery.State.FAILED]:
             found.append(Condition(Kind.UNDELIVERED, f"contact:{contact.pk}", contact.person.association_id,
@@ -89,8 +91,10 @@ def _raise(condition: Condition, now: datetime) -> SupervisionEvent | None:
                 raised_at=now)
             number = Association.objects.filter(pk=condition.association_id).values_list("on_call_number", flat=True).first()
             if number:
-                SupervisionNotice.objects.create(event=event, recipient=number, next_attempt_at=now, created_at=now)
-                outbox.wake_dispatchers()
+                event.notice = outbox.write_message(
+                    recipient=number, text=notice_text(event), purpose=Delivery.Purpose.SUPERVISION,
+                    template="supervision", language=settings.LANGUAGE_CODE)
+                event.save(update_fields=["notice"])
             return event
     except IntegrityError:
         return None  # another dispatcher raised this episode first
