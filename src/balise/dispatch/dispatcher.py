@@ -43,7 +43,7 @@ from django.utils import timezone
 
 from balise.alerts.models import Alert, AlertEvent, LocationFix
 from balise.dispatch import extra_timers, health, leases, outbox, periodic, wakeup
-from balise.dispatch.messages import UNDELIVERABLE, render
+from balise.dispatch.messages import UNDELIVERABLE, prepare_links, render
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from balise.dispatch.plans import Send, plan_for
 from balise.providers.base import (
@@ -160,6 +160,7 @@ class Dispatcher:
         self.workers = workers or settings.DISPATCH_WORKERS
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="balise-send")
         self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self.handed: queue.SimpleQueue[list[Delivery]] = queue.SimpleQueue()  # see take
         self.in_flight: set[uuid.UUID] = set()
         self.wake = wakeup.local_event
         self.stop_event = threading.Event()
@@ -248,6 +249,7 @@ class Dispatcher:
         """One round. Each step is contained (see _step): one that raises is logged and
         the others still run; only a lost database connection ends the round."""
         # New work first: recording the outcomes of earlier sends can wait a few ms.
+        handed = self._step("hand-over", self.send_handed, 0)
         fired, jobs = 0, []
         if scan:
             self._last_scan = time.monotonic()
@@ -268,7 +270,7 @@ class Dispatcher:
         if now - self._last_sweep >= EVIDENCE_SWEEP_SECONDS:
             self._last_sweep = now
             self._step("evidence sweep", self.sweep_evidence)
-        return bool(done or fired or jobs)
+        return bool(done or fired or jobs or handed)
 
     def _beat_on(self) -> None:
         """Beat every DISPATCH_BEAT_SECONDS, on a thread (and database connection) of its
@@ -414,6 +416,13 @@ class Dispatcher:
     def _jobs(self, rows: list[Delivery], fixes: dict[int, LocationFix]) -> list[Job]:
         """A job per row; a row whose message cannot be built is recorded as a fault."""
         jobs = []
+        try:  # the links of the SMS, stored in one statement (else one by one as rendered)
+            with contained():
+                prepare_links([(d.alert_id, d.contact_id) for d in rows if d.alert_id and d.channel == "sms"])
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.warning("could not store a batch of short links (%s); stored one by one", type(exc).__name__)
         for d in rows:
             try:
                 jobs.append(self._job(d, fixes.get(d.alert_id)))
@@ -451,17 +460,38 @@ class Dispatcher:
         return Job(d.id, d.alert_id, d.attempts, message)
 
     def take(self, rows: list[Delivery]) -> None:
-        """Deliveries just committed already leased to this dispatcher (see outbox._write):
-        send them now, from the committing thread. Never raises into that thread: if this
-        fails, their leases expire and they are claimed like any other."""
+        """Deliveries just committed already leased to this dispatcher (see outbox._write),
+        called on the committing thread (a web request's): queued for the dispatch loop,
+        which renders and sends them at once. Nothing here touches the database, so the
+        request answers without waiting for its messages to be built. Should the process
+        die first, their leases expire and they are claimed like any other."""
+        self.handed.put(rows)
+        self.wake.set()
+
+    def send_handed(self) -> int:
+        """Render and send the deliveries handed over at commit (see take)."""
+        rows = []
+        while True:
+            try:
+                rows.extend(self.handed.get_nowait())
+            except queue.Empty:
+                break
+        if not rows:
+            return 0
         try:
             fixes = self._latest_fixes({d.alert_id for d in rows})
             jobs = self._jobs(rows, fixes)
-            for job in jobs:
-                self.in_flight.add(job.delivery_id)
-                self.pool.submit(self._send, job)
-        except Exception:
+        except Exception as exc:
+            if is_outage(exc):
+                for d in rows:  # (kept for the next round)
+                    self.handed.put([d])
+                raise
             log.exception("hand-over of %d deliveries failed; they go out when their lease expires", len(rows))
+            return 0
+        for job in jobs:
+            self.in_flight.add(job.delivery_id)
+            self.pool.submit(self._send, job)
+        return len(rows)
 
     @staticmethod
     def _fenced(d: Delivery) -> bool:

@@ -13,13 +13,21 @@ from django.utils.translation import gettext as _
 # nothing from them): the nearest place of a position, (lat, lon, wait) -> a place with
 # .label() and .name, or None (balise.tracking.places.nearest); and the short link of a
 # contact's live page of an alert, (alert, contact id) -> URL (balise.tracking.shortlinks).
+# And, to store the links of a batch of messages in one statement before they are
+# rendered, [(alert id, contact id), ...] -> None (balise.tracking.shortlinks.prepare).
 place_finder = None
 link_maker = None
+links_preparer = None
 
 
 def nearest(lat, lon, wait: float = 0.0):
     finder = place_finder
     return finder(lat, lon, wait=wait) if finder is not None else None
+
+
+def prepare_links(pairs) -> None:
+    if links_preparer is not None and pairs:
+        links_preparer(pairs)
 
 
 def short_url(alert, contact_id) -> str:
