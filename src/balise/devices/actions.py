@@ -51,12 +51,13 @@ def authenticate_token(token: str) -> Device | None:
 
 
 def record_heartbeat(device: Device, *, battery_percent=None, button_connected=None, station_version="") -> None:
-    with transaction.atomic():
-        fields = {"last_seen_at": timezone.now()}
-        if battery_percent is not None:
-            fields["battery_percent"] = battery_percent
-        if button_connected is not None:
-            fields["button_connected"] = button_connected
-        if station_version:
-            fields["station_version"] = station_version
-        Device.objects.filter(pk=device.pk).update(**fields)
+    """One UPDATE by primary key, outside any transaction (a single statement needs none):
+    a region's devices beat thousands of times a second (issue 16)."""
+    fields = {"last_seen_at": timezone.now()}
+    if battery_percent is not None:
+        fields["battery_percent"] = battery_percent
+    if button_connected is not None:
+        fields["button_connected"] = button_connected
+    if station_version:
+        fields["station_version"] = station_version
+    Device.objects.filter(pk=device.pk).update(**fields)
