@@ -313,6 +313,7 @@ def main() -> int:
     parser.add_argument("--dispatchers", type=int, default=0, help="extra `balise dispatch` processes (PostgreSQL)")
     parser.add_argument("--no-serve-dispatcher", action="store_true", help="no dispatcher inside balise serve")
     parser.add_argument("--warmup", type=int, default=20, help="alerts sent first and left out of the figures")
+    parser.add_argument("--settle", type=float, default=10, help="seconds between the warm-up and the figures")
     parser.add_argument("--drain", type=float, default=60, help="seconds to wait for the last messages")
     parser.add_argument("--keep", action="store_true", help="leave the SQLite data directory in place")
     parser.add_argument("--fresh", action="store_true",
@@ -365,7 +366,9 @@ def main() -> int:
         if args.warmup:
             # From the last devices: a press while her alert is open would join it.
             asyncio.run(send_alerts(bases, tokens[::-1], max(args.rate, 20), args.warmup, {}, warm_errors))
-            time.sleep(2)
+        # A server that just started is still loading its gazetteer (balise.tracking.places,
+        # seconds of CPU on a busy machine) and importing its views: not what is measured.
+        time.sleep(args.settle)
         for n, rate in enumerate(rates):
             if args.mode == "heartbeats":
                 latencies: list[float] = []
