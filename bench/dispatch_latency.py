@@ -16,6 +16,10 @@ Throughput: alerts accepted per second while sending, and alerts fully delivered
 
     # SQLite (a fresh database in a temporary directory)
     python bench/dispatch_latency.py --rate 20 --duration 10
+    # the highest rate held with p99 <= 250 ms, on `balise serve --workers 2`
+    python bench/dispatch_latency.py --ramp 20,50,100,200 --duration 10 --workers 2
+    # heartbeats (answer time, p99 <= 50 ms), ramped
+    python bench/dispatch_latency.py --mode heartbeats --ramp 200,500,1000,2000 --duration 5
     # PostgreSQL (the database is created if missing; its tables are reused)
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/balise_proof_bench \\
         python bench/dispatch_latency.py --fresh --rate 200 --duration 10 --dispatchers 1
@@ -40,6 +44,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RAMP_P99_MS = 250.0  # issue 16: the highest alert rate held with p99 receipt -> sink at most this
+HEARTBEAT_P99_MS = 50.0
 SRC = ROOT / "src"
 
 
@@ -216,15 +222,98 @@ def quantiles(values: list[float]) -> str:
     return f"p50 {q(0.5):7.1f} ms   p95 {q(0.95):7.1f} ms   p99 {q(0.99):7.1f} ms   max {values[-1] * 1000:7.1f} ms"
 
 
+async def send_heartbeats(bases: list[str], tokens: list[str], rate: float, count: int, latencies: list,
+                          errors: list) -> float:
+    """Open loop of heartbeats (as a station sends them), each timed from send to answer."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            started = time.monotonic()
+            try:
+                r = await client.post(f"{bases[i % len(bases)]}/api/v1/heartbeat",
+                                      json={"battery_percent": 50 + i % 50, "button_connected": True},
+                                      headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"})
+                if r.status_code != 200:
+                    errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
+                    return
+            except httpx.HTTPError as exc:
+                errors.append(type(exc).__name__)
+                return
+            latencies.append(time.monotonic() - started)
+
+        return await open_loop(rate, count, one)
+
+
+def q99(values: list[float]) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(0.99 * (len(values) - 1))))] if values else float("inf")
+
+
+def alert_step(bases, tokens, rate: float, duration: float, drain: float) -> dict:
+    """Alerts at RATE for DURATION seconds; waits until their deliveries are done (or DRAIN)."""
+    from balise.alerts.models import Alert
+    from balise.dispatch.models import Delivery
+
+    count = max(1, int(rate * duration))
+    sent_at: dict[str, float] = {}
+    errors: list[str] = []
+    t0 = time.time()
+    send_seconds = asyncio.run(send_alerts(bases, tokens, rate, count, sent_at, errors))
+    deadline = time.monotonic() + drain
+    alerts, rows = {}, []
+    while time.monotonic() < deadline:
+        alerts = dict(Alert.objects.filter(client_id__in=list(sent_at)).values_list("pk", "client_id"))
+        rows = list(Delivery.objects.filter(alert_id__in=list(alerts)).values_list("id", "alert_id", "state"))
+        if rows and all(state in ("sent", "failed") for _, _, state in rows) and len(alerts) + len(errors) >= count:
+            break
+        time.sleep(0.5)
+    created = {pk: ts.timestamp() for pk, ts in Alert.objects.filter(pk__in=list(alerts)).values_list("pk", "created_at")}
+    return {"rate": rate, "count": count, "t0": t0, "send_seconds": send_seconds, "sent_at": sent_at, "errors": errors,
+            "alerts": alerts, "expected": {str(d): a for d, a, _ in rows}, "created": created}
+
+
+def alert_figures(step: dict, arrivals: list[tuple[float, str]]) -> dict:
+    expected, created, alerts, sent_at = step["expected"], step["created"], step["alerts"], step["sent_at"]
+    first_at: dict[str, float] = {}
+    duplicates = 0
+    for at, key in arrivals:
+        if key in expected:
+            if key in first_at:
+                duplicates += 1
+            first_at.setdefault(key, at)
+    server_lat, client_lat = [], []
+    last_arrival = step["t0"]
+    for key, at in first_at.items():
+        alert_id = expected[key]
+        server_lat.append(at - created[alert_id])
+        client_lat.append(at - sent_at[str(alerts[alert_id])])
+        last_arrival = max(last_arrival, at)
+    delivered_alerts = len({expected[k] for k in first_at})
+    return {"first_at": first_at, "duplicates": duplicates, "server_lat": server_lat, "client_lat": client_lat,
+            "delivered_alerts": delivered_alerts, "missing": len(expected) - len(first_at),
+            "span": max(1e-9, last_arrival - step["t0"])}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=20, help="alerts per second")
-    parser.add_argument("--duration", type=float, default=10, help="seconds of sending (bounded to 120)")
+    parser.add_argument("--mode", choices=("alerts", "heartbeats"), default="alerts",
+                        help="alerts (to the sink) or heartbeats (answer times)")
+    parser.add_argument("--rate", type=float, default=20, help="alerts (or heartbeats) per second")
+    parser.add_argument("--ramp", default="",
+                        help="rates to try one after the other, e.g. 20,50,100,200: prints the highest rate held"
+                             f" with p99 <= {RAMP_P99_MS:g} ms (alerts: receipt to sink; heartbeats: "
+                             f"{HEARTBEAT_P99_MS:g} ms, answer time), everything delivered and no request error")
+    parser.add_argument("--duration", type=float, default=10, help="seconds of sending (bounded to 120), per step")
     parser.add_argument("--devices", type=int, default=500, help="people, five contacts each")
     parser.add_argument("--servers", type=int, default=1, help="`balise serve` processes (the first runs a dispatcher)")
+    parser.add_argument("--workers", type=int, default=1, help="`balise serve --workers N` (the first server)")
     parser.add_argument("--dispatchers", type=int, default=0, help="extra `balise dispatch` processes (PostgreSQL)")
     parser.add_argument("--no-serve-dispatcher", action="store_true", help="no dispatcher inside balise serve")
     parser.add_argument("--warmup", type=int, default=20, help="alerts sent first and left out of the figures")
+    parser.add_argument("--settle", type=float, default=10, help="seconds between the warm-up and the figures")
     parser.add_argument("--drain", type=float, default=60, help="seconds to wait for the last messages")
     parser.add_argument("--keep", action="store_true", help="leave the SQLite data directory in place")
     parser.add_argument("--fresh", action="store_true",
@@ -232,7 +321,12 @@ def main() -> int:
                              " left by earlier runs would escalate and be audited during this one)")
     args = parser.parse_args()
     duration = min(args.duration, 120)
-    count = max(1, int(args.rate * duration))
+    try:
+        rates = [float(r) for r in args.ramp.split(",") if r.strip()] if args.ramp else [args.rate]
+    except ValueError:
+        parser.error("--ramp: a comma-separated list of rates")
+    if any(r <= 0 for r in rates):
+        parser.error("rates must be positive")
 
     data_dir, engine = setup_django("balise-bench-", fresh=args.fresh)
 
@@ -251,38 +345,40 @@ def main() -> int:
     for i in range(args.servers):
         port = free_port()
         serve_args = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+        if i == 0 and args.workers > 1:
+            serve_args += ["--workers", str(args.workers)]
         if i > 0 or args.no_serve_dispatcher:
             serve_args.append("--no-dispatcher")
         procs.append(balise(serve_args, env, logs / f"serve-{i}.log"))
         bases.append(f"http://127.0.0.1:{port}")
     for i in range(args.dispatchers):
         procs.append(balise(["dispatch"], env, logs / f"dispatch-{i}.log"))
+    steps, beats = [], []
     try:
         for base, proc in zip(bases, procs):
             wait_http(f"{base}/health", proc)
-        tokens = setup_people(args.devices)
-        from balise.alerts.models import Alert
-        from balise.dispatch.models import Delivery
-
-        sent_at: dict[str, float] = {}
-        errors: list[str] = []
+        # A device per alert of a step (a press while her alert is open would join it, and
+        # count as no new alert), and the warm-up's from the end of the list.
+        counts = [max(1, int(rate * duration)) for rate in rates]
+        needed = (sum(counts) + args.warmup) if args.mode == "alerts" else 0
+        tokens = setup_people(max(args.devices, needed))
+        warm_errors: list[str] = []
         if args.warmup:
             # From the last devices: a press while her alert is open would join it.
-            asyncio.run(send_alerts(bases, tokens[::-1], max(args.rate, 20), args.warmup, {}, errors))
-            time.sleep(2)
-        errors.clear()
-        t0 = time.time()
-        send_seconds = asyncio.run(send_alerts(bases, tokens, args.rate, count, sent_at, errors))
-        expected = {}
-        deadline = time.monotonic() + args.drain
-        while time.monotonic() < deadline:
-            alerts = dict(Alert.objects.filter(client_id__in=list(sent_at)).values_list("pk", "client_id"))
-            rows = list(Delivery.objects.filter(alert_id__in=list(alerts)).values_list("id", "alert_id", "state"))
-            if rows and all(state in ("sent", "failed") for _, _, state in rows) and len(alerts) + len(errors) >= count:
-                break
-            time.sleep(0.5)
-        expected = {str(d): a for d, a, _ in rows}
-        created = {pk: ts.timestamp() for pk, ts in Alert.objects.filter(pk__in=list(alerts)).values_list("pk", "created_at")}
+            asyncio.run(send_alerts(bases, tokens[::-1], max(args.rate, 20), args.warmup, {}, warm_errors))
+        # A server that just started is still loading its gazetteer (balise.tracking.places,
+        # seconds of CPU on a busy machine) and importing its views: not what is measured.
+        time.sleep(args.settle)
+        for n, rate in enumerate(rates):
+            if args.mode == "heartbeats":
+                latencies: list[float] = []
+                errors: list[str] = []
+                count = max(1, int(rate * duration))
+                seconds = asyncio.run(send_heartbeats(bases, tokens, rate, count, latencies, errors))
+                beats.append((rate, count, seconds, latencies, errors))
+            else:
+                first = sum(counts[:n])
+                steps.append(alert_step(bases, tokens[first:first + counts[n]], rate, duration, args.drain))
     finally:
         stop.set()
         arrivals = res_r.recv() if res_r.poll(30) else []
@@ -295,40 +391,42 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
-    first_at: dict[str, float] = {}
-    duplicates = 0
-    for at, key in arrivals:
-        if key in expected:
-            if key in first_at:
-                duplicates += 1
-            first_at.setdefault(key, at)
-    server_lat, client_lat = [], []
-    last_arrival = t0
-    for key, at in first_at.items():
-        alert_id = expected[key]
-        server_lat.append(at - created[alert_id])
-        client_lat.append(at - sent_at[str(alerts[alert_id])])
-        last_arrival = max(last_arrival, at)
-    delivered_alerts = len({expected[k] for k in first_at})
-    missing = len(expected) - len(first_at)
-    span = last_arrival - t0
-
-    print(f"balise dispatch latency  engine={engine}  servers={args.servers}  extra dispatchers={args.dispatchers}"
-          f"  cpus={os.cpu_count()}")
-    print(f"offered: {count} alerts at {args.rate:g}/s over {send_seconds:.1f} s, {args.devices} devices,"
-          f" 5 contacts each ({len(expected)} messages expected)")
-    print(f"accepted: {len(alerts)} alerts ({len(alerts) / send_seconds:.1f}/s while sending), request errors: {len(errors)}"
-          + (f" e.g. {errors[0]}" if errors else ""))
-    print(f"delivered: {len(first_at)} messages for {delivered_alerts} alerts; missing {missing}; duplicates {duplicates}")
-    print(f"sustained: {delivered_alerts / span:.1f} alerts/s fully delivered ({len(first_at) / span:.0f} messages/s),"
-          f" first send to last arrival {span:.1f} s")
-    print(f"latency from server receipt (alert created_at) to the sink:  {quantiles(server_lat)}")
-    print(f"latency from client send (upper bound) to the sink:          {quantiles(client_lat)}")
+    print(f"balise {args.mode}  engine={engine}  servers={args.servers} (workers={args.workers})"
+          f"  extra dispatchers={args.dispatchers}  cpus={os.cpu_count()}  load={os.getloadavg()[0]:.2f}")
+    held, ok = None, True
+    for rate, count, seconds, latencies, errors in beats:
+        good = not errors and q99(latencies) * 1000 <= HEARTBEAT_P99_MS
+        ok &= not errors
+        if good and rate > (held or 0):
+            held = rate
+        print(f"heartbeats offered {count} at {rate:g}/s over {seconds:.1f} s: answered {len(latencies)}"
+              f" ({len(latencies) / seconds:.0f}/s), errors {len(errors)}" + (f" e.g. {errors[0]}" if errors else ""))
+        print(f"   answer time:  {quantiles(latencies)}")
+    for step in steps:
+        f = alert_figures(step, arrivals)
+        complete = not step["errors"] and f["missing"] == 0 and len(step["alerts"]) == step["count"]
+        good = complete and q99(f["server_lat"]) * 1000 <= RAMP_P99_MS
+        ok &= complete
+        if good and step["rate"] > (held or 0):
+            held = step["rate"]
+        print(f"offered: {step['count']} alerts at {step['rate']:g}/s over {step['send_seconds']:.1f} s,"
+              f" 5 contacts each ({len(step['expected'])} messages expected)")
+        print(f"accepted: {len(step['alerts'])} alerts ({len(step['alerts']) / step['send_seconds']:.1f}/s while"
+              f" sending), request errors: {len(step['errors'])}" + (f" e.g. {step['errors'][0]}" if step["errors"] else ""))
+        print(f"delivered: {len(f['first_at'])} messages for {f['delivered_alerts']} alerts; missing {f['missing']};"
+              f" duplicates {f['duplicates']}")
+        print(f"sustained: {f['delivered_alerts'] / f['span']:.1f} alerts/s fully delivered"
+              f" ({len(f['first_at']) / f['span']:.0f} messages/s), first send to last arrival {f['span']:.1f} s")
+        print(f"latency from server receipt (alert created_at) to the sink:  {quantiles(f['server_lat'])}")
+        print(f"latency from client send (upper bound) to the sink:          {quantiles(f['client_lat'])}")
+    if len(rates) > 1:
+        limit = HEARTBEAT_P99_MS if args.mode == "heartbeats" else RAMP_P99_MS
+        print(f"ramp: highest rate held with p99 <= {limit:g} ms: " + (f"{held:g}/s" if held else "none"))
     if not args.keep and not os.environ.get("DATABASE_URL"):
         import shutil
 
         shutil.rmtree(data_dir, ignore_errors=True)
-    return 0 if missing == 0 and not errors else 1
+    return 0 if ok else 1
 
 
 def setup_django(prefix: str, fresh: bool = False) -> tuple[str, str]:

@@ -31,6 +31,8 @@ def _fail(message: str) -> int:
 
 
 def cmd_serve(args) -> int:
+    if args.workers < 1 or args.workers > 64:
+        return _fail("--workers must be between 1 and 64")
     # Links in messages point at this server unless a public address is configured.
     os.environ.setdefault("BALISE_SITE_URL", f"http://{args.host}:{args.port}")
     _setup_django()
@@ -40,13 +42,15 @@ def cmd_serve(args) -> int:
     from balise.dispatch.dispatcher import Supervisor
 
     call_command("migrate", interactive=False, verbosity=0)
-    _preload_place_names()
     base = f"http://{args.host}:{args.port}"
     if args.demo:
         from balise.demo import create_demo
 
         demo = create_demo()
         _print_demo(demo, base)
+    if args.workers > 1:
+        return _serve_workers(args, base)
+    _preload_place_names()
     supervisor = None
     if not args.no_dispatcher:
         # A dispatcher thread that dies is replaced at once (see Supervisor).
@@ -64,6 +68,27 @@ def cmd_serve(args) -> int:
     finally:
         if supervisor is not None:
             supervisor.stop(timeout=30)
+    return 0
+
+
+def _serve_workers(args, base: str) -> int:
+    """N web processes on one socket, each with its own dispatcher (balise.serving)."""
+    import uvicorn
+    from django.db import connections
+    from uvicorn.supervisors import Multiprocess
+
+    connections.close_all()  # (the workers open their own)
+    os.environ["BALISE_SERVE_DISPATCHER"] = "0" if args.no_dispatcher else "1"
+    config = uvicorn.Config("balise.serving:application", host=args.host, port=args.port, workers=args.workers,
+                            log_level="warning", access_log=False, lifespan="on", log_config=None,
+                            timeout_graceful_shutdown=5)
+    try:
+        sock = config.bind_socket()
+    except OSError as exc:
+        return _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror}")
+    print(f"Balise écoute sur {base}  ({args.workers} processus web, chacun avec son dispatcher ;"
+          f" back-office : {base}/admin/)", flush=True)
+    Multiprocess(config, sockets=[sock]).run()
     return 0
 
 
@@ -172,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--demo", action="store_true", help="create demo data and print how to try it")
     serve.add_argument("--no-dispatcher", action="store_true", help="web only (run `balise dispatch` elsewhere)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="web processes, each with its own dispatcher (PostgreSQL; see README)")
     serve.set_defaults(func=cmd_serve)
 
     dispatch = sub.add_parser("dispatch", help="run a dispatcher process (any number of them on PostgreSQL)")

@@ -15,10 +15,10 @@ from django.urls import reverse
 from balise.alerts.actions import create_alert
 from balise.alerts.models import Alert
 from balise.associations.models import Membership
+from balise.dispatch.models import Delivery
 from balise.evidence import actions as evidence
 from balise.evidence.models import Case, CustodyRecord
 from balise.people.models import Contact, Person
-from balise.tracking.models import ContactMessage
 from tests.personas import make_case, staff_client
 
 pytestmark = pytest.mark.django_db
@@ -122,7 +122,7 @@ def test_she_resends_invitations_only_where_she_may(alice, world, other_world):
     mine, theirs = world.contacts[0], other_world.contacts[0]
     alice.post(reverse("admin:people_contact_changelist"),
                {"action": "send_invitation", "_selected_action": [mine.pk, theirs.pk]})
-    invited = set(ContactMessage.objects.filter(template="invitation").values_list("contact_id", flat=True))
+    invited = set(Delivery.objects.filter(template="invitation").values_list("contact_id", flat=True))
     assert invited == {mine.pk}
 
 
@@ -192,6 +192,6 @@ def test_read_only_members_cannot_resend_invitations(world, role, sent):
     Contact.objects.filter(pk=contact.pk).update(consent=Contact.Consent.PENDING)
     staff = staff_client(world.staff)
     staff.post(reverse("admin:people_contact_changelist"), {"action": "send_invitation", "_selected_action": [contact.pk]})
-    assert ContactMessage.objects.filter(contact=contact, template="invitation").exists() is sent
+    assert Delivery.objects.filter(contact=contact, template="invitation").exists() is sent
     listing = staff.get(reverse("admin:people_contact_changelist")).content.decode()
     assert ('value="send_invitation"' in listing) is sent

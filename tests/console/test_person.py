@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from balise.associations.models import Membership
 from balise.console.models import AuditEntry, Protection
+from balise.dispatch.models import Delivery
 from balise.people.models import Person
-from balise.tracking.models import ContactMessage
 from tests.contacts.helpers import raise_alert
 from tests.personas import CANCEL_PIN, DURESS_PIN, staff_client
 
@@ -68,17 +68,17 @@ def test_enrol_a_person_in_one_form(world):
     assert Protection.objects.get(person=person).ends_on.isoformat() == "2027-06-01"
     contact = person.contacts.get()
     assert contact.phone == "+33612345699"
-    assert ContactMessage.objects.filter(contact=contact, template="invitation").exists()
+    assert Delivery.objects.filter(contact=contact, template="invitation").exists()
 
 
 def test_resend_an_invitation(world):
     contact = world.contacts[0]
     contact.consent = "pending"
     contact.save()
-    before = ContactMessage.objects.filter(contact=contact).count()
+    before = Delivery.objects.filter(contact=contact).count()
     staff = staff_client(world.staff)
     staff.post(reverse("console:contact_invite", args=[world.person.pk, contact.pk]))
-    assert ContactMessage.objects.filter(contact=contact).count() == before + 1
+    assert Delivery.objects.filter(contact=contact).count() == before + 1
 
 
 def test_a_read_only_member_reads_the_file_but_changes_nothing(world):

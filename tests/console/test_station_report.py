@@ -14,19 +14,26 @@ from django.utils import timezone, translation
 
 from balise.associations.models import Membership
 from balise.devices.models import Device
+from balise.dispatch.dispatcher import Dispatcher
+from balise.dispatch.models import Delivery
 from balise.people.models import Person
 from balise.providers import health
 from balise.providers.base import UnavailableError
 from balise.providers.health import Guarded
 from balise.supervision.checks import run_checks
 from balise.supervision.messages import notice_text
-from balise.supervision.models import PeriodicTest, SupervisionEvent, SupervisionNotice
-from balise.supervision.runner import send_notices
+from balise.supervision.models import PeriodicTest, SupervisionEvent
 from tests.contacts.helpers import raise_alert
 from tests.personas import staff_client
-from tests.spine.helpers import RecordingProvider
+from tests.spine.helpers import RecordingProvider, drain
 
 pytestmark = pytest.mark.django_db
+
+
+def notices(**events):
+    """The outbox rows that told of the supervision events matching EVENTS."""
+    return Delivery.objects.filter(purpose="supervision",
+                                   pk__in=SupervisionEvent.objects.filter(**events).values("notice_id"))
 
 
 def heartbeat(world, expect: int = 200, **body):
@@ -86,7 +93,7 @@ def test_an_unusable_part_raises_once_and_clears_when_it_works_again(world, part
         assert run_checks(now + timedelta(minutes=minute)) == (0, 0)
     event = SupervisionEvent.objects.get()
     assert event.kind == kind and event.device_id == world.device.pk
-    assert SupervisionNotice.objects.filter(event=event, recipient=world.association.on_call_number).count() == 1
+    assert notices(pk=event.pk, notice__recipient=world.association.on_call_number).count() == 1
     with translation.override("fr"):
         assert "inutilisable" in notice_text(event)
     heartbeat(world, **{part: "ok"})
@@ -118,7 +125,7 @@ def test_a_button_disconnected_longer_than_the_setting_raises_once_and_clears_wh
     with translation.override("fr"):
         text = notice_text(event)
     assert "AA:BB:CC:DD:EE:01" in text and "30 minutes" in text and "Camille" in text
-    assert SupervisionNotice.objects.filter(event=event).count() == 1
+    assert notices(pk=event.pk).count() == 1
 
     heartbeat(world, buttons=[{**button, "connected": True}])
     assert run_checks(t0 + timedelta(minutes=40)) == (0, 1)
@@ -186,7 +193,7 @@ def test_an_open_breaker_tells_each_association_once_and_clears_when_it_closes(w
     events = SupervisionEvent.objects.filter(kind="provider")
     assert {e.association_id for e in events} == {world.association.pk, other_world.association.pk}
     assert all(e.detail == "flaky-sms" for e in events)
-    assert SupervisionNotice.objects.filter(event__kind="provider").count() == 2
+    assert notices(kind="provider").count() == 2
     clock[0] = 61  # half-open: its trial fails, open again: the same episode
     _fail(guarded)
     assert run_checks(timezone.now()) == (0, 0)
@@ -227,11 +234,16 @@ def test_a_reminder_goes_to_her_phone_discreetly_and_her_test_is_the_result(worl
     assert run_checks(timezone.now() + timedelta(minutes=1)) == (0, 0)  # one reminder, not one a minute
     reminder = SupervisionEvent.objects.get()
     assert reminder.kind == "test_reminder"
-    notice = SupervisionNotice.objects.get(event=reminder)
+    notice = notices(pk=reminder.pk).get()
     assert notice.recipient == "+33611111111"  # her phone, not the on-call line
 
+    Delivery.objects.exclude(purpose="supervision").delete()  # (the contacts' invitations)
     provider = RecordingProvider()
-    assert send_notices([provider], "test-owner") == 1
+    dispatcher = Dispatcher(name="test-owner", providers=[provider], workers=2)
+    try:
+        drain(dispatcher)
+    finally:
+        dispatcher.close()
     [sms] = provider.sent
     assert sms.to == "+33611111111"
     for word in ("Balise", "alert", "alerte", "bouton", "button", "test", "supervision", "Camille"):
@@ -266,14 +278,14 @@ def test_without_a_test_overdue_after_the_grace_and_the_next_reminder_after_a_pe
     assert run_checks(t0 + timedelta(hours=49)) == (1, 0)  # overdue: the on-call line is told
     assert kinds() == ["test_overdue", "test_reminder"]
     overdue = SupervisionEvent.objects.get(kind="test_overdue")
-    assert SupervisionNotice.objects.get(event=overdue).recipient == world.association.on_call_number
+    assert notices(pk=overdue.pk).get().recipient == world.association.on_call_number
     html = staff_client(world.staff).get(reverse("console:person", args=[world.person.pk])).content.decode()
     assert "pas encore de test : en retard" in html
     # One period after the reminder it lapses (no test), and the next one goes.
     assert run_checks(t0 + timedelta(days=15, minutes=1)) == (0, 1)
     assert run_checks(t0 + timedelta(days=15, minutes=2)) == (1, 0)
     assert SupervisionEvent.objects.filter(kind="test_reminder").count() == 2
-    assert SupervisionNotice.objects.filter(recipient="+33611111111").count() == 2
+    assert Delivery.objects.filter(purpose="supervision", recipient="+33611111111").count() == 2
     html = staff_client(world.staff).get(reverse("console:person", args=[world.person.pk])).content.decode()
     assert "pas de test avant le rappel suivant" in html
     raise_alert(world, "test")  # her test clears both

@@ -15,14 +15,14 @@ from django.utils import timezone
 
 from balise.alerts.actions import resolve_alert
 from balise.devices.models import Device
+from balise.dispatch.dispatcher import Dispatcher
 from balise.dispatch.models import Delivery
 from balise.people.models import Person
 from balise.supervision.checks import run_checks
-from balise.supervision.models import SupervisionEvent, SupervisionNotice
-from balise.supervision.runner import send_notices
+from balise.supervision.models import SupervisionEvent
 from tests.contacts.helpers import raise_alert
 from tests.personas import staff_client
-from tests.spine.helpers import RecordingProvider
+from tests.spine.helpers import RecordingProvider, drain
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,8 @@ def test_a_silent_station_raises_one_event_after_the_interval_and_clears_when_it
         assert run_checks(t0 + timedelta(seconds=silence + 1 + 60 * minute)) == (0, 0)
     event = SupervisionEvent.objects.get()
     assert event.kind == "silent" and event.device_id == world.device.pk and event.cleared_at is None
-    assert SupervisionNotice.objects.filter(event=event, recipient=world.association.on_call_number).count() == 1
+    notices = Delivery.objects.filter(purpose="supervision", alert__isnull=True)
+    assert [(n.pk, n.recipient) for n in notices] == [(event.notice_id, world.association.on_call_number)]
 
     heartbeat(world)  # it comes back
     assert run_checks(timezone.now()) == (0, 1)
@@ -57,13 +58,21 @@ def test_a_silent_station_raises_one_event_after_the_interval_and_clears_when_it
 def test_the_notice_goes_to_the_on_call_line_through_the_outbox(world, settings):
     Device.objects.filter(pk=world.device.pk).update(last_seen_at=timezone.now() - timedelta(hours=2))
     run_checks(timezone.now())
+    Delivery.objects.exclude(purpose="supervision").delete()  # (the contacts' invitations)
     provider = RecordingProvider()
-    assert send_notices([provider], "test-owner") == 1
-    [message] = provider.sent
-    assert message.to == world.association.on_call_number and message.channel == "sms"
-    assert message.text.startswith("Supervision Balise : L'appareil") and "Camille" in message.text
-    assert SupervisionNotice.objects.get().state == "sent"
-    assert send_notices([provider], "test-owner") == 0  # sent once
+    dispatcher = Dispatcher(name="test-owner", providers=[provider], workers=2)
+    try:
+        drain(dispatcher)
+        [message] = provider.sent
+        assert message.to == world.association.on_call_number and message.channel == "sms"
+        assert message.purpose == "supervision" and message.alert_id == 0
+        assert message.text.startswith("Supervision Balise : L'appareil") and "Camille" in message.text
+        notice = Delivery.objects.get(purpose="supervision")
+        assert notice.state == "sent" and notice.pk == SupervisionEvent.objects.get().notice_id
+        drain(dispatcher)
+        assert len(provider.sent) == 1  # sent once
+    finally:
+        dispatcher.close()
 
 
 def test_low_battery_raises_and_clears(world):
@@ -122,7 +131,6 @@ def test_the_board_shows_supervision_to_her_association_only(world, other_world)
 
 @pytest.mark.django_db(transaction=True)
 def test_the_dispatcher_runs_the_checks_and_sends_the_notice_once(world, settings, monkeypatch):
-    from balise.dispatch.dispatcher import Dispatcher
     from balise.supervision import runner
 
     rounds = []
@@ -139,13 +147,14 @@ def test_the_dispatcher_runs_the_checks_and_sends_the_notice_once(world, setting
     dispatcher = Dispatcher(name="supervised", providers=[provider], workers=2)
     try:
         deadline = time.monotonic() + 30
-        while (len(rounds) < 4 or not provider.sent) and time.monotonic() < deadline:
+        def notices():
+            return [m.to for m in provider.sent if m.purpose == "supervision"]
+
+        while (len(rounds) < 4 or not notices()) and time.monotonic() < deadline:
             dispatcher.tick()
             time.sleep(0.05)
         assert len(rounds) >= 4 and rounds[0] == (1, 0) and set(rounds[1:]) == {(0, 0)}
-        assert [m.to for m in provider.sent] == [world.association.on_call_number]
+        assert notices() == [world.association.on_call_number]
         assert SupervisionEvent.objects.count() == 1
     finally:
-        runner.stop(dispatcher)
-        dispatcher.pool.shutdown(wait=True)
-        dispatcher.contact_messages.close()
+        dispatcher.close()

@@ -56,7 +56,7 @@ class Rig:
 
     def close(self) -> None:
         self.dispatcher.pool.shutdown(wait=True)
-        self.dispatcher.contact_messages.close()
+        self.dispatcher.periodic.close()
 
 
 def deliveries(alert: Alert, **filters):

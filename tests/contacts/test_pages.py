@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import timedelta
 
@@ -12,13 +13,13 @@ from django.utils import timezone
 
 from balise.alerts.actions import FixIn, add_fixes, cancel_alert
 from balise.alerts.models import Alert
+from balise.dispatch.dispatcher import Dispatcher
+from balise.dispatch.models import Delivery
 from balise.people.actions import add_contact
-from balise.tracking.models import ContactMessage
-from balise.tracking.sender import run_once
 from balise.tracking.tokens import SALT, make_consent_token, make_token
 from tests.contacts.helpers import raise_alert
 from tests.personas import CANCEL_PIN
-from tests.spine.helpers import RecordingProvider
+from tests.spine.helpers import RecordingProvider, drain
 
 
 def link(alert, contact):
@@ -157,29 +158,56 @@ def newcomer(db):
     return world, add_contact(world.person, name="Nadia", phone="06 98 76 54 32", language="fr")
 
 
+def invitations(contact):
+    return Delivery.objects.filter(contact=contact, purpose="invitation", alert__isnull=True)
+
+
+def only_invitation_of(contact):
+    """Leave in the outbox only CONTACT's invitation (the others' go elsewhere)."""
+    Delivery.objects.exclude(pk__in=invitations(contact).values("pk")).delete()
+    return invitations(contact).get()
+
+
 def test_adding_a_contact_sends_an_invitation(newcomer):
     world, contact = newcomer
     assert contact.consent == "pending"
-    message = ContactMessage.objects.get(contact=contact)
+    message = only_invitation_of(contact)
+    assert message.template == "invitation" and message.language == "fr" and "/c/" in message.text
     provider = RecordingProvider()
-    assert run_once([provider], "test") == 1
-    [sms] = provider.sent
-    assert sms.to == "+33698765432" and sms.channel == "sms" and "Camille" in sms.text and "/c/" in sms.text
-    message.refresh_from_db()
-    assert message.state == "sent" and message.provider == "recording"
-    assert run_once([provider], "test") == 0  # sent once
+    dispatcher = Dispatcher(name="test", providers=[provider], workers=2)
+    try:
+        drain(dispatcher)
+        [sms] = provider.sent
+        assert sms.to == "+33698765432" and sms.channel == "sms" and "Camille" in sms.text and "/c/" in sms.text
+        assert sms.key == str(message.pk) and sms.purpose == "invitation"
+        message.refresh_from_db()
+        assert message.state == "sent" and message.provider == "recording"
+        drain(dispatcher)
+        assert len(provider.sent) == 1  # sent once
+    finally:
+        dispatcher.close()
 
 
 def test_invitation_retries_after_a_provider_failure(newcomer):
     from balise.providers.base import UnavailableError
 
     world, contact = newcomer
+    message = only_invitation_of(contact)
     provider = RecordingProvider(fail=[UnavailableError("down")])
-    assert run_once([provider], "test") == 0
-    message = ContactMessage.objects.get(contact=contact)
-    assert message.state == "pending" and "down" in message.last_error
-    ContactMessage.objects.update(next_attempt_at=timezone.now())
-    assert run_once([provider], "test") == 1
+    dispatcher = Dispatcher(name="test", providers=[provider], workers=2)
+    try:
+        dispatcher.tick()
+        deadline = time.monotonic() + 10
+        while dispatcher.in_flight and time.monotonic() < deadline:
+            dispatcher.tick()
+            time.sleep(0.01)
+        message.refresh_from_db()
+        assert message.state == "pending" and "down" in message.last_error and not provider.sent
+        Delivery.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+        drain(dispatcher)
+        assert [m.key for m in provider.sent] == [str(message.pk)]
+    finally:
+        dispatcher.close()
 
 
 def test_consent_page_accept_then_step_down(client, newcomer):
@@ -196,7 +224,7 @@ def test_consent_page_accept_then_step_down(client, newcomer):
     client.post(url, {"choice": "decline"})
     contact.refresh_from_db()
     assert contact.consent == "withdrawn"
-    assert ContactMessage.objects.filter(contact=contact, template="stepped_down").exists()
+    assert Delivery.objects.filter(contact=contact, template="stepped_down", purpose="contact_notice").exists()
     client.post(url, {"choice": "accept"})  # and come back
     contact.refresh_from_db()
     assert contact.consent == "accepted"

@@ -275,5 +275,5 @@ def test_a_webhook_gateway_gets_the_call_url_and_must_sign_what_it_reports(clien
         assert Alert.objects.get(pk=alert.pk).state == Alert.State.ACKNOWLEDGED
     finally:
         dispatcher.pool.shutdown(wait=True)
-        dispatcher.contact_messages.close()
+        dispatcher.periodic.close()
         sink.close()

@@ -124,7 +124,7 @@ def test_console_calls_report_their_outcome_to_the_webhook(live_server, settings
         assert all(json.dumps(r) for r in calls)
     finally:
         dispatcher.pool.shutdown(wait=True)
-        dispatcher.contact_messages.close()
+        dispatcher.periodic.close()
 
 
 def test_a_simulated_call_report_is_retried_with_the_same_signed_request(monkeypatch, settings):

@@ -21,4 +21,4 @@ def console(tmp_path):
     dispatcher.outbox_path = outbox
     yield dispatcher
     dispatcher.pool.shutdown(wait=True)
-    dispatcher.contact_messages.close()
+    dispatcher.periodic.close()

@@ -19,7 +19,7 @@ from balise.integrations.flic.models import CheckIn
 from balise.people.models import Person
 from balise.stock import actions as stock
 from balise.stock.models import State
-from balise.tracking.models import ContactMessage
+from balise.dispatch.models import Delivery
 from balise.voice.models import VoiceMessage
 from tests.contacts.helpers import raise_alert
 from tests.personas import staff_client
@@ -45,7 +45,7 @@ def test_closing_her_file_returns_her_devices_and_tells_her_contacts(world):
     world.device.refresh_from_db()
     assert world.device.status == Device.Status.RETURNED
     assert not world.device.credentials.filter(revoked_at__isnull=True).exists()
-    told = ContactMessage.objects.filter(template=actions.PROTECTION_ENDED)
+    told = Delivery.objects.filter(template=actions.PROTECTION_ENDED, alert__isnull=True)
     assert sorted(m.contact_id for m in told) == sorted(c.pk for c in world.contacts[:4])
     text = render_contact_message("protection_ended", world.contacts[0], "")
     assert "Camille" in text and "ne recevrez plus" in text
@@ -69,7 +69,7 @@ def test_personal_data_is_erased_after_the_retention_period_and_statistics_stay(
     actions.close_file(world.person, world.staff, "ended", now=now)
     timer.refresh_from_db()
     assert timer.state == CheckIn.State.CONFIRMED  # a check-in she left running never fires
-    ContactMessage.objects.update(state="sent")
+    Delivery.objects.filter(alert__isnull=True).update(state="sent")
     assert actions.erase_due(now + timedelta(days=29)).erased == 0
     assert Person.objects.get(pk=world.person.pk).display_name == "Camille"
     assert actions.erase_due(now + timedelta(days=31)).erased == 1
@@ -78,6 +78,8 @@ def test_personal_data_is_erased_after_the_retention_period_and_statistics_stay(
     assert not LocationFix.objects.filter(alert__person=person).exists()
     assert not VoiceMessage.objects.filter(person=person).exists()  # her recorded voice
     assert not alert.deliveries.exclude(recipient="").exists()
+    # Nor the invitations and the "you will no longer receive alerts" SMS (her name, their numbers).
+    assert not Delivery.objects.filter(alert__isnull=True).exclude(recipient="", text="").exists()
     # The alert itself stays, anonymous, for the report.
     kept = Alert.objects.get(pk=alert.pk)
     assert kept.kind == "alarm" and kept.association_id == world.association.pk
@@ -95,7 +97,7 @@ def test_the_erasure_waits_for_her_contacts_to_be_told(world):
 def test_evidence_under_legal_hold_holds_the_erasure(world, monkeypatch):
     now = timezone.now()
     actions.close_file(world.person, world.staff, "deceased", now=now)
-    ContactMessage.objects.update(state="sent")
+    Delivery.objects.filter(alert__isnull=True).update(state="sent")
     monkeypatch.setattr(actions, "_under_legal_hold", lambda person_id: person_id == world.person.pk)
     result = actions.erase_due(now + timedelta(days=365))
     assert result.held == 1 and result.erased == 0

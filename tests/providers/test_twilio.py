@@ -43,7 +43,7 @@ def send_alert(twilio_settings, kind: str = "emergency", contacts: int = 2):
         drain(dispatcher)
     finally:
         dispatcher.pool.shutdown(wait=True)
-        dispatcher.contact_messages.close()
+        dispatcher.periodic.close()
         provider.close()
     return world, alert
 

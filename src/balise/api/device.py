@@ -4,6 +4,7 @@ parse, call an action, and shape the answer."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from django.utils import timezone
 from ninja import Router, Status
@@ -149,6 +150,13 @@ def cancel_alert(request, client_id: uuid.UUID, payload: CancelIn):
     return Status(200, {"client_id": client_id, "state": "cancelled"})
 
 
+@dataclass(frozen=True)
+class OpenAlert:
+    kind: str
+    state: str
+    duress: bool
+
+
 @router.post("/heartbeat", response={200: HeartbeatOut, **ERRORS}, summary="Report device health")
 def heartbeat(request, payload: HeartbeatIn):
     connected = payload.button_connected
@@ -165,10 +173,14 @@ def heartbeat(request, payload: HeartbeatIn):
                      station_version=payload.station_version, modem=payload.modem, microphone=payload.microphone,
                      buttons=buttons)
     active = [Alert.State.OPEN, Alert.State.ACKNOWLEDGED]
-    open_alerts = [(a.client_id, a) for a in _own_alerts(request).filter(state__in=active)]
-    # Its presses that joined an open alert (perhaps another device's) stay open with it.
-    open_alerts += [(p.client_id, p.alert) for p in JoinedPress.objects.select_related("alert").filter(
-        device=request.auth, alert__person_id=request.auth.holder_id, alert__state__in=active)]
+    # Its open alerts, and its presses that joined an open alert (perhaps another
+    # device's), which stay open with it: one statement, no model objects.
+    own = _own_alerts(request).filter(state__in=active).values_list("client_id", "kind", "state", "duress")
+    joined = JoinedPress.objects.filter(device=request.auth, alert__person_id=request.auth.holder_id,
+                                        alert__state__in=active).values_list("client_id", "alert__kind",
+                                                                             "alert__state", "alert__duress")
+    open_alerts = [(client_id, OpenAlert(kind, state, duress)) for client_id, kind, state, duress
+                   in own.union(joined, all=True)]
     return Status(200, {
         "server_time": timezone.now(),
         "heartbeat_interval_s": HEARTBEAT_INTERVAL_S,

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -53,7 +54,7 @@ def set_retention(association_id: int, days: int) -> None:
 def close_file(person: Person, user, reason: str, now: datetime | None = None) -> FileClosure:
     from balise.dispatch import outbox
     from balise.stock.actions import take_back
-    from balise.tracking.models import ContactMessage
+    from balise.tracking.actions import queue_contact_message
 
     if reason not in Reason.values:
         raise ClosureError(_("Choose why her protection ends."))
@@ -70,8 +71,9 @@ def close_file(person: Person, user, reason: str, now: datetime | None = None) -
         CheckIn.objects.filter(person=locked, state=CheckIn.State.PENDING).update(
             state=CheckIn.State.CONFIRMED, closed_at=now)
         told = list(locked.contacts.filter(consent__in=TOLD))
-        # The contacts' own outbox, as for the invitation (balise.tracking): drained by the dispatcher.
-        ContactMessage.objects.bulk_create([ContactMessage(contact=c, template=PROTECTION_ENDED) for c in told])
+        # The one outbox, as for the invitation (balise.tracking): drained by the dispatcher.
+        for contact in told:
+            queue_contact_message(contact, PROTECTION_ENDED)
         protection = Protection.objects.filter(person=locked).first()
         today = timezone.localdate(now)
         if protection is None:
@@ -103,9 +105,10 @@ def _under_legal_hold(person_id: int) -> bool:
 
 
 def _messages_pending(person_id: int) -> bool:
-    from balise.tracking.models import ContactMessage
+    from balise.dispatch.models import Delivery
 
-    return ContactMessage.objects.filter(contact__person_id=person_id, state__in=("pending", "sending")).exists()
+    return Delivery.objects.filter(contact__person_id=person_id, alert__isnull=True,
+                                   state__in=(Delivery.State.PENDING, Delivery.State.SENDING)).exists()
 
 
 def erase_person(person_id: int, now: datetime) -> None:
@@ -113,13 +116,19 @@ def erase_person(person_id: int, now: datetime) -> None:
     from balise.alerts.models import Alert, AlertEvent, LocationFix
     from balise.dispatch.models import Delivery
     from balise.stock.models import Movement
-    from balise.supervision.models import SupervisionEvent
+    from balise.supervision.models import PeriodicTest, SupervisionEvent
     from balise.tracking.models import ShortLink
     from balise.voice.models import VoiceMessage
 
     with transaction.atomic():
         person = Person.objects.select_for_update().get(pk=person_id)
         alerts = Alert.objects.filter(person=person)
+        # Messages of no alert hold their words (her name) and a number: the invitations and
+        # notices to her contacts, the supervision notices about her, her test reminders.
+        about_her = SupervisionEvent.objects.filter(Q(person=person) | Q(contact__person=person))
+        Delivery.objects.filter(Q(alert__isnull=True, contact__person=person)
+                                | Q(pk__in=about_her.values("notice_id"))).update(recipient="", text="", contact=None)
+        PeriodicTest.objects.filter(person=person).delete()
         SupervisionEvent.objects.filter(contact__person=person).update(contact=None)
         SupervisionEvent.objects.filter(person=person).update(person=None)
         Delivery.objects.filter(alert__in=alerts).update(recipient="", contact=None)

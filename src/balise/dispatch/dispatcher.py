@@ -42,8 +42,8 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from balise.alerts.models import Alert, AlertEvent, LocationFix
-from balise.dispatch import extra_timers, health, leases, outbox, wakeup
-from balise.dispatch.messages import UNDELIVERABLE, render
+from balise.dispatch import extra_timers, health, leases, outbox, periodic, wakeup
+from balise.dispatch.messages import UNDELIVERABLE, prepare_links, render
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from balise.dispatch.plans import Send, plan_for
 from balise.providers.base import (
@@ -56,8 +56,6 @@ from balise.providers.base import (
 )
 from balise.providers.failover import was_taken
 from balise.providers.registry import build_providers
-from balise.supervision import runner as supervision
-from balise.tracking.sender import ContactMessageSender
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +160,7 @@ class Dispatcher:
         self.workers = workers or settings.DISPATCH_WORKERS
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="balise-send")
         self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self.handed: queue.SimpleQueue[list[Delivery]] = queue.SimpleQueue()  # see take
         self.in_flight: set[uuid.UUID] = set()
         self.wake = wakeup.local_event
         self.stop_event = threading.Event()
@@ -178,7 +177,7 @@ class Dispatcher:
         self._errors: dict[str, str] = {}  # step -> the error last logged for it (logged once)
         self.listener: wakeup.PostgresListener | None = None
         self.accepting = False  # takes deliveries handed over at commit (see take)
-        self.contact_messages = ContactMessageSender()  # invitations to contacts, off the critical path
+        self.periodic = periodic.Runner()  # other apps' periodic jobs (supervision...), off the loop
 
     # -- the loop -----------------------------------------------------------------
 
@@ -230,6 +229,17 @@ class Dispatcher:
         finally:
             self._shutdown()
 
+    def close(self) -> None:
+        """For a dispatcher driven by tick() (tests): wait for its sends and periodic jobs."""
+        self.pool.shutdown(wait=True)
+        self.periodic.close()
+
+    @property
+    def contact_messages(self) -> periodic.Runner:
+        """The former sender of messages to contacts, now rows of the one outbox: its
+        close() (which tests call) closes the periodic jobs."""
+        return self.periodic
+
     def stop(self) -> None:
         self.accepting = False
         self.stop_event.set()
@@ -239,6 +249,7 @@ class Dispatcher:
         """One round. Each step is contained (see _step): one that raises is logged and
         the others still run; only a lost database connection ends the round."""
         # New work first: recording the outcomes of earlier sends can wait a few ms.
+        handed = self._step("hand-over", self.send_handed, 0)
         fired, jobs = 0, []
         if scan:
             self._last_scan = time.monotonic()
@@ -251,8 +262,7 @@ class Dispatcher:
             self.in_flight.add(job.delivery_id)
             self.pool.submit(self._send, job)
         done = self._step("outcomes", self.drain_outcomes, 0)
-        self._step("contact messages", lambda: self.contact_messages.tick(self.providers, self.name))
-        self._step("supervision", lambda: supervision.tick(self))  # technical alarms (balise.supervision)
+        self._step("periodic", self.periodic.tick)  # (technical alarms: balise.supervision)
         now = time.monotonic()
         if now - self._last_audit >= settings.AUDITOR_INTERVAL_SECONDS:
             self._last_audit = now
@@ -260,7 +270,7 @@ class Dispatcher:
         if now - self._last_sweep >= EVIDENCE_SWEEP_SECONDS:
             self._last_sweep = now
             self._step("evidence sweep", self.sweep_evidence)
-        return bool(done or fired or jobs)
+        return bool(done or fired or jobs or handed)
 
     def _beat_on(self) -> None:
         """Beat every DISPATCH_BEAT_SECONDS, on a thread (and database connection) of its
@@ -328,7 +338,7 @@ class Dispatcher:
         if wakeup.local_dispatcher is self:
             wakeup.local_dispatcher = None
         self.pool.shutdown(wait=True)
-        self.contact_messages.close()
+        self.periodic.close()
         try:
             self.drain_outcomes()
         except Exception:
@@ -406,6 +416,13 @@ class Dispatcher:
     def _jobs(self, rows: list[Delivery], fixes: dict[int, LocationFix]) -> list[Job]:
         """A job per row; a row whose message cannot be built is recorded as a fault."""
         jobs = []
+        try:  # the links of the SMS, stored in one statement (else one by one as rendered)
+            with contained():
+                prepare_links([(d.alert_id, d.contact_id) for d in rows if d.alert_id and d.channel == "sms"])
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.warning("could not store a batch of short links (%s); stored one by one", type(exc).__name__)
         for d in rows:
             try:
                 jobs.append(self._job(d, fixes.get(d.alert_id)))
@@ -430,6 +447,10 @@ class Dispatcher:
 
     @staticmethod
     def _job(d: Delivery, fix: LocationFix | None) -> Job:
+        if d.alert_id is None:  # a message of no alert: its words were written with it
+            message = OutgoingMessage(key=str(d.id), channel=d.channel, to=d.recipient, text=d.text,
+                                      language=d.language, alert_id=0, alert_kind="", purpose=d.purpose)
+            return Job(d.id, 0, d.attempts, message)
         text = render(d.template, channel=d.channel, language=d.language, alert=d.alert, contact_id=d.contact_id,
                       fix=fix)
         message = OutgoingMessage(
@@ -439,22 +460,43 @@ class Dispatcher:
         return Job(d.id, d.alert_id, d.attempts, message)
 
     def take(self, rows: list[Delivery]) -> None:
-        """Deliveries just committed already leased to this dispatcher (see outbox._write):
-        send them now, from the committing thread. Never raises into that thread: if this
-        fails, their leases expire and they are claimed like any other."""
+        """Deliveries just committed already leased to this dispatcher (see outbox._write),
+        called on the committing thread (a web request's): queued for the dispatch loop,
+        which renders and sends them at once. Nothing here touches the database, so the
+        request answers without waiting for its messages to be built. Should the process
+        die first, their leases expire and they are claimed like any other."""
+        self.handed.put(rows)
+        self.wake.set()
+
+    def send_handed(self) -> int:
+        """Render and send the deliveries handed over at commit (see take)."""
+        rows = []
+        while True:
+            try:
+                rows.extend(self.handed.get_nowait())
+            except queue.Empty:
+                break
+        if not rows:
+            return 0
         try:
             fixes = self._latest_fixes({d.alert_id for d in rows})
             jobs = self._jobs(rows, fixes)
-            for job in jobs:
-                self.in_flight.add(job.delivery_id)
-                self.pool.submit(self._send, job)
-        except Exception:
+        except Exception as exc:
+            if is_outage(exc):
+                for d in rows:  # (kept for the next round)
+                    self.handed.put([d])
+                raise
             log.exception("hand-over of %d deliveries failed; they go out when their lease expires", len(rows))
+            return 0
+        for job in jobs:
+            self.in_flight.add(job.delivery_id)
+            self.pool.submit(self._send, job)
+        return len(rows)
 
     @staticmethod
     def _fenced(d: Delivery) -> bool:
         alert = d.alert
-        if d.purpose == Delivery.Purpose.NOTICE:
+        if alert is None or d.purpose == Delivery.Purpose.NOTICE:
             return False
         if d.purpose == Delivery.Purpose.ESCALATION:
             return d.epoch != alert.epoch or alert.state != Alert.State.OPEN
@@ -468,6 +510,9 @@ class Dispatcher:
         an alert whose fixes still cannot be read goes without (its messages say the
         position is not known, and carry the live link)."""
         latest: dict[int, LocationFix] = {}
+        alert_ids = {a for a in alert_ids if a}  # (messages of no alert have none)
+        if not alert_ids:
+            return latest
         fixes = LocationFix.objects.filter(recorded_at__lte=LATEST_READABLE).order_by("alert_id", "-recorded_at", "-id")
         try:
             with contained():
@@ -547,14 +592,14 @@ class Dispatcher:
                 result = written.get(o.job.delivery_id)
                 self.sent += result == "sent"
                 self.failed += result == "failed"
-                if result:
+                if result and o.job.alert_id:
                     message = o.job.message
                     events.append(AlertEvent(alert_id=o.job.alert_id, kind=f"delivery_{result}", data={
                         "delivery": str(o.job.delivery_id), "channel": message.channel if message else "",
                         "purpose": message.purpose if message else "", "attempt": o.job.attempts,
                         "provider": o.provider, "error": o.error[:300], **({"fault": True} if o.fault else {}),
                     }))
-                else:
+                elif not result:
                     log.warning("lease on delivery %s was lost before its outcome was recorded", o.job.delivery_id)
             AlertEvent.objects.bulk_create(events)
 
@@ -576,7 +621,9 @@ class Dispatcher:
             return "retry"
         Delivery.objects.filter(id=o.job.delivery_id).update(state=Delivery.State.FAILED, **cleared)
         log.error("delivery %s set aside after %d faults", o.job.delivery_id, faults)
-        if template != UNDELIVERABLE:  # (a notice that cannot be sent calls for no other notice)
+        if not o.job.alert_id:
+            log.error("message %s (of no alert) set aside after %d faults", o.job.delivery_id, faults)
+        elif template != UNDELIVERABLE:  # (a notice that cannot be sent calls for no other notice)
             self._notify_on_call(o.job.alert_id, delivery=str(o.job.delivery_id))
         return "failed"
 

@@ -1,4 +1,4 @@
-"""Outbox rows claimed with a lease, shared by alert deliveries and messages to contacts.
+"""Outbox rows (balise.dispatch.models.Delivery: every message Balise sends) claimed with a lease.
 
 A row is due when it is pending and its next attempt has come, or when it is being sent
 by someone who is gone: whose lease has run out, or whose heartbeat (DispatcherBeat) is

@@ -9,8 +9,31 @@ import unicodedata
 from django.utils import formats, timezone, translation
 from django.utils.translation import gettext as _
 
-from balise.tracking.places import nearest
-from balise.tracking.shortlinks import short_url
+# What the apps above dispatch provide, set in their AppConfig.ready() (dispatch imports
+# nothing from them): the nearest place of a position, (lat, lon, wait) -> a place with
+# .label() and .name, or None (balise.tracking.places.nearest); and the short link of a
+# contact's live page of an alert, (alert, contact id) -> URL (balise.tracking.shortlinks).
+# And, to store the links of a batch of messages in one statement before they are
+# rendered, [(alert id, contact id), ...] -> None (balise.tracking.shortlinks.prepare).
+place_finder = None
+link_maker = None
+links_preparer = None
+
+
+def nearest(lat, lon, wait: float = 0.0):
+    finder = place_finder
+    return finder(lat, lon, wait=wait) if finder is not None else None
+
+
+def prepare_links(pairs) -> None:
+    if links_preparer is not None and pairs:
+        links_preparer(pairs)
+
+
+def short_url(alert, contact_id) -> str:
+    if link_maker is None:
+        raise RuntimeError("no link maker registered: balise.tracking is not installed")
+    return link_maker(alert, contact_id)
 
 # GSM 03.38 basic set plus its extension table: characters an SMS can carry without
 # falling back to UCS-2 (which cuts a message part from 160 to 70 characters).

@@ -30,7 +30,12 @@ class OutboxMessage(models.Model):
 
 
 class Delivery(OutboxMessage):
-    """One message of one alert to one recipient on one channel: the dispatcher's outbox.
+    """One outgoing message to one recipient on one channel: THE outbox. Every message
+    Balise sends is a row here, sent by the dispatcher (balise.dispatch.dispatcher):
+    an alert's messages (rendered at send time from the alert and its latest fix), and
+    messages of no alert (a contact's invitation, the notice that she stepped down, a
+    supervision notice to the on-call line), whose words are written with the row
+    (`text`) by the app that queues them.
 
     Its id is the idempotency key handed to providers: a re-send after a crash carries
     the same key, so a provider that saw the first attempt can drop the second.
@@ -47,15 +52,24 @@ class Delivery(OutboxMessage):
         ALERT = "alert", _("alert")
         ESCALATION = "escalation", _("escalation")
         NOTICE = "notice", _("notice")
+        # Messages of no alert (their words are in `text`):
+        INVITATION = "invitation", _("invitation")
+        CONTACT_NOTICE = "contact_notice", _("notice to a contact")
+        SUPERVISION = "supervision", _("supervision notice")
 
-    alert = models.ForeignKey("alerts.Alert", on_delete=models.CASCADE, related_name="deliveries")
+    # None for a message of no alert (see Purpose).
+    alert = models.ForeignKey("alerts.Alert", on_delete=models.CASCADE, related_name="deliveries", null=True,
+                              blank=True)
     contact = models.ForeignKey("people.Contact", on_delete=models.SET_NULL, null=True, blank=True)
     recipient = models.CharField(_("recipient"), max_length=20)
     language = models.CharField(max_length=5, default="fr")
     channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
-    purpose = models.CharField(_("purpose"), max_length=12, choices=Purpose.choices, default=Purpose.ALERT)
-    # The message template to render at send time (see balise.dispatch.messages).
+    purpose = models.CharField(_("purpose"), max_length=20, choices=Purpose.choices, default=Purpose.ALERT)
+    # The message template to render at send time (see balise.dispatch.messages); for a
+    # message of no alert, what it is (invitation, stepped_down, supervision).
     template = models.CharField(max_length=40, default="alert")
+    # The words of a message of no alert, written by whoever queued it.
+    text = models.TextField(_("text"), blank=True)
     # Escalation and notice deliveries only go out while the alert's epoch is this one.
     epoch = models.PositiveIntegerField(default=0)
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
@@ -76,6 +90,9 @@ class Delivery(OutboxMessage):
             models.Index(fields=["state", "next_attempt_at"]),
             models.Index(fields=["state", "lease_until"]),
         ]
+
+    # Purposes of messages that belong to no alert.
+    STANDALONE = (Purpose.INVITATION, Purpose.CONTACT_NOTICE, Purpose.SUPERVISION)
 
     def __str__(self) -> str:
         return f"{self.channel} {self.purpose} -> {self.contact_id or 'association'} ({self.state})"

@@ -92,6 +92,18 @@ def write_notices(alert, contacts, template: str) -> list[Delivery]:
     return rows
 
 
+def write_message(*, recipient: str, text: str, purpose: str, template: str, language: str = "fr",
+                  contact=None) -> Delivery:
+    """An SMS that belongs to no alert (an invitation, a notice to a contact or to the
+    on-call line), its words written now by the app that queues it: the same outbox,
+    the same dispatcher, the same leases and retries as an alert's messages."""
+    now = timezone.now()
+    row = Delivery(alert=None, contact=contact, recipient=recipient, language=language, channel="sms",
+                   purpose=purpose, template=template, text=text, next_attempt_at=now, created_at=now)
+    _write([row], now)
+    return row
+
+
 def _write(rows: list[Delivery], now) -> None:
     """Insert the deliveries; leased to this process's dispatcher and handed to it at
     commit when there is one (see balise.dispatch.wakeup), else left for any to claim."""

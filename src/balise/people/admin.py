@@ -3,9 +3,12 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from balise.associations.scoping import AssociationScopedAdmin, RolePermissions
+from balise.dispatch.models import Delivery
 from balise.people.models import Contact, Person
 from balise.tracking.actions import invite_contact
-from balise.tracking.models import ContactMessage
+
+# The messages to a contact that belong to no alert (see Delivery.Purpose).
+CONTACT_PURPOSES = (Delivery.Purpose.INVITATION, Delivery.Purpose.CONTACT_NOTICE)
 
 
 class ContactInline(RolePermissions, admin.TabularInline):
@@ -43,8 +46,11 @@ class PersonAdmin(AssociationScopedAdmin):
 
 
 class MessageInline(RolePermissions, admin.TabularInline):
-    model = ContactMessage
+    model = Delivery
+    fk_name = "contact"
     association_path = "person__association"  # (of the parent contact)
+    verbose_name = _("message to the contact")
+    verbose_name_plural = _("messages to the contact")
     extra = 0
     can_delete = False
     fields = ("created_at", "template", "state", "sent_at", "attempts", "last_error")
@@ -52,6 +58,9 @@ class MessageInline(RolePermissions, admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(purpose__in=CONTACT_PURPOSES).order_by("-created_at")
 
 
 @admin.register(Contact)
@@ -76,7 +85,8 @@ class ContactAdmin(AssociationScopedAdmin):
 
     @admin.display(description=_("last invitation"))
     def invitation(self, contact):
-        last = contact.messages.filter(template=ContactMessage.Template.INVITATION).order_by("-created_at").first()
+        last = (Delivery.objects.filter(contact=contact, purpose=Delivery.Purpose.INVITATION)
+                .order_by("-created_at").first())
         return last.get_state_display() if last else "-"
 
     @admin.action(description=_("Send the invitation SMS again"), permissions=["change"])  # not for read-only members

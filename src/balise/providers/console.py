@@ -25,7 +25,7 @@ import httpx
 
 from django.utils import timezone
 
-from balise.providers import callbacks
+from balise.providers import callbacks, links
 from balise.providers.base import OutgoingMessage, Provider, SendResult
 
 _lock = threading.Lock()
@@ -88,9 +88,7 @@ class CallSimulator:
         timer.start()
 
     def report(self, key: str, outcome: str) -> None:
-        from balise.voice.calls import call_url
-
-        url = call_url(key, self.site_url)
+        url = links.call_url(key, self.site_url)
         body = urlencode(_CALLBACK[outcome]).encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded", **callbacks.sign("POST", urlsplit(url).path, body)}
         # Retried as a provider does when it could not deliver (same request: one that did

@@ -29,6 +29,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
+from balise.providers import links
 from balise.providers.base import (
     AmbiguousError,
     OutgoingMessage,
@@ -121,16 +122,10 @@ class TwilioProvider(Provider):
     # -- URLs Twilio calls back -----------------------------------------------------
 
     def _call_url(self, key: str) -> str:
-        from balise.voice.calls import call_url
-
-        return call_url(key, self.site_url)
+        return links.call_url(key, self.site_url)
 
     def _status_url(self, key: str) -> str:
-        from balise.tracking.tokens import make_call_token
-
-        from django.conf import settings
-
-        return f"{self.site_url or settings.SITE_URL}/inbound/status/{make_call_token(key)}"
+        return links.status_url(key, self.site_url)
 
     # -- sending --------------------------------------------------------------------
 

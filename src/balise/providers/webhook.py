@@ -17,6 +17,7 @@ import json
 
 import httpx
 
+from balise.providers import links
 from balise.providers.base import (
     AmbiguousError,
     OutgoingMessage,
@@ -54,9 +55,7 @@ class WebhookProvider(Provider):
             "purpose": message.purpose,
         }
         if message.channel == "voice":
-            from balise.voice.calls import call_url
-
-            payload["callback_url"] = call_url(message.key)
+            payload["callback_url"] = links.call_url(message.key)
         body = json.dumps(payload, ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": message.key}
         if self.secret:

@@ -23,7 +23,8 @@ from balise.dispatch import outbox
 from balise.dispatch.models import Delivery
 from balise.people.models import Contact, Person
 from balise.providers import health as provider_health
-from balise.supervision.models import PeriodicTest, SupervisionEvent, SupervisionNotice
+from balise.supervision.messages import notice_text
+from balise.supervision.models import PeriodicTest, SupervisionEvent
 
 log = logging.getLogger(__name__)
 Kind = SupervisionEvent.Kind
@@ -86,10 +87,10 @@ def _contacts(now: datetime) -> list[Condition]:
     found = []
     undelivered = Q(state=Delivery.State.FAILED) | Q(state=Delivery.State.SENT,
                                                        carrier_state__in=UNDELIVERED_CARRIER_STATES)
-    failed = (Delivery.objects.filter(undelivered, contact__isnull=False, created_at__gte=now - UNDELIVERED_WINDOW)
+    failed = (Delivery.objects.filter(undelivered, contact__isnull=False, alert__isnull=False, created_at__gte=now - UNDELIVERED_WINDOW)
               .values_list("contact_id", flat=True).distinct())
     for contact in Contact.objects.filter(pk__in=list(failed)).select_related("person"):
-        last = list(Delivery.objects.filter(contact=contact, state__in=[Delivery.State.SENT, Delivery.State.FAILED])
+        last = list(Delivery.objects.filter(contact=contact, alert__isnull=False, state__in=[Delivery.State.SENT, Delivery.State.FAILED])
                     .order_by("-created_at").values_list("state", "carrier_state")[:2])
         if len(last) == 2 and all(state == Delivery.State.FAILED or carrier in UNDELIVERED_CARRIER_STATES
                                   for state, carrier in last):
@@ -161,8 +162,10 @@ def _raise(condition: Condition, now: datetime) -> SupervisionEvent | None:
             number = condition.recipient or Association.objects.filter(
                 pk=condition.association_id).values_list("on_call_number", flat=True).first()
             if number:
-                SupervisionNotice.objects.create(event=event, recipient=number, next_attempt_at=now, created_at=now)
-                outbox.wake_dispatchers()
+                event.notice = outbox.write_message(
+                    recipient=number, text=notice_text(event), purpose=Delivery.Purpose.SUPERVISION,
+                    template="supervision", language=settings.LANGUAGE_CODE)
+                event.save(update_fields=["notice"])
             return event
     except IntegrityError:
         return None  # another dispatcher raised this episode first

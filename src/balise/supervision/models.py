@@ -2,8 +2,6 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from balise.dispatch.models import OutboxMessage
-
 
 class SupervisionEvent(models.Model):
     """A technical alarm (EN 50134): something that may stop an alert from going out.
@@ -32,6 +30,10 @@ class SupervisionEvent(models.Model):
     # What the event is about when no row says it: a button's address, a provider's name.
     detail = models.CharField(max_length=64, blank=True)
     raised_at = models.DateTimeField(_("raised"))
+    # The SMS to the on-call line that told of it (a row of the outbox; none when the
+    # association has no on-call line).
+    notice = models.ForeignKey("dispatch.Delivery", on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="+")
     cleared_at = models.DateTimeField(_("cleared"), null=True, blank=True)
 
     class Meta:
@@ -40,26 +42,6 @@ class SupervisionEvent(models.Model):
         ordering = ["-raised_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["kind", "subject"], condition=Q(cleared_at__isnull=True),
                                                name="one_open_supervision_episode")]
-
-
-class SupervisionNotice(OutboxMessage):
-    """The SMS that tells the association's on-call line of a supervision event; drained
-    by the dispatcher like every outbox row (lease, retries, failover)."""
-
-    class State(models.TextChoices):
-        PENDING = "pending", _("pending")
-        SENDING = "sending", _("sending")
-        SENT = "sent", _("sent")
-        FAILED = "failed", _("failed")
-
-    event = models.ForeignKey(SupervisionEvent, on_delete=models.CASCADE, related_name="notices")
-    recipient = models.CharField(max_length=20)
-    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
-
-    class Meta:
-        verbose_name = _("supervision notice")
-        verbose_name_plural = _("supervision notices")
-        indexes = [models.Index(fields=["state", "next_attempt_at"])]
 
 
 class PeriodicTest(models.Model):

@@ -15,8 +15,10 @@ from django.utils import timezone
 from balise.alerts.actions import acknowledge_alert, record_event
 from balise.alerts.models import Acknowledgement, Alert
 from balise.dispatch import outbox
+from balise.dispatch.messages import render_contact_message
+from balise.dispatch.models import Delivery
 from balise.people.models import Contact
-from balise.tracking.models import ContactMessage
+from balise.tracking.tokens import consent_url
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,18 @@ class NotAllowed(Exception):
 
 # -- consent ---------------------------------------------------------------------------
 
-def invite_contact(contact: Contact) -> ContactMessage:
+def queue_contact_message(contact: Contact, template: str,
+                          purpose: str = Delivery.Purpose.CONTACT_NOTICE) -> Delivery:
+    """An SMS to CONTACT outside any alert, in the outbox every message goes through
+    (its words written now, in her language, with the link to her consent page)."""
+    text = render_contact_message(template, contact, consent_url(contact))
+    return outbox.write_message(recipient=contact.phone, text=text, purpose=purpose, template=template,
+                                language=contact.language, contact=contact)
+
+
+def invite_contact(contact: Contact) -> Delivery:
     """Queue the invitation SMS: who asks, and a link to the page to accept or decline."""
-    message = ContactMessage.objects.create(contact=contact, template=ContactMessage.Template.INVITATION)
-    outbox.wake_dispatchers()
-    return message
+    return queue_contact_message(contact, "invitation", Delivery.Purpose.INVITATION)
 
 
 def set_consent(contact: Contact, accept: bool) -> Contact:
@@ -57,8 +66,7 @@ def set_consent(contact: Contact, accept: bool) -> Contact:
             contact.consent_changed_at = timezone.now()
             contact.save(update_fields=["consent", "consent_changed_at"])
             if new == Contact.Consent.WITHDRAWN:
-                ContactMessage.objects.create(contact=contact, template=ContactMessage.Template.STEPPED_DOWN)
-                outbox.wake_dispatchers()
+                queue_contact_message(contact, "stepped_down", Delivery.Purpose.CONTACT_NOTICE)
         return contact
 
 

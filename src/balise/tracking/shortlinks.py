@@ -17,10 +17,12 @@ import hashlib
 import hmac
 import re
 import string
+import threading
+from collections import OrderedDict
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from balise.tracking.models import ShortLink
@@ -46,16 +48,54 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# Hashes this process stored or found stored (bounded): the messages of an alert ask for
+# the same links again and again (a re-send, an escalation, a notice), and the dispatcher
+# stores a batch's links in one statement (prepare) before it renders them.
+_KNOWN_MAX = 20000
+_known: OrderedDict[str, None] = OrderedDict()
+_known_lock = threading.Lock()
+
+
+def _remember(digests) -> None:
+    with _known_lock:
+        for digest in digests:
+            _known[digest] = None
+            _known.move_to_end(digest)
+        while len(_known) > _KNOWN_MAX:
+            _known.popitem(last=False)
+
+
+def prepare(pairs) -> None:
+    """Store the links of PAIRS ((alert id, contact id or None), ...) in one statement,
+    those already there left as they are (the dispatcher, before rendering a batch)."""
+    expires = timezone.now() + timedelta(seconds=settings.TRACKING_LINK_MAX_AGE)
+    links = {}
+    for alert_id, contact_id in pairs:
+        digest = _digest(_token(alert_id, contact_id))
+        if digest not in _known:
+            links[digest] = ShortLink(token_hash=digest, alert_id=alert_id, contact_id=contact_id, expires_at=expires)
+    if links:
+        ShortLink.objects.bulk_create(links.values(), ignore_conflicts=True)
+        digests = list(links)
+        transaction.on_commit(lambda: _remember(digests))  # (at once outside a transaction)
+
+
 def short_token(alert, contact_id: int | None) -> str:
     """The short token of ALERT's page for CONTACT_ID (None: the association's line),
     stored (hashed) the first time it is asked for."""
     token = _token(alert.pk, contact_id)
+    digest = _digest(token)
+    if digest in _known:
+        return token
     expires = timezone.now() + timedelta(seconds=settings.TRACKING_LINK_MAX_AGE)
     try:
         ShortLink.objects.get_or_create(token_hash=_digest(token),
                                         defaults={"alert_id": alert.pk, "contact_id": contact_id, "expires_at": expires})
     except IntegrityError:  # written at the same instant by another thread: it is there
         pass
+    else:
+        if not connection.in_atomic_block:  # (a transaction may yet roll it back)
+            _remember([digest])
     return token
 
 
