@@ -26,6 +26,7 @@ One long-lived session per dispatcher process, on its own thread:
 from __future__ import annotations
 
 import itertools
+import queue
 import logging
 import random
 import re
@@ -180,10 +181,19 @@ class _Client(smpp_client.Client):
     """smpplib's client with its writes serialised: the workers' submit_sm and the
     reading thread's answers (deliver_sm_resp, enquire_link) share one socket."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, inbox: queue.SimpleQueue | None = None, **kwargs):
         super().__init__(*args, allow_unknown_opt_params=True, **kwargs)
         self.write_lock = threading.Lock()
         self.last_rx = time.monotonic()
+        self.inbox = inbox
+
+    def _message_received(self, pdu):
+        """A deliver_sm: handled on the provider's handler thread (a receipt writes to the
+        database: the reading thread must go on reading submit_sm_resp meanwhile), which
+        answers it once handled."""
+        if self.inbox is None:
+            return super()._message_received(pdu)
+        self.inbox.put((self, pdu))
 
     def send_pdu(self, p):
         with self.write_lock:
@@ -264,6 +274,8 @@ class SmppProvider(Provider):
         self.binds = 0  # sessions bound since start
         self.last_error = ""
         self.thread: threading.Thread | None = None
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()  # (client, deliver_sm) to handle
+        self.handler: threading.Thread | None = None
         if start:
             self.start()
 
@@ -273,10 +285,26 @@ class SmppProvider(Provider):
         if self.thread is None:
             self.thread = threading.Thread(target=self._run, name=f"balise-{self.name}", daemon=True)
             self.thread.start()
+            self.handler = threading.Thread(target=self._handle_deliveries, name=f"balise-{self.name}-in", daemon=True)
+            self.handler.start()
+
+    def _handle_deliveries(self) -> None:
+        while True:
+            item = self.inbox.get()
+            if item is None:
+                return
+            client, pdu = item
+            status = self._on_deliver_sm(pdu)
+            resp = smpp.make_pdu("deliver_sm_resp", client=client, status=status)
+            resp.sequence = pdu.sequence
+            try:
+                client.send_pdu(resp)
+            except Exception:  # (the session dropped: the SMSC delivers it again on the next one)
+                log.info("%s: a deliver_sm was handled after its session dropped", self.name)
 
     def _open(self) -> _Client:
         client = _Client(self.host, self.port, timeout=self.timeout, sequence_generator=self.sequence,
-                         logger_name="smpp.balise")
+                         logger_name="smpp.balise", inbox=self.inbox)
         try:
             client.connect()
             client.bind_transceiver(system_id=self.system_id, password=self.password,
@@ -411,13 +439,16 @@ class SmppProvider(Provider):
             raise RateLimitedError(f"{self.name}: the window stayed full", self.throttle_pause)
         try:
             waiter = _Waiter()
-            seq = self.sequence.next_sequence()
+            # (the PDU takes its own number: smpplib's `sequence=` argument is ignored, the
+            # PDU then reads the generator's latest number when it is written)
+            pdu = smpp.make_pdu("submit_sm", client=client, **params)
+            seq = pdu.sequence
             with self.lock:
                 if self.client is not client:
                     raise UnavailableError(f"{self.name}: the session dropped")
                 self.pending[seq] = waiter
             try:
-                client.send_message(sequence=seq, **params)
+                client.send_pdu(pdu)
             except (smpp_errors.ConnectionError, OSError, smpp_errors.PDUError) as exc:
                 with self.lock:
                     self.pending.pop(seq, None)
@@ -516,6 +547,9 @@ class SmppProvider(Provider):
                 pass
         if self.thread is not None:
             self.thread.join(self.timeout)
+        if self.handler is not None:
+            self.inbox.put(None)
+            self.handler.join(self.timeout)
         if client is not None and self.thread is not None and self.thread.is_alive():
             try:
                 client._socket.shutdown(socket.SHUT_RDWR)

@@ -96,6 +96,7 @@ class JCli:
         for line in lines:
             out = self.run(line)
             if "Unknown" in out or "Error" in out or "error" in out:
+                self.run("ko")
                 raise JasminError(f"jCli refused {line!r}: {out.strip()}")
         out = self.run("ok")
         if "Successfully" not in out:
@@ -214,9 +215,9 @@ dbid = {1 + uuid.uuid4().int % 15}
         j.block("morouter -a", f"type defaultroute", f"connector smpps({SYSTEM_ID})")
 
     def throughput(self, per_second: int | None) -> None:
-        """Balise's account may submit PER_SECOND messages a second (None: no limit);
+        """Balise's account may submit PER_SECOND messages a second (None: 100 000);
         Jasmin answers ESME_RTHROTTLED beyond."""
-        value = "ND" if per_second is None else str(per_second)
+        value = "100000" if per_second is None else str(per_second)
         self.jcli.block(f"user -u {SYSTEM_ID}", f"mt_messaging_cred quota smpps_throughput {value}")
 
     def output(self) -> str:
