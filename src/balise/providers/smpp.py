@@ -207,6 +207,8 @@ class _Client(smpp_client.Client):
             resp.sequence = pdu.sequence
             self.send_pdu(resp)
             raise smpp_errors.ConnectionError("the SMSC unbound")
+        if pdu.command == "unbind_resp":  # (the answer to our unbind: the session is over)
+            raise smpp_errors.ConnectionError("unbound")
         return pdu
 
 
@@ -517,7 +519,8 @@ class SmppProvider(Provider):
 
     def check(self) -> str:
         """Bind a session of its own and unbind: the credentials work, nothing is sent."""
-        client = _Client(self.host, self.port, timeout=self.timeout, logger_name="smpp.balise")
+        client = smpp_client.Client(self.host, self.port, timeout=self.timeout, logger_name="smpp.balise",
+                                    allow_unknown_opt_params=True)
         try:
             client.connect()
             client.bind_transceiver(system_id=self.system_id, password=self.password,
