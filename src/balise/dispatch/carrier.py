@@ -29,7 +29,7 @@ def resend_elsewhere(d: Delivery, failed_provider: str) -> Delivery | None:
     """The re-send of D (an SMS reported undelivered) through a provider other than
     FAILED_PROVIDER and those D already avoided; None when there is none left, the alert
     is over or D was re-sent already. In the caller's transaction."""
-    if d.channel != "sms":
+    if d.channel != "sms" or Delivery.objects.filter(replaces=d).exists():
         return None
     avoid = avoided(d) | {failed_provider or d.provider}
     avoid.discard("")
