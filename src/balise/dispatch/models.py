@@ -70,8 +70,9 @@ class Delivery(OutboxMessage):
     carrier_updated_at = models.DateTimeField(_("carrier state updated"), null=True, blank=True)
     # A re-send after a carrier reported this SMS undelivered (balise.dispatch.carrier):
     # the delivery it replaces, and the providers (comma-separated) it must not go through.
-    replaces = models.OneToOneField("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="resent_as")
-    avoid_providers = models.CharField(max_length=200, blank=True)
+    replaces = models.OneToOneField("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="resent_as",
+                                    verbose_name=_("re-send of"))
+    avoid_providers = models.CharField(_("providers set aside"), max_length=200, blank=True)
 
     class Meta:
         verbose_name = _("delivery")
