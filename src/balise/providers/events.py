@@ -32,22 +32,23 @@ def _handler(kind: str):
     return handler
 
 
-def receipt(event) -> None:
-    _run(_handler("receipt"), event)
+def receipt(event):
+    """What the handler made of EVENT ("unknown_delivery": no delivery has its id yet)."""
+    return _run(_handler("receipt"), event)
 
 
-def incoming(sender: str, text: str) -> None:
-    _run(_handler("incoming"), sender, text)
+def incoming(sender: str, text: str):
+    return _run(_handler("incoming"), sender, text)
 
 
-def _run(handler, *args) -> None:
+def _run(handler, *args):
     """HANDLER on the provider's own long-lived thread: a database error closes this
     thread's connection (the next event opens a new one) and goes up, so that the
     provider refuses the event for now."""
     from django.db import DatabaseError, connection
 
     try:
-        handler(*args)
+        return handler(*args)
     except DatabaseError:
         connection.close()
         raise

@@ -412,7 +412,10 @@ class SmppProvider(Provider):
                 with self.lock:
                     key = self.sent_ids.get(message_id)
                 if self.on_receipt is not None:
-                    self.on_receipt(Receipt(message_id, state, error, key, self.name))
+                    if self.on_receipt(Receipt(message_id, state, error, key, self.name)) == "unknown_delivery":
+                        # Sent by another dispatcher whose outcome is not written yet: the
+                        # SMSC delivers the receipt again later (as many times as it retries).
+                        return consts.SMPP_ESME_RX_T_APPN
             elif self.on_incoming is not None:
                 sender = _text(getattr(pdu, "source_addr", "")).strip("\x00")
                 if getattr(pdu, "source_addr_ton", 0) == 1 and sender.isdigit():
