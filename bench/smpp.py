@@ -66,7 +66,7 @@ def throughput(smsc, messages: int, workers: int, window: int) -> None:
             list(pool.map(provider.send, texts))
         submitted = time.monotonic()
         done.wait(120)
-        print(f"throughput: {messages} messages, {workers} senders, window {window}")
+        print(f"throughput: {messages} messages, {workers} senders, window {window}", flush=True)
         print(f"  submit_sm answered: {messages / (submitted - start):.1f} msg/s ({submitted - start:.2f} s)")
         print(f"  receipts matched:   {len(matched)}/{messages}, {len(matched) / (last[0] - start):.1f} msg/s "
               f"({last[0] - start:.2f} s from the first submit_sm to the last receipt)")
@@ -95,6 +95,9 @@ def latency(smsc, rate: float, duration: float, contacts: int, drain: float) -> 
 
     call_command("migrate", verbosity=0)
     settings.PROVIDERS = ["smpp"]
+    # (the people of the bench are made as in the tests: their PINs hashed cheaply; the
+    # alerts themselves do not check PINs)
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
     class Timed(SmppProvider):
         """Notes when the first submit_sm of each message is written."""
@@ -111,8 +114,10 @@ def latency(smsc, rate: float, duration: float, contacts: int, drain: float) -> 
             return super()._submit(client, params)
 
     count = int(rate * duration)
+    prepared = time.monotonic()
     world = make_world(slug=f"bench{int(time.time())}", contacts=contacts)
     devices = [world.device] + [another_holder(world, f"b{i}")[1] for i in range(count - 1)]
+    print(f"latency: {count} people with {contacts} contacts made in {time.monotonic() - prepared:.1f} s", flush=True)
     provider = Timed("127.0.0.1", smsc.port, SYSTEM_ID, PASSWORD, source_addr=NUMBER, timeout=30.0,
                      on_receipt=lambda event: None)
     provider.bound.wait(30)
@@ -154,8 +159,11 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=60.0)
     args = parser.parse_args()
 
+    import signal
+
     from tests.providers.smsc.jasmin import JasminSMSC
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # (Jasmin is stopped on the way out)
     smsc = JasminSMSC().start()
     try:
         throughput(smsc, args.messages, args.workers, args.window)
