@@ -299,7 +299,7 @@ def test_alert_sms_go_out_by_smpp_receipts_reach_deliveries_and_failures_go_to_t
         assert again.state == Delivery.State.SENT and again.provider == "console"
         states = {e.data["state"] for e in AlertEvent.objects.filter(alert=alert, kind="carrier_state")}
         assert states == {"delivered", "undelivered"}
-        assert AlertEvent.objects.filter(alert=alert, kind="sms_resent").count() == 1
+        assert Delivery.objects.filter(alert=alert, replaces__isnull=False).count() == 1
         assert len(submitted_to(smsc, lost.phone)) == 1  # not re-sent through SMPP
 
         # A contact's reply "OK" comes in on the same session and acknowledges the alert.

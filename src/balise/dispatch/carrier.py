@@ -50,4 +50,6 @@ def resend_elsewhere(d: Delivery, failed_provider: str) -> Delivery | None:
             outbox.write_rows([again])
     except IntegrityError:  # (re-sent already: a second receipt for the same delivery)
         return None
+    log.info("delivery %s undelivered through %s: re-sent as %s, avoiding %s", d.pk, failed_provider or d.provider,
+             again.pk, again.avoid_providers)
     return again

@@ -133,10 +133,8 @@ def carrier_status(delivery_id: str, *, status: str, error: str = "", provider: 
     if not _carrier_state(d, state, error, SMS_RANK):
         return "unchanged"
     if state in ("undelivered", "failed"):
-        again = carrier.resend_elsewhere(d, provider or d.provider)
-        if again is not None:
-            record_event(d.alert, "sms_resent", delivery=str(d.pk), contact=d.contact_id, resend=str(again.pk),
-                         avoid=again.avoid_providers)
+        # (the timeline shows the carrier's state; the re-send is a delivery of its own)
+        carrier.resend_elsewhere(d, provider or d.provider)
     return "recorded"
 
 
