@@ -319,6 +319,18 @@ TWILIO_ACCOUNT_SID = env("BALISE_TWILIO_ACCOUNT_SID")
 TWILIO_FROM = env("BALISE_TWILIO_FROM")
 TWILIO_API_URL = env("BALISE_TWILIO_API_URL", "https://api.twilio.com").rstrip("/")
 TWILIO_CALLS_PER_SECOND = env_float("BALISE_TWILIO_CALLS_PER_SECOND", 1.0)
+# SMPP provider (BALISE_PROVIDERS=smpp,...; see docs/providers.md): the SMSC, the
+# account (system_id and password, also as *_FILE), the number or name messages come
+# from, submit_sm unanswered at a time, and the idle time after which an enquire_link
+# goes out.
+SMPP_HOST = env("BALISE_SMPP_HOST")
+SMPP_PORT = env_int("BALISE_SMPP_PORT", 2775)
+SMPP_SYSTEM_ID = env("BALISE_SMPP_SYSTEM_ID")
+SMPP_PASSWORD = env("BALISE_SMPP_PASSWORD")
+SMPP_SYSTEM_TYPE = env("BALISE_SMPP_SYSTEM_TYPE")
+SMPP_SOURCE_ADDR = env("BALISE_SMPP_SOURCE_ADDR")
+SMPP_WINDOW = env_int("BALISE_SMPP_WINDOW", 10)
+SMPP_ENQUIRE_LINK_SECONDS = env_float("BALISE_SMPP_ENQUIRE_LINK_SECONDS", 30.0)
 # Circuit breaker: a provider failing PROVIDER_BREAKER_FAILURES times in a row is skipped
 # for PROVIDER_BREAKER_SECONDS (then tried again with one message).
 PROVIDER_BREAKER_FAILURES = env_int("BALISE_PROVIDER_BREAKER_FAILURES", 5)

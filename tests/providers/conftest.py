@@ -22,3 +22,14 @@ def twilio_settings(settings, standin):
     settings.TWILIO_API_URL = standin.url
     settings.INBOUND_SECRET = "inbound-secret-not-used-by-twilio"
     return settings
+
+
+@pytest.fixture(scope="session")
+def smsc():
+    """Jasmin, a real SMSC, on free loopback ports (tests/providers/smsc/jasmin.py), with
+    the network behind it; started once for the session's SMPP tests."""
+    from tests.providers.smsc.jasmin import JasminSMSC
+
+    server = JasminSMSC().start()
+    yield server
+    server.stop()

@@ -124,8 +124,8 @@ def send_with_failover(providers: list[Provider], job: Job) -> Outcome:
     errors = []
     retry_after = None
     for provider in providers:
-        if job.message.channel not in provider.channels:
-            continue
+        if job.message.channel not in provider.channels or provider.name in job.message.avoid:
+            continue  # (avoid: the providers a carrier already failed, see balise.dispatch.carrier)
         started = time.time()
         try:
             result = provider.send(job.message)
@@ -456,6 +456,7 @@ class Dispatcher:
         message = OutgoingMessage(
             key=str(d.id), channel=d.channel, to=d.recipient, text=text, language=d.language,
             alert_id=d.alert_id, alert_kind=d.alert.kind, purpose=d.purpose,
+            avoid=tuple(p for p in d.avoid_providers.split(",") if p),
         )
         return Job(d.id, d.alert_id, d.attempts, message)
 

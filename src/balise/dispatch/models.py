@@ -82,6 +82,11 @@ class Delivery(OutboxMessage):
     carrier_state = models.CharField(_("carrier state"), max_length=20, blank=True)
     carrier_error = models.CharField(_("carrier error code"), max_length=20, blank=True)
     carrier_updated_at = models.DateTimeField(_("carrier state updated"), null=True, blank=True)
+    # A re-send after a carrier reported this SMS undelivered (balise.dispatch.carrier):
+    # the delivery it replaces, and the providers (comma-separated) it must not go through.
+    replaces = models.OneToOneField("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="resent_as",
+                                    verbose_name=_("re-send of"))
+    avoid_providers = models.CharField(_("providers set aside"), max_length=200, blank=True)
 
     class Meta:
         verbose_name = _("delivery")

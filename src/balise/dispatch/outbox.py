@@ -104,6 +104,14 @@ def write_message(*, recipient: str, text: str, purpose: str, template: str, lan
     return row
 
 
+def write_rows(rows: list[Delivery]) -> None:
+    """Deliveries built elsewhere (balise.dispatch.carrier's re-sends), due now."""
+    now = timezone.now()
+    for d in rows:
+        d.next_attempt_at, d.created_at = now, now
+    _write(rows, now)
+
+
 def _write(rows: list[Delivery], now) -> None:
     """Insert the deliveries; leased to this process's dispatcher and handed to it at
     commit when there is one (see balise.dispatch.wakeup), else left for any to claim."""

@@ -13,11 +13,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.utils import timezone
 
 from balise.alerts.actions import record_event
 from balise.alerts.models import Acknowledgement, Alert
-from balise.dispatch import outbox
+from balise.dispatch import carrier, outbox
 from balise.dispatch.models import Delivery
 from balise.people.phones import normalize_phone
 from balise.tracking.actions import NotAllowed, answer_alert
@@ -120,15 +121,44 @@ def _carrier_state(d: Delivery, state: str, error: str, ranks: dict[str, int]) -
     return True
 
 
-def carrier_status(delivery_id: str, *, status: str, error: str = "") -> str:
+def carrier_status(delivery_id: str, *, status: str, error: str = "", provider: str = "") -> str:
     """A provider's delivery report on one SMS: queued, sent, delivered, undelivered or
     failed, with the carrier's error code. Returns "recorded", "unchanged" or
-    "unknown_delivery"."""
+    "unknown_delivery". Undelivered or failed: the SMS goes again through the next
+    provider (balise.dispatch.carrier), PROVIDER (default: the delivery's) set aside."""
     d = Delivery.objects.select_related("alert").filter(pk=delivery_id, channel="sms").first()
     if d is None:
         return "unknown_delivery"
     state = printable(status or "").strip().lower()
-    return "recorded" if _carrier_state(d, state, error, SMS_RANK) else "unchanged"
+    if not _carrier_state(d, state, error, SMS_RANK):
+        return "unchanged"
+    if state in ("undelivered", "failed"):
+        # (the timeline shows the carrier's state; the re-send is a delivery of its own)
+        carrier.resend_elsewhere(d, provider or d.provider)
+    return "recorded"
+
+
+def provider_receipt(event) -> str:
+    """A delivery receipt heard on a provider's own connection (an SMPP session, see
+    balise.providers.events): matched to its delivery by the key the provider
+    remembered or else by the SMSC's message id (the delivery's provider_ref holds the
+    ids of its parts), then recorded as carrier_status records a status callback."""
+    key = event.key
+    if key is None:
+        mid = event.message_id
+        key = (Delivery.objects.filter(provider=event.provider, channel="sms")
+               .filter(Q(provider_ref=mid) | Q(provider_ref__startswith=f"{mid} ") | Q(provider_ref__endswith=f" {mid}")
+                       | Q(provider_ref__contains=f" {mid} "))
+               .order_by("-created_at").values_list("pk", flat=True).first())
+        if key is None:
+            return "unknown_delivery"
+    return carrier_status(str(key), status=event.state, error=event.error, provider=event.provider)
+
+
+def provider_incoming(sender: str, text: str) -> str:
+    """An SMS received on a provider's own connection: handled as /inbound/sms does."""
+    result, _delivery = sms_reply(sender, text)
+    return result
 
 
 def call_event(delivery_id: str, *, digits: str = "", status: str = "", answered_by: str = "", error: str = "") -> str:

@@ -8,9 +8,12 @@ class Config(AppConfig):
 
     def ready(self):
         # The URL providers give for an SMS's delivery reports (balise.providers imports nothing from here).
-        from balise.providers import links
+        from balise.inbound import actions
+        from balise.providers import events, links
 
         links.status_url_maker = status_url
+        # Receipts and replies heard on a provider's own connection (SMPP) come here.
+        events.register(receipt=actions.provider_receipt, incoming=actions.provider_incoming)
 
 
 def status_url(key, site_url: str = "") -> str:

@@ -37,6 +37,7 @@ class OutgoingMessage:
     alert_id: int
     alert_kind: str
     purpose: str
+    avoid: tuple[str, ...] = ()  # providers not to use (a carrier reported them failing this message)
 
 
 @dataclass(frozen=True)

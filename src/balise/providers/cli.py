@@ -23,7 +23,7 @@ def cmd_check(args) -> int:
     from balise.providers.registry import build_providers
 
     try:
-        providers = build_providers()
+        providers = build_providers(start_sessions=False)
     except (ValueError, OSError) as exc:
         return _fail(str(exc))
     failed = 0

@@ -41,10 +41,17 @@ class Health:
     last_error: str = ""
     open_until: float | None = None  # monotonic; None: closed
     skipped: int = 0
+    status: object = None  # the provider's own status() (an SMPP session: bound or not)
 
     def snapshot(self, now: float) -> dict:
         recent = [ok for at, ok in self.attempts if at >= now - WINDOW]
-        return {
+        extra = {}
+        if self.status is not None:
+            try:
+                extra = dict(self.status())
+            except Exception:
+                extra = {}
+        return {**extra,
             "last_success": self.last_success.isoformat() if self.last_success else None,
             "last_failure": self.last_failure.isoformat() if self.last_failure else None,
             "last_error": self.last_error,
@@ -84,6 +91,7 @@ class Guarded(Provider):
         self.clock, self.wall = clock, wall
         with _lock:
             self.health = _health.setdefault(inner.name, Health(inner.name))
+            self.health.status = getattr(inner, "status", None)
         self.probing = False  # a half-open trial is in flight
 
     def _admit(self) -> bool:

@@ -10,7 +10,9 @@ from balise.providers.base import Provider
 from balise.providers.health import Guarded
 
 
-def build_providers() -> list[Provider]:
+def build_providers(*, start_sessions: bool = True) -> list[Provider]:
+    """START_SESSIONS: False for a provider built only to be checked (`balise providers
+    check`): an SMPP provider then opens no long-lived session."""
     providers: list[Provider] = []
     for name in settings.PROVIDERS:
         if name == "console":
@@ -33,6 +35,17 @@ def build_providers() -> list[Provider]:
                 settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, settings.TWILIO_FROM,
                 api_url=settings.TWILIO_API_URL, timeout=settings.PROVIDER_TIMEOUT,
                 calls_per_second=settings.TWILIO_CALLS_PER_SECOND,
+            ))
+        elif name == "smpp":
+            from balise.providers import events
+            from balise.providers.smpp import SmppProvider
+
+            providers.append(SmppProvider(
+                settings.SMPP_HOST, settings.SMPP_PORT, settings.SMPP_SYSTEM_ID, settings.SMPP_PASSWORD,
+                source_addr=settings.SMPP_SOURCE_ADDR, system_type=settings.SMPP_SYSTEM_TYPE,
+                window=settings.SMPP_WINDOW, timeout=settings.PROVIDER_TIMEOUT,
+                enquire_link_seconds=settings.SMPP_ENQUIRE_LINK_SECONDS,
+                on_receipt=events.receipt, on_incoming=events.incoming, start=start_sessions,
             ))
         else:
             raise ValueError(f"unknown provider {name!r} in BALISE_PROVIDERS")
