@@ -138,3 +138,14 @@ def test_the_command_writes_the_file_in_the_current_directory(world, tmp_path, m
     assert main(["report", "--format", "csv", "--programme", "nope"]) != 0
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 2 and "Traceback" not in err
+
+
+def test_the_report_reads_in_english_too(world):
+    from django.utils import translation
+
+    p = programme(busy_world("nantes", alerts=8))
+    with translation.override("en"):
+        [published] = service.build([p])
+        text = render.to_csv([published]).decode("utf-8-sig")
+        assert "Alerts by kind" in text and "whole programme" in text and "time to the first contact" in text
+        assert "Alertes" not in text
