@@ -48,7 +48,7 @@ def throughput(smsc, messages: int, workers: int, window: int) -> None:
 
     def on_receipt(event):
         with lock:
-            if event.key is not None and event.state == "delivered":
+            if event.key is not None:
                 matched.add(event.key)
                 last[0] = time.monotonic()
                 if len(matched) == messages:
@@ -58,7 +58,7 @@ def throughput(smsc, messages: int, workers: int, window: int) -> None:
                             timeout=30.0, on_receipt=on_receipt)
     try:
         provider.bound.wait(30)
-        texts = [OutgoingMessage(key=f"bench-{i}", channel="sms", to=f"+3361{i:07d}",
+        texts = [OutgoingMessage(key=f"bench-{i}", channel="sms", to=f"+3361{i:06d}1",
                                  text=f"BALISE: Camille se sent en danger, message {i}. Répondez OK.", language="fr",
                                  alert_id=0, alert_kind="prevention", purpose="alert") for i in range(messages)]
         start = time.monotonic()
