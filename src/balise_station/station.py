@@ -455,7 +455,8 @@ class Station:
                          **({"address": b["hardware_id"]} if valid_address(b["hardware_id"]) else {}),
                          **since(b.get("since_ts"))}
                         for b in buttons],
-            "microphone": "ok" if self.microphone.make is not None else "unusable",
+            "microphone": ("absent" if not self.cfg.evidence.enabled  # evidence.microphone = "none"
+                           else "ok" if self.microphone.make is not None else "unusable"),
             **({"modem": self._reported_modem_state()} if self.modem_state != "unknown" else {}),  # not probed: unsaid
         }
 

@@ -289,6 +289,7 @@ def test_a_board_without_a_clock_leaves_the_buttons_since_out(tmp_path, device_a
     try:
         [button] = station.heartbeat_payload()["buttons"]
         assert "since" not in button and button["connected"] is True
+        assert station.heartbeat_payload()["microphone"] == "absent"  # evidence.microphone = "none"
     finally:
         station.outbox.close()
     station = Station(cfg, simulated_buttons={"sim": ButtonMode.EDGES})
