@@ -223,6 +223,7 @@ class FoundButton:
     name: str
     kind: str
     rssi: int
+    device: Any = field(default=None, compare=False, repr=False)  # bleak's BLEDevice from the scan
 
 
 async def scan_for_buttons(seconds: float, scanner_backend: type | None = None,
@@ -238,7 +239,7 @@ async def scan_for_buttons(seconds: float, scanner_backend: type | None = None,
     for device, adv in seen.values():
         kind = guess_kind(adv.service_uuids, adv.local_name or device.name)
         if kind is not None:
-            found.append(FoundButton(device.address, adv.local_name or device.name or "", kind, adv.rssi))
+            found.append(FoundButton(device.address, adv.local_name or device.name or "", kind, adv.rssi, device))
     return sorted(found, key=lambda b: -b.rssi)
 
 
@@ -259,7 +260,7 @@ async def choose_by_press(found: list[FoundButton], seconds: float, client_backe
             kw["backend"] = client_backend
         if adapter:
             kw["bluez"] = {"adapter": adapter}
-        client = BleakClient(button.address, **kw)
+        client = BleakClient(button.device or button.address, **kw)  # the scanned device: no second lookup
         try:
             await client.connect()
             clients.append(client)

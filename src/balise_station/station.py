@@ -56,6 +56,9 @@ KIND_BY_GESTURE = {
 }
 
 
+CLOCK_FLOOR = datetime(2020, 1, 1, tzinfo=timezone.utc).timestamp()  # the server refuses earlier times
+
+
 def alert_kind(gesture: Gesture, test_mode: bool = False, test_gesture: Gesture | None = None) -> str:
     """The alert a gesture raises. Test mode, or the configured test gesture, raises a test alert."""
     if test_mode or gesture is test_gesture:
@@ -441,7 +444,12 @@ class Station:
         buttons += [{"hardware_id": f"simulated:{name}", "connected": True, "battery_percent": None}
                     for name in self.simulated_buttons]
         batteries = [b["battery_percent"] for b in buttons if b.get("battery_percent") is not None]
-        started = iso_now(lambda: self.started_ts)
+        def since(ts: float | None) -> dict[str, str]:
+            # a board without a clock may believe it is 1970: the server refuses such times (and
+            # with them the whole heartbeat), so a time before 2020 is left out
+            ts = ts or self.started_ts
+            return {"since": iso_now(lambda: ts)} if ts >= CLOCK_FLOOR else {}
+
         return {
             "battery_percent": min(batteries) if batteries else None,
             "button_connected": bool(buttons) and all(b["connected"] for b in buttons),
@@ -450,9 +458,10 @@ class Station:
             "buttons": [{"hardware_id": b["hardware_id"], "connected": b["connected"],
                          "battery_percent": b["battery_percent"],
                          **({"address": b["hardware_id"]} if valid_address(b["hardware_id"]) else {}),
-                         "since": iso_now(lambda b=b: b["since_ts"]) if b.get("since_ts") else started}
+                         **since(b.get("since_ts"))}
                         for b in buttons],
-            "microphone": "ok" if self.microphone.make is not None else "unusable",
+            "microphone": ("absent" if not self.cfg.evidence.enabled  # evidence.microphone = "none"
+                           else "ok" if self.microphone.make is not None else "unusable"),
             **({"modem": self._reported_modem_state()} if self.modem_state != "unknown" else {}),  # not probed: unsaid
         }
 

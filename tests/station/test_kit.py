@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import configparser
 import wave
-from pathlib import Path
 
 from balise_station import cli
 from balise_station.cli import main

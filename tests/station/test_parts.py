@@ -280,3 +280,20 @@ def test_the_contacts_copy_follows_every_heartbeat(tmp_path, device_api: FakeDev
         await wait_for(lambda: len(station.outbox.contacts()[0]["contacts"]) == 1)
 
     run(cfg, body)
+
+
+def test_a_board_without_a_clock_leaves_the_buttons_since_out(tmp_path, device_api: FakeDeviceApi) -> None:
+    """The server refuses times before 2020, and with them the whole heartbeat."""
+    cfg = load_config(write_config(tmp_path, device_api.url, token_line=f'token = "{TOKEN}"'), env={})
+    station = Station(cfg, simulated_buttons={"sim": ButtonMode.EDGES}, wall=lambda: 86400.0)  # 2 January 1970
+    try:
+        [button] = station.heartbeat_payload()["buttons"]
+        assert "since" not in button and button["connected"] is True
+        assert station.heartbeat_payload()["microphone"] == "absent"  # evidence.microphone = "none"
+    finally:
+        station.outbox.close()
+    station = Station(cfg, simulated_buttons={"sim": ButtonMode.EDGES})
+    try:
+        assert station.heartbeat_payload()["buttons"][0]["since"].startswith("20")
+    finally:
+        station.outbox.close()
