@@ -85,7 +85,6 @@ def test_without_a_token(case, db):
         assert response.status_code == 405, response.text
     elif case.operation.definition.raw.get("security"):
         assert response.status_code == 401, response.text
-    else:  # POST /pair: the pairing code is the credential; GET evidence/key-log: public by design
-        assert case.operation.path in ("/api/v1/pair", "/api/v1/evidence/key-log"), (
-            f"{case.operation.path} asks for no device token")
+    else:  # POST /pair: the pairing code is the credential, the only route without a token
+        assert case.operation.path == "/api/v1/pair", f"{case.operation.path} asks for no device token"
         assert response.status_code != 401, response.text

@@ -71,7 +71,9 @@ def keys(request):
     return actions.server_keys()
 
 
-@router.get("/key-log", auth=None, summary="The platform's signed, append-only key log (public: experts anchor packages on it)")
+# Public (no device token) and documented in docs/evidence.md rather than in the device
+# API's schema, whose every other route (but pairing) takes a device token.
+@router.get("/key-log", auth=None, include_in_schema=False, summary="The platform's signed, append-only key log (public: experts anchor packages on it)")
 def key_log(request):
     from django.http import HttpResponse
 
