@@ -328,6 +328,8 @@ def main() -> int:
     if any(r <= 0 for r in rates):
         parser.error("rates must be positive")
 
+    # A SIGTERM (a `timeout` around the bench) stops the servers it started, too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
     data_dir, engine = setup_django("balise-bench-", fresh=args.fresh)
 
     sink_port, stop, res_r = start_sink()

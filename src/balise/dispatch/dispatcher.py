@@ -43,7 +43,7 @@ from django.utils import timezone
 
 from balise.alerts.models import Alert, AlertEvent, LocationFix
 from balise.dispatch import extra_timers, health, leases, outbox, periodic, wakeup
-from balise.dispatch.messages import UNDELIVERABLE, prepare_links, render
+from balise.dispatch.messages import UNDELIVERABLE, links_of, prepare_links, render
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from balise.dispatch.plans import Send, plan_for
 from balise.providers.base import (
@@ -418,7 +418,7 @@ class Dispatcher:
         jobs = []
         try:  # the links of the SMS, stored in one statement (else one by one as rendered)
             with contained():
-                prepare_links([(d.alert_id, d.contact_id) for d in rows if d.alert_id and d.channel == "sms"])
+                prepare_links(links_of(rows))
         except Exception as exc:
             if is_outage(exc):
                 raise

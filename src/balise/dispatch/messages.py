@@ -25,9 +25,19 @@ def nearest(lat, lon, wait: float = 0.0):
     return finder(lat, lon, wait=wait) if finder is not None else None
 
 
+# The templates whose SMS carry the short link of the contact's live page.
+LINKED_TEMPLATES = frozenset({"alert", "duress", "ack", "reply_unclear"})
+
+
 def prepare_links(pairs) -> None:
     if links_preparer is not None and pairs:
         links_preparer(pairs)
+
+
+def links_of(rows) -> list[tuple[int, int | None]]:
+    """(alert id, contact id) of the deliveries ROWS whose words carry a short link."""
+    return [(d.alert_id, d.contact_id) for d in rows
+            if d.alert_id and d.channel == "sms" and d.template in LINKED_TEMPLATES]
 
 
 def short_url(alert, contact_id) -> str:

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from balise.dispatch import wakeup
+from balise.dispatch import messages, wakeup
 from balise.dispatch.models import Delivery, EscalationTimer
 from balise.dispatch.plans import DURESS_QUIET_ANSWERS, Send, plan_for
 
@@ -117,6 +117,9 @@ def _write(rows: list[Delivery], now) -> None:
     commit when there is one (see balise.dispatch.wakeup), else left for any to claim."""
     if not rows:
         return
+    # The short links their SMS will carry, in the same transaction: one statement here
+    # rather than a write transaction of the dispatcher's per batch (see messages.links_of).
+    messages.prepare_links(messages.links_of(rows))
     local = wakeup.local_dispatcher
     if local is None or not local.accepting:
         Delivery.objects.bulk_create(rows)
