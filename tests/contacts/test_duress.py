@@ -145,3 +145,21 @@ def test_under_duress_who_called_the_police_is_asked_again_not_called(rig, world
     state = page_state(alert, police)
     assert not state["confirm"] and state["my_answer"] == "called_police"
     assert Delivery.objects.filter(alert=alert, channel="voice", recipient=police.phone, purpose="escalation").count() == 0
+
+
+def test_a_press_after_duress_raises_a_new_alert_as_after_a_cancel(client, world):
+    """Joining the alert cancelled under duress would answer "cancelled" with joined_to,
+    where after a real cancel the press opens an alert of its own."""
+    answers = []
+    for pin in (CANCEL_PIN, DURESS_PIN):
+        first_id, first = _press(client, world)
+        _post(client, world, f"/alerts/{first_id}/cancel", {"pin": pin})
+        again_id, again = _press(client, world)  # (201 asserted there)
+        assert again.pk != first.pk
+        r = client.get(f"/api/v1/alerts/{again_id}", **world.auth)
+        answers.append((r.status_code, {k: v for k, v in r.json().items() if k not in ("id", "client_id", "created_at")},
+                        again))
+        _post(client, world, f"/alerts/{again_id}/cancel", {"pin": CANCEL_PIN})
+    (status_a, body_a, _), (status_b, body_b, _) = answers
+    assert status_a == status_b == 200 and body_a == body_b
+    assert body_b["joined_to"] is None and body_b["state"] == "open"

@@ -155,13 +155,14 @@ def test_an_alert_under_duress_stays_under_duress(client, world):
     first, _ = press(client, world, "prevention")
     alert = Alert.objects.get(client_id=first)
     cancel_alert(alert, DURESS_PIN)
-    _, r = press(client, world, "alarm")
+    second, r = press(client, world, "alarm")
     alert.refresh_from_db()
-    assert alert.duress and alert.state == "open" and alert.kind == "alarm"
-    # To the device it looks exactly like the cancelled alert it joined.
-    assert r.json()["state"] == "cancelled" and r.json()["joined_to"] == first
-    added = Delivery.objects.filter(alert=alert, purpose="alert", channel="voice")
-    assert added.count() == 6 and set(added.values_list("template", flat=True)) == {"duress"}
+    assert alert.duress and alert.state == "open" and alert.kind == "prevention"
+    # To the device the duress alert was cancelled: the press raises a new alert, exactly
+    # as after a real cancel (joining it would answer "cancelled", which a cancel never does).
+    assert r.status_code == 201 and r.json()["state"] == "open" and r.json()["joined_to"] is None
+    raised = Alert.objects.get(client_id=second)
+    assert raised.pk != alert.pk and raised.kind == "alarm" and not raised.duress
 
 
 # -- budgets -------------------------------------------------------------------------

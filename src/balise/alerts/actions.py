@@ -111,7 +111,9 @@ def _lookup(device, press: _Press) -> tuple[Alert | None, Alert | None]:
     found = []
     if device.holder_id is not None:
         same = Q(kind=Kind.TEST) if press.kind == Kind.TEST else ~Q(kind=Kind.TEST)
-        found.append(Alert.objects.filter(same, person_id=device.holder_id, state__in=ACTIVE))
+        # An alert cancelled under duress goes on for her contacts, but a press after it
+        # raises a new alert, exactly as after a real cancel: the device must not tell them apart.
+        found.append(Alert.objects.filter(same, person_id=device.holder_id, state__in=ACTIVE, duress=False))
     found.append(Alert.objects.filter(client_id=press.client_id))
     found.append(Alert.objects.filter(joined_presses__client_id=press.client_id))
     tags = ("open", "own", "joined")[-len(found):]
