@@ -48,30 +48,36 @@ async def drive(base: str, tokens: list[str], duration: float, statuses: collect
     stop = time.monotonic() + duration
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
 
+        async def post(what: str, url: str, **kwargs):
+            try:
+                r = await client.post(url, **kwargs)
+            except httpx.TransportError as exc:  # (counted, not fatal: the figures are about the others)
+                statuses[f"{what} {type(exc).__name__}"] += 1
+                return None
+            statuses[f"{what} {r.status_code}"] += 1
+            return r
+
         async def person(i: int) -> None:
             token = tokens[i]
             headers = {"Authorization": f"Bearer {token}"}
             while time.monotonic() < stop:
                 now = datetime.now(timezone.utc).isoformat()
                 client_id = str(uuid.uuid4())
-                r = await client.post(f"{base}/api/v1/alerts", headers=headers, json={
+                r = await post("alert", f"{base}/api/v1/alerts", headers=headers, json={
                     "client_id": client_id, "kind": "alarm", "gesture": "long", "triggered_at": now,
                     "fixes": [_fix(now)]})
-                statuses[f"alert {r.status_code}"] += 1
-                if r.status_code != 201:
+                if r is None or r.status_code != 201:
                     continue
                 alert_id = r.json()["id"]
                 contacts = await asyncio.to_thread(_contact_tokens, alert_id, Contact)
                 streams = [asyncio.create_task(_listen(client, f"{base}/a/{t}/events", stop)) for t in contacts[:2]]
                 for round_ in range(3):
                     now = datetime.now(timezone.utc).isoformat()
-                    r = await client.post(f"{base}/api/v1/alerts/{client_id}/fixes", headers=headers,
-                                          json={"fixes": [_fix(now), _fix(now)]})
-                    statuses[f"fixes {r.status_code}"] += 1
+                    await post("fixes", f"{base}/api/v1/alerts/{client_id}/fixes", headers=headers,
+                               json={"fixes": [_fix(now), _fix(now)]})
                     t = contacts[round_ % len(contacts)]
-                    r = await client.post(f"{base}/a/{t}/answer", data={"answer": "on_my_way"},
-                                          headers={"Accept": "application/json"})
-                    statuses[f"answer {r.status_code}"] += 1
+                    await post("answer", f"{base}/a/{t}/answer", data={"answer": "on_my_way"},
+                               headers={"Accept": "application/json"})
                 for task in streams:
                     task.cancel()
 
@@ -135,7 +141,7 @@ def main() -> int:
           f"url query: {args.url_query or '(none)'}")
     for key in sorted(statuses):
         print(f"  {key}: {statuses[key]}")
-    print(f"server 'database unavailable' (503): {len(unavailable)}")
+    print(f"server 'database unavailable' (503): {len(unavailable)}  (server log: {log})")
     for line in unavailable[:5]:
         print("  " + line[:200])
     return 0
