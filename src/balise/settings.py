@@ -147,19 +147,21 @@ def _databases() -> dict:
                 "timeout": env_float("BALISE_DB_POOL_TIMEOUT", 10.0),
             }
     else:
-        db = {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": str(DATA_DIR / "balise.sqlite3"),
-            "OPTIONS": {
-                # IMMEDIATE: writers take the lock at BEGIN, so concurrent writers queue on
-                # the busy timeout instead of failing on a lock upgrade.
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
-        }
+        db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "balise.sqlite3")}
         # Tests run on a file so that dispatcher subprocesses see the same database.
         db["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        # Whether the file is the data dir's or named by a sqlite:/// DATABASE_URL (what
+        # `balise serve` gets from the browser tests): without these, a transaction BEGINs
+        # DEFERRED, reads, and its first write fails at once with "database is locked"
+        # whenever another connection writes (an upgrade never waits on the busy timeout).
+        # Options given in the URL's query win.
+        options = db.setdefault("OPTIONS", {})
+        # IMMEDIATE: writers take the lock at BEGIN, so concurrent writers queue on
+        # the busy timeout instead of failing on a lock upgrade.
+        options.setdefault("transaction_mode", "IMMEDIATE")
+        options.setdefault("timeout", 20)
+        options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
     return {"default": db}
 
 
