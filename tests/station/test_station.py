@@ -175,8 +175,10 @@ def test_test_mode_reaches_only_the_on_call_line_and_stays_silent(tmp_path, devi
 
 
 def test_an_alert_closed_on_the_server_stops_its_siren_and_fixes(tmp_path, device_api: FakeDeviceApi) -> None:
+    """With no after-close window (alerts.after_close_s = 0) everything stops at once; the
+    window itself: test_one_recording.py."""
     cfg = write_config(tmp_path, device_api.url, "[evidence]\nmicrophone = \"none\"\n")
-    cfg.write_text(cfg.read_text().replace("[alerts]\n", "[alerts]\nopen_check_interval_s = 1\n"))
+    cfg.write_text(cfg.read_text().replace("[alerts]\n", "[alerts]\nopen_check_interval_s = 1\nafter_close_s = 0\n"))
 
     async def body(station: Station):
         kept = station.raise_alert("prevention", "single")
