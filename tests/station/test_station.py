@@ -189,6 +189,8 @@ def test_an_alert_closed_on_the_server_stops_its_siren_and_fixes(tmp_path, devic
         device_api.closed.add(closed)  # resolved by the association: no longer in open_alerts
         await wait_for(lambda: station.outbox.alert(closed).closed, timeout=10)
         await wait_for(lambda: not station.siren.playing)
+        # a fix queued before the close still goes (under duress the server keeps it)
+        await wait_for(lambda: station.outbox.counts()["fixes_pending"] == 0)
         sent = len(device_api.posts("/api/v1/alerts/" + closed + "/fixes"))
         await asyncio.sleep(2.5)
         assert len(device_api.posts("/api/v1/alerts/" + closed + "/fixes")) == sent, "no fixes after closing"
