@@ -122,6 +122,9 @@ class AlertConfig:
     test_mode: bool = False
     test_gesture: Gesture | None = None
     open_check_interval_s: float = 30.0
+    # after an alarm leaves the server's open list (resolved, cancelled, or cancelled under
+    # duress: the station cannot tell), recording and fixes go on silently this long
+    after_close_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -318,6 +321,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), env: Any = Non
         test_mode=al.boolean("test_mode", False),
         test_gesture=None if test_gesture == "none" else Gesture(test_gesture),
         open_check_interval_s=al.number("open_check_interval_s", 30, 1, 3600),
+        after_close_s=al.number("after_close_s", 600, 0, 7200),
     )
     al.done()
     evidence = _evidence(root.table("evidence"), base_dir)

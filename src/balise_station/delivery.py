@@ -162,11 +162,15 @@ class Sender:
             if result.ok:
                 self.outbox.fixes_sent(ids)
             elif result.status == 409:
-                log.info("alert %s is closed on the server: no more fixes", client_id)
-                self.outbox.fixes_dropped(client_id, ids, 409, result.error)
-                self.outbox.alert_closed(client_id)
-                if self.on_alert_closed:
-                    self.on_alert_closed(client_id)
+                # Closed on the server, or cancelled under duress (the server then keeps them
+                # and answers alike): out of the queue quietly, the same way in both cases.
+                self.outbox.fixes_dropped(client_id, ids, 409, result.error, record=False)
+                row = self.outbox.alert(client_id)
+                if row is not None and not row.closed:
+                    log.info("alert %s is no longer open on the server", client_id)
+                    self.outbox.alert_closed(client_id)
+                    if self.on_alert_closed:
+                        self.on_alert_closed(client_id)
             elif result.outcome is Outcome.PERMANENT:
                 log.error("fixes of alert %s refused for good: %s", client_id, result.error)
                 self.outbox.fixes_dropped(client_id, ids, result.status, result.error)

@@ -254,9 +254,10 @@ class Outbox:
             self._record_drop(db, "alert", client_id, status, error)
 
     def alert_closed(self, client_id: str) -> None:
+        """The alert left the server's open list. Its queued fixes are still sent: after a
+        cancel under duress the server keeps them (answering 409 as for any closed alert)."""
         with self._tx() as db:
             db.execute("UPDATE alerts SET closed = 1 WHERE client_id = ?", (client_id,))
-            db.execute("UPDATE fixes SET state = 'dropped' WHERE client_id = ? AND state = 'pending'", (client_id,))
 
     def set_fallback(self, client_id: str, fallback: str, sms_sent_by_device: bool) -> None:
         with self._tx() as db:
@@ -306,10 +307,14 @@ class Outbox:
                 [(next_ts, i) for i in ids],
             )
 
-    def fixes_dropped(self, client_id: str, ids: list[str], status: int | None, error: str) -> None:
+    def fixes_dropped(self, client_id: str, ids: list[str], status: int | None, error: str,
+                      record: bool = True) -> None:
+        """``record=False``: out of the queue without a trace in ``dropped`` (the 409 of a
+        closed alert, the same under duress: nothing in ``status`` may tell them apart)."""
         with self._tx() as db:
             db.executemany("UPDATE fixes SET state = 'dropped' WHERE id = ?", [(i,) for i in ids])
-            self._record_drop(db, "fixes", client_id, status, error)
+            if record:
+                self._record_drop(db, "fixes", client_id, status, error)
 
     def fix_attempts(self, ids: list[str]) -> int:
         marks = ",".join("?" * len(ids))

@@ -5,9 +5,11 @@ while one is recording joins that session (the deadline becomes the later one)
 instead of opening a parallel recording of the same room. A recording starts with an
 alarm (long press, or three presses on a press-only tag) and goes on after the siren
 is silenced: the siren is noise, the recording is evidence, and a button that stops
-it could be pressed by the aggressor. It also goes on under the duress PIN (the
-heartbeat's ``quiet_alerts``). It stops when every alert it records is closed or
-cancelled on the server (the heartbeat's ``open_alerts``, or a 409 on its fixes), at
+it could be pressed by the aggressor. It also goes on after the alarm leaves the
+server's open list (the heartbeat's ``open_alerts``, or a 409 on its fixes): a cancel
+under the duress PIN looks exactly like a cancel, so every closed alarm is recorded for
+``alerts.after_close_s`` more (the station's after-close window). It stops when that
+window has ended for every alert it records, at
 ``evidence.max_duration_s`` after the last alarm it joined, when the source ends, or
 when the station shuts down; the close record (with that reason) is queued in every
 one of these cases. A station that crashed leaves its session without a close record

@@ -129,6 +129,9 @@ class Station:
         self._stopping = asyncio.Event()
         self.started_ts = wall()
         self._siren_for: set[str] = set()
+        # alert -> end of its after-close window (alerts.after_close_s after it left the
+        # server's open list): recording and fixes go on silently until then
+        self._after_close: dict[str, float] = {}
         self._refreshing = False
         # evidence: device key, pinned server keys, microphone, recordings, upload lane
         self.device_key: Any = None
@@ -346,7 +349,8 @@ class Station:
         while self.wall() < row.created_ts + alerts.track_for_s:
             await asyncio.sleep(alerts.fix_interval_s)
             row = self.outbox.alert(cid)
-            if row is None or row.closed:
+            self._end_after_close()
+            if row is None or (row.closed and self.wall() >= self._after_close.get(cid, 0.0)):
                 return
             fix = self.hub.best()
             if fix is None or fix.source == "fixed" or (last is not None and fix.recorded_at <= last):
@@ -371,9 +375,21 @@ class Station:
                 self.recordings.start(row.client_id, row.created_ts)
 
     def _alert_closed(self, cid: str) -> None:
-        """The server closed the alert (resolved, cancelled, even under duress): stop what follows it."""
-        self.recordings.stop(cid, "alert-closed")
+        """The alert left the server's open list: resolved, cancelled, or cancelled under
+        duress, which the station cannot tell from a cancel (and must not: the aggressor may
+        watch it). So for every one alike the siren stops at once, and the recording and the
+        fixes go on silently for ``alerts.after_close_s``, then stop."""
         self._silence(cid)
+        self._after_close.setdefault(cid, self.wall() + self.cfg.alerts.after_close_s)
+        self._end_after_close()
+
+    def _end_after_close(self) -> None:
+        """Stops the recording of every alert whose after-close window has ended (the
+        tracking loop sees it by itself); the recording writes its close record."""
+        now = self.wall()
+        for cid, until in self._after_close.items():
+            if now >= until:
+                self.recordings.stop(cid, "alert-closed")
 
     def _silence(self, cid: str) -> None:
         """The siren no longer sounds for this alert (it stops when no alert needs it)."""
@@ -435,6 +451,8 @@ class Station:
         """An open alert (or a recording) whose closing on the server must be noticed soon."""
         if self.recordings.active():
             return True
+        if any(until > self.wall() for until in self._after_close.values()):
+            return True
         since = self.wall() - self.cfg.alerts.track_for_s
         return bool(self.outbox.alerts("state = 'delivered' AND closed = 0 AND created_ts > ?", (since,)))
 
@@ -487,17 +505,13 @@ class Station:
         if not isinstance(listed, list):  # an older server: it says nothing about closing
             return
         still_open = {str(a.get("client_id")) for a in listed if isinstance(a, dict)}
-        quiet = body.get("quiet_alerts")
-        quiet = {str(q) for q in quiet} if isinstance(quiet, list) else set()
-        for cid in quiet & self._siren_for:
-            self._silence(cid)  # cancelled under duress: as for a cancel where it shows...
-        still_open |= quiet      # ...and silently as for an open alarm: recording and fixes go on
         for row in self.outbox.alerts("state = 'delivered' AND closed = 0"):
             # only alerts the server had before this heartbeat left can be missing from its reply
             if row.client_id not in still_open and row.delivered_ts is not None and row.delivered_ts < sent_ts:
                 log.info("alert %s is no longer open on the server", row.client_id)
                 self.outbox.alert_closed(row.client_id)
                 self._alert_closed(row.client_id)
+        self._end_after_close()
 
     async def _heartbeats(self) -> None:
         """Every heartbeat_interval_s, or open_check_interval_s while an alert is open (its reply

@@ -238,3 +238,34 @@ def test_a_recording_of_a_press_that_joined_an_alert_is_filed_with_that_alert(en
     case = Case.objects.get(session=uploads[0].session)
     assert case.alert == Alert.objects.get(client_id=first["client_id"])
     assert uuid.UUID(joined["client_id"]) != case.alert.client_id
+
+
+@pytest.mark.parametrize("pin", ["cancel", "duress"])
+def test_a_recording_goes_on_being_taken_after_its_alert_is_cancelled(enrolled, client, device_key, pin):
+    """The station records on for its after-close window once the alarm has left the open
+    list (a cancel and a duress cancel look the same to it): the intake takes those
+    records as for any session, until the session's own close record."""
+    from balise.alerts.models import Alert
+    from balise_evidence.audio import GeneratedMicrophone
+    from balise_evidence.recorder import Recorder, record_all
+    from tests.evidence.conftest import Clock, _server_seal
+    from tests.personas import CANCEL_PIN, DURESS_PIN
+    from tests.spine.test_device_api import alert_body, post as post_alert
+
+    alarm = alert_body(kind="alarm")
+    post_alert(client, enrolled, "/alerts", alarm)
+    clock = Clock()
+    recorder = Recorder(device_key, _server_seal().public_key, alert=alarm["client_id"], wall_us=clock.wall_us,
+                        mono_us=clock.mono_us)
+    uploads = record_all(GeneratedMicrophone(seconds=6, seed=5), recorder)
+    assert uploads[-1].kind == "close" and len(uploads) >= 4
+    upload_all(client, enrolled, uploads[:2])
+    r = post_alert(client, enrolled, f"/alerts/{alarm['client_id']}/cancel",
+                   {"pin": CANCEL_PIN if pin == "cancel" else DURESS_PIN})
+    assert r.status_code == 200
+    alert = Alert.objects.get(client_id=alarm["client_id"])
+    assert alert.duress == (pin == "duress") and (alert.is_active == (pin == "duress"))
+    upload_all(client, enrolled, uploads[2:])  # every one 201, the close record included
+    case = Case.objects.get(session=uploads[0].session)
+    assert case.alert == alert
+    assert (case.recording, case.segments) == ("closed", sum(u.kind == "segment" for u in uploads))

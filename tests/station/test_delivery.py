@@ -209,7 +209,7 @@ def test_fixes_of_a_closed_alert_stop(tmp_path, device_api: FakeDeviceApi) -> No
 
     run_sender(ob, device_api, body)
     assert ob.counts()["fixes_pending"] == 0
-    assert ob.dropped()[0]["status"] == 409
+    assert ob.dropped() == []  # quietly: a duress cancel gets the same 409 (its fixes are kept)
 
 
 def test_bad_token_is_permanent(tmp_path, device_api: FakeDeviceApi) -> None:

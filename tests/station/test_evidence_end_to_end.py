@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -35,6 +36,7 @@ state_dir = "state"
 [alerts]
 fallback_delay_s = 60
 open_check_interval_s = 1
+after_close_s = 60
 [evidence]
 microphone = "generated"
 simulated_speed = 4
@@ -44,9 +46,24 @@ max_duration_s = 600
     return path
 
 
-def make_station(cfg_path: Path) -> Station:
+def make_station(cfg_path: Path, offset: list[float] | None = None) -> Station:
+    """``offset``: seconds added to the station's wall clock, moved on by the test."""
+    offset = offset if offset is not None else [0.0]
     return Station(load_config(cfg_path, env={}), siren=Siren(PacedSink(), 60),
-                   simulated_buttons={"button": ButtonMode.EDGES})
+                   simulated_buttons={"button": ButtonMode.EDGES}, wall=lambda: time.time() + offset[0])
+
+
+async def after_the_window(station: Station, server: Server, cid: str, session: str, offset: list[float]) -> None:
+    """The alert is cancelled on the server: the recording goes on for alerts.after_close_s
+    (the same after a cancel under duress) and its segments are still taken by the server's
+    intake, until the window ends and the close record goes."""
+    cancel_on_server(server, cid)
+    await wait_for(lambda: station.outbox.alert(cid).closed, timeout=15)
+    closed_at = delivered(station, session)
+    await wait_for(lambda: delivered(station, session) >= closed_at + 2, timeout=30)  # accepted after the close
+    assert cid in station.recordings.active(), "still recording in the after-close window"
+    offset[0] += 61  # alerts.after_close_s (60) has passed
+    await wait_for(lambda: not station.recordings.active(), timeout=15)
 
 
 async def long_press(station: Station) -> str:
@@ -105,8 +122,10 @@ def test_long_press_records_uploads_through_an_outage_and_the_export_verifies(tm
     signing = enrolled.stdout.split("server signing key (pinned): ")[1].split()[0]
     assert f"signing_fingerprint: {signing}" in keys, "the pinned key is the server's"
 
+    offset = [0.0]
+
     async def main() -> tuple[str, dict]:
-        station = make_station(cfg_path)
+        station = make_station(cfg_path, offset)
         await station.start()
         try:
             await wait_for(lambda: station.server_keys is not None and station.outbox.contacts())
@@ -123,8 +142,7 @@ def test_long_press_records_uploads_through_an_outage_and_the_export_verifies(tm
             server.start(demo=False)
             await wait_for(lambda: station.outbox.counts()["evidence_pending"] <= 1, timeout=40)
 
-            cancel_on_server(server, cid)  # closed elsewhere: the heartbeat's open_alerts stops it
-            await wait_for(lambda: not station.recordings.active(), timeout=15)
+            await after_the_window(station, server, cid, session, offset)  # closed elsewhere: the heartbeat says
             await wait_for(lambda: station.outbox.counts()["evidence_pending"] == 0, timeout=30)
             [row] = station.outbox.evidence_sessions(cid)
             assert station.outbox.alert(cid).closed
@@ -187,15 +205,16 @@ def test_a_station_restarted_mid_upload_resumes_and_records_again(tmp_path, serv
     cid, session = asyncio.run(first())
     server.start(demo=False)
 
+    offset = [0.0]
+
     async def second() -> list[dict]:
-        station = make_station(cfg_path)
+        station = make_station(cfg_path, offset)
         await station.start()
         try:
             await wait_for(lambda: delivered(station, session) == station.outbox.evidence_sessions(cid)[0]["records"],
                            timeout=40)
             assert cid in station.recordings.active(), "the alarm is still open: a new recording"
-            cancel_on_server(server, cid)
-            await wait_for(lambda: not station.recordings.active(), timeout=15)
+            await after_the_window(station, server, cid, station.recordings.active()[cid], offset)
             await wait_for(lambda: station.outbox.counts()["evidence_pending"] == 0, timeout=30)
             return station.outbox.evidence_sessions(cid)
         finally:

@@ -1,6 +1,6 @@
 """One recording per station: a second alarm joins the open session, a restart opens one
-session for every alarm still open, and the duress PIN never stops the recording, the
-fixes, or makes a sound."""
+session for every alarm still open, and an alarm that leaves the server's open list
+(cancel or duress alike) is recorded and tracked silently for the after-close window."""
 
 from __future__ import annotations
 
@@ -92,9 +92,9 @@ def test_a_restart_opens_one_session_for_every_open_alarm(tmp_path) -> None:
     restarted.join(10)
 
 
-class DuressApi(FakeDeviceApi):
-    """Like the server: an alert cancelled under duress leaves open_alerts and is listed,
-    for the station alone, in quiet_alerts."""
+class ServerLikeApi(FakeDeviceApi):
+    """Like the server: an alert cancelled under duress leaves open_alerts as a cancelled one
+    does, and its fixes get the same 409 as a closed alert's, but they are kept."""
 
     def __init__(self) -> None:
         self.duress: set[str] = set()
@@ -104,30 +104,76 @@ class DuressApi(FakeDeviceApi):
         status, reply = super()._route(method, path, body)
         if path.rstrip("/").endswith("/heartbeat") and status == 200:
             reply["open_alerts"] = [a for a in reply["open_alerts"] if a["client_id"] not in self.duress]
-            reply["quiet_alerts"] = sorted(self.duress)
+        elif path.endswith("/fixes") and status == 200 and path.split("/")[-2] in self.duress:
+            return 409, {"error": "alert_closed"}  # (super() stored them)
         return status, reply
 
 
-def test_the_duress_pin_silences_the_siren_but_never_stops_recording_or_fixes(tmp_path) -> None:
-    api = DuressApi()
+def _tracking(station) -> bool:
+    return any(t.get_coro().__qualname__ == "Station._track" and not t.done() for t in station._tasks)
+
+
+def _after_close(tmp_path, how: str) -> tuple[set[str], dict, int, int]:
+    """An alarm, then a cancel or a duress cancel; returns what the station logged about
+    it, its queue counts, and the fixes the server got and kept after the close."""
+    import logging
+
+    api = ServerLikeApi()
+    offset = [0.0]  # the station's wall clock: real time, moved on by the test
+    messages: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record)
+
+    handler = Keep(level=logging.INFO)
+    logging.getLogger("balise_station").addHandler(handler)
+    logging.getLogger("balise_station").setLevel(logging.INFO)
     try:
-        cfg = write_config(tmp_path, api.url, "[evidence]\nmicrophone = \"none\"\n")
+        (tmp_path / how).mkdir()
+        cfg = write_config(tmp_path / how, api.url, "[evidence]\nmicrophone = \"none\"\n")
         cfg.write_text(cfg.read_text().replace("[alerts]\n", "[alerts]\nopen_check_interval_s = 1\n"))
 
         async def body(station):
-            stopped: list[str] = []
-            station.recordings.stop = lambda cid, reason: stopped.append(cid)
+            stopped: list[tuple[str, str]] = []
+            station.recordings.stop = lambda cid, reason: stopped.append((cid, reason))
             cid = station.raise_alert("alarm", "long")
-            await wait_for(lambda: len(api.posts(f"/api/v1/alerts/{cid}/fixes")) >= 1)
+            fixes = f"/api/v1/alerts/{cid}/fixes"
+            await wait_for(lambda: len(api.posts(fixes)) >= 1)
             assert station.siren.playing
-            api.duress.add(cid)  # she typed the duress PIN: the aggressor sees a cancel
-            await wait_for(lambda: not station.siren.playing, timeout=10)
-            sent = len(api.posts(f"/api/v1/alerts/{cid}/fixes"))
-            beats = len(api.heartbeats)
-            await wait_for(lambda: len(api.heartbeats) >= beats + 2, timeout=10)
-            await wait_for(lambda: len(api.posts(f"/api/v1/alerts/{cid}/fixes")) > sent, timeout=10)
-            assert not station.outbox.alert(cid).closed and stopped == []
+            (api.duress if how == "duress" else api.closed).add(cid)  # she typed a PIN
+            await wait_for(lambda: not station.siren.playing, timeout=10)  # the siren stops at once
+            await wait_for(lambda: station.outbox.alert(cid).closed, timeout=10)
+            kept, sent = len(api.fixes[cid]), len(api.posts(fixes))
+            # the window: fixes go on (each answered 409), the recording is not stopped
+            await wait_for(lambda: len(api.posts(fixes)) >= sent + 2, timeout=10)
+            assert stopped == [] and _tracking(station)
+            offset[0] += 601  # alerts.after_close_s (600) has passed
+            await wait_for(lambda: stopped == [(cid, "alert-closed")], timeout=10)
+            await wait_for(lambda: not _tracking(station), timeout=10)
+            await wait_for(lambda: station.outbox.counts()["fixes_pending"] == 0, timeout=10)
+            after = len(api.posts(fixes))
+            assert after >= sent + 2
+            said = {r.getMessage().replace(cid, "X") for r in messages if cid in r.getMessage()}
+            return said, station.status()["queue"], after - sent, len(api.fixes[cid]) - kept
 
-        run_station(cfg, body)
+        return run_station(cfg, body, wall=lambda: time.time() + offset[0])
     finally:
+        logging.getLogger("balise_station").removeHandler(handler)
         api.stop()
+
+
+def test_every_closed_alarm_keeps_recording_and_fixes_for_the_window_and_duress_looks_like_cancel(tmp_path) -> None:
+    """The station cannot tell a duress cancel from a cancel, and does not try: for both the
+    siren stops at once, fixes and recording go on silently for alerts.after_close_s, then
+    stop; both leave the same log lines and queue counts."""
+    said_cancel, queue_cancel, posted_cancel, kept_cancel = _after_close(tmp_path, "cancel")
+    said_duress, queue_duress, posted_duress, kept_duress = _after_close(tmp_path, "duress")
+    assert said_cancel == said_duress
+    assert "alert X is no longer open on the server" in said_cancel
+    assert queue_cancel == queue_duress
+    assert queue_cancel["dropped"] == 0 and queue_cancel["alerts_open"] == 0  # the 409s: quietly out of the queue
+    # a real cancel's fixes after the close were refused and dropped; under duress the
+    # server kept every one of them for her contacts and the association
+    assert posted_cancel >= 2 and kept_cancel == 0
+    assert posted_duress >= 2 and kept_duress >= posted_duress

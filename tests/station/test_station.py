@@ -175,8 +175,10 @@ def test_test_mode_reaches_only_the_on_call_line_and_stays_silent(tmp_path, devi
 
 
 def test_an_alert_closed_on_the_server_stops_its_siren_and_fixes(tmp_path, device_api: FakeDeviceApi) -> None:
+    """With no after-close window (alerts.after_close_s = 0) everything stops at once; the
+    window itself: test_one_recording.py."""
     cfg = write_config(tmp_path, device_api.url, "[evidence]\nmicrophone = \"none\"\n")
-    cfg.write_text(cfg.read_text().replace("[alerts]\n", "[alerts]\nopen_check_interval_s = 1\n"))
+    cfg.write_text(cfg.read_text().replace("[alerts]\n", "[alerts]\nopen_check_interval_s = 1\nafter_close_s = 0\n"))
 
     async def body(station: Station):
         kept = station.raise_alert("prevention", "single")
@@ -187,6 +189,8 @@ def test_an_alert_closed_on_the_server_stops_its_siren_and_fixes(tmp_path, devic
         device_api.closed.add(closed)  # resolved by the association: no longer in open_alerts
         await wait_for(lambda: station.outbox.alert(closed).closed, timeout=10)
         await wait_for(lambda: not station.siren.playing)
+        # a fix queued before the close still goes (under duress the server keeps it)
+        await wait_for(lambda: station.outbox.counts()["fixes_pending"] == 0)
         sent = len(device_api.posts("/api/v1/alerts/" + closed + "/fixes"))
         await asyncio.sleep(2.5)
         assert len(device_api.posts("/api/v1/alerts/" + closed + "/fixes")) == sent, "no fixes after closing"

@@ -184,14 +184,13 @@ def heartbeat(request, payload: HeartbeatIn):
     return Status(200, {
         "server_time": timezone.now(),
         "heartbeat_interval_s": HEARTBEAT_INTERVAL_S,
-        # What the device should still be working on; an alert cancelled under duress
-        # is not listed, exactly as if it had been cancelled.
+        # What the device should still be working on. An alert cancelled under duress is
+        # not listed, exactly as if it had been cancelled, and nothing else in this answer
+        # tells them apart: the station treats every alarm that leaves this list alike
+        # (siren off at once, recording and fixes on for its after-close window).
         "open_alerts": [
             {"client_id": client_id, "kind": a.kind, "state": a.state} for client_id, a in open_alerts if not a.duress
         ],
-        # Alerts cancelled under duress: to anyone watching they are cancelled (the siren
-        # stops), but the station goes on recording the room and sending fixes, silently.
-        "quiet_alerts": [client_id for client_id, a in open_alerts if a.duress],
     })
 
 

@@ -159,7 +159,6 @@ class HeartbeatOut(Schema):
     server_time: datetime
     heartbeat_interval_s: int
     open_alerts: list[OpenAlertOut]
-    quiet_alerts: list[uuid.UUID] = []
 
 
 class PersonOut(Schema):
