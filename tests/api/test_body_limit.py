@@ -117,8 +117,14 @@ def test_a_real_server_refuses_a_chunked_body_over_the_limit(server, world):
     auth = {"Authorization": f"Bearer {world.token}"}
     # 70 KB of padding in 7 chunks: more than BALISE_API_MAX_BODY_BYTES (64 KiB), no Content-Length.
     big = [b'{"station_version": "0.1", "padding": "'] + [b"x" * 10_000] * 7 + [b'"}']
-    r = _chunked_post(server, "/api/v1/heartbeat", big, auth)
-    assert r.status == 413 and json.loads(r.body)["error"] == "too_large"
+    try:
+        r = _chunked_post(server, "/api/v1/heartbeat", big, auth)
+    except (ConnectionResetError, BrokenPipeError):
+        # uvicorn closes the connection after its 413 while chunks are still coming: the
+        # kernel may then reset it before the client reads the answer. Refused either way.
+        pass
+    else:
+        assert r.status == 413 and json.loads(r.body)["error"] == "too_large"
     assert Device.objects.get(pk=world.device.pk).last_seen_at is None
     small = [b'{"station_version": ', b'"0.3.1", "battery_percent": 64}']
     r = _chunked_post(server, "/api/v1/heartbeat", small, auth)
