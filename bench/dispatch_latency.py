@@ -247,6 +247,12 @@ async def send_heartbeats(bases: list[str], tokens: list[str], rate: float, coun
         return await open_loop(rate, count, one)
 
 
+def print_heartbeat_step(rate: float, count: int, seconds: float, latencies: list, errors: list) -> None:
+    print(f"heartbeats offered {count} at {rate:g}/s over {seconds:.1f} s: answered {len(latencies)}"
+          f" ({len(latencies) / seconds:.0f}/s), errors {len(errors)}" + (f" e.g. {errors[0]}" if errors else ""))
+    print(f"   answer time:  {quantiles(latencies)}", flush=True)
+
+
 def q99(values: list[float]) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, max(0, round(0.99 * (len(values) - 1))))] if values else float("inf")
@@ -378,6 +384,9 @@ def main() -> int:
                 count = max(1, int(rate * duration))
                 seconds = asyncio.run(send_heartbeats(bases, tokens, rate, count, latencies, errors))
                 beats.append((rate, count, seconds, latencies, errors))
+                # Each step as soon as it ends: a ramp to rates the client cannot offer
+                # takes long, and a `timeout` around it must not leave nothing printed.
+                print_heartbeat_step(*beats[-1])
             else:
                 first = sum(counts[:n])
                 steps.append(alert_step(bases, tokens[first:first + counts[n]], rate, duration, args.drain))
@@ -401,9 +410,6 @@ def main() -> int:
         ok &= not errors
         if good and rate > (held or 0):
             held = rate
-        print(f"heartbeats offered {count} at {rate:g}/s over {seconds:.1f} s: answered {len(latencies)}"
-              f" ({len(latencies) / seconds:.0f}/s), errors {len(errors)}" + (f" e.g. {errors[0]}" if errors else ""))
-        print(f"   answer time:  {quantiles(latencies)}")
     for step in steps:
         f = alert_figures(step, arrivals)
         complete = not step["errors"] and f["missing"] == 0 and len(step["alerts"]) == step["count"]
