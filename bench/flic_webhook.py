@@ -139,6 +139,9 @@ def main() -> int:
     slug, serials = setup_buttons(args.devices, args.algorithm, public_pem)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("BALISE_")}
+    # Every bench device is in one association: its alert budget (1000 at once, then 500
+    # an hour) would send the later alerts to the on-call line only, not to five contacts.
+    env.update(BALISE_ALERT_BUDGET_ASSOCIATION="10000000/10000000", BALISE_ALERT_BUDGET_DEVICE="10000/10000")
     env.update(PYTHONPATH=str(SRC), BALISE_DATA_DIR=data_dir, BALISE_PROVIDERS="webhook",
                BALISE_WEBHOOK_URL=f"http://127.0.0.1:{sink_port}/", BALISE_LOG_LEVEL="WARNING",
                BALISE_SECRET_KEY="bench-only-secret-key")

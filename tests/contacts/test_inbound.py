@@ -42,6 +42,8 @@ def test_an_sms_reply_acknowledges(client, world, signed, text):
     assert alert.state == Alert.State.ACKNOWLEDGED
     ack = alert.acknowledgements.get()
     assert ack.channel == "sms" and ack.contact_id == world.contacts[1].pk
+    # "Reply OK if you go": on her way, which does not let the others stand down.
+    assert ack.answer == "on_my_way"
     # the others are told
     assert deliveries(alert, purpose="notice").count() == 4
 

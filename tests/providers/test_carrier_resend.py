@@ -66,3 +66,29 @@ def test_a_resend_is_not_written_once_the_alert_is_over(settings):
     finally:
         dispatcher.pool.shutdown(wait=True)
         dispatcher.contact_messages.close()
+
+
+def test_the_first_final_receipt_is_the_message_s(settings):
+    settings.PROVIDERS = ["first", "second"]
+    dispatcher = Dispatcher(name="resend-final", providers=[RecordingProvider("first"), RecordingProvider("second")],
+                            workers=2)
+    try:
+        world = make_world(slug="resendfinal", contacts=2)
+        alert = raise_alert(world, "prevention")
+        drain(dispatcher)
+        delivered, undelivered = Delivery.objects.filter(alert=alert, channel="sms").order_by("recipient")
+        assert carrier_status(str(delivered.pk), status="delivered") == "recorded"
+        # A late contrary receipt (another part, a confused aggregator) changes nothing.
+        assert carrier_status(str(delivered.pk), status="undelivered", error="30003") == "unchanged"
+        delivered.refresh_from_db()
+        assert delivered.carrier_state == "delivered" and not Delivery.objects.filter(replaces=delivered).exists()
+        assert carrier_status(str(delivered.pk), status="read") == "recorded"
+
+        assert carrier_status(str(undelivered.pk), status="undelivered") == "recorded"
+        assert carrier_status(str(undelivered.pk), status="delivered") == "unchanged"
+        undelivered.refresh_from_db()
+        assert undelivered.carrier_state == "undelivered"
+        assert Delivery.objects.filter(replaces=undelivered).count() == 1
+    finally:
+        dispatcher.pool.shutdown(wait=True)
+        dispatcher.contact_messages.close()

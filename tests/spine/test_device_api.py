@@ -70,9 +70,11 @@ def test_emergency_and_alarm_plans(client, world):
     r = post(client, world, "/alerts", alert_body(kind="alarm", gesture="long"))
     alarm = Alert.objects.get(pk=r.json()["id"])
     assert alarm.record
-    # an alarm reaches every registered contact, and the on-call line
+    # an alarm reaches every registered contact, and the on-call line (called, and sent
+    # the SMS with the live map its call speaks of)
     assert Delivery.objects.filter(alert=alarm, channel="voice").count() == 6
-    assert Delivery.objects.filter(alert=alarm, channel="sms").count() == 5
+    assert Delivery.objects.filter(alert=alarm, channel="sms").count() == 6
+    assert Delivery.objects.filter(alert=alarm, channel="sms", contact__isnull=True).count() == 1
 
 
 def test_test_alert_reaches_only_the_association(client, world):

@@ -101,10 +101,11 @@ DEFAULT_PLANS: dict[str, Plan] = {
             Step(ONE_BY_ONE_WAIT_S, ON_CALL),
         ),
     ),
-    # Everyone at once, the on-call line from the start, calls repeated every 2 minutes
-    # until someone presses 1 (for an hour at most: by then staff are on it).
+    # Everyone at once, the on-call line from the start (called, and sent the SMS with the
+    # live map that its call refers to), calls repeated every 2 minutes until someone
+    # presses 1 (for an hour at most: by then staff are on it).
     "alarm": Plan(
-        initial=(Send("voice", "all"), Send("sms", "all"), Send("voice", "on_call")),
+        initial=(Send("voice", "all"), Send("sms", "all"), Send("voice", "on_call"), Send("sms", "on_call")),
         chain=repeat(Step(120, (Send("voice", "all"), Send("voice", "on_call"))), 30),
         record=True,
     ),

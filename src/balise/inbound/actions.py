@@ -75,7 +75,10 @@ def sms_reply(sender: str, text: str) -> tuple[str, Delivery | None]:
         return "ambiguous", None
     d = next(iter(alerts.values()))
     try:
-        answer_alert(d.alert, channel=Acknowledgement.Channel.SMS, contact=d.contact)
+        # The SMS asks "reply OK if you go": OK is "on my way", which does not tell the
+        # others to stand down (only the police called, or the association, does).
+        answer_alert(d.alert, channel=Acknowledgement.Channel.SMS, answer=Acknowledgement.Answer.ON_MY_WAY,
+                     contact=d.contact)
     except NotAllowed:
         return "no_open_alert", None
     return "acknowledged", d
@@ -89,6 +92,7 @@ MACHINE = ("machine", "fax")
 # The order carrier states come in: a late callback never moves a delivery backwards.
 SMS_RANK = {"accepted": 0, "scheduled": 0, "queued": 0, "sending": 1, "sent": 2,
             "delivered": 3, "undelivered": 3, "failed": 3, "read": 4}
+SMS_FINAL = 3
 CALL_RANK = {"queued": 0, "initiated": 0, "ringing": 1, "answered": 2, "voicemail": 2, "no_answer": 2, "busy": 2,
              "failed": 2}
 
@@ -112,6 +116,10 @@ def _carrier_state(d: Delivery, state: str, error: str, ranks: dict[str, int]) -
         return False
     current = Delivery.objects.filter(pk=d.pk).values_list("carrier_state", flat=True).first() or ""
     if current and (current == state or ranks.get(current, -1) > ranks[state]):
+        return False
+    if ranks is SMS_RANK and ranks.get(current) == ranks[state] == SMS_FINAL:
+        # The first final receipt is the message's: a late "undelivered" after
+        # "delivered" (or the reverse) neither flips it nor sends it again.
         return False
     error = printable(error or "").strip()[:20]
     Delivery.objects.filter(pk=d.pk).update(carrier_state=state, carrier_error=error,
