@@ -56,6 +56,8 @@ C. Vérification automatique (Python 3 et le paquet « cryptography ») :
      python3 verify_balise.py PAQUET.zip --trust-url URL_DU_JOURNAL --pin EMPREINTE \
        --tsa-root RACINE_TSA.pem
    (ou --trust-log FICHIER si vous avez une copie du journal obtenue de l'association).
+   Si l'association déclare n'utiliser aucune autorité d'horodatage, omettez --tsa-root :
+   le paquet ne prouve alors rien sur la date de l'enregistrement.
    Verdicts : INTÈGRE ET COMPLET, INTÈGRE MAIS TRONQUÉ, ALTÉRÉ OU INVALIDE (chaque
    problème nommé), NON ANCRÉ (aucune ancre de confiance fournie : le paquet n'est alors
    cohérent qu'avec lui-même, ce qui ne prouve rien).
@@ -100,6 +102,8 @@ C. Automatic check (Python 3 and the "cryptography" package):
      python3 verify_balise.py PACKAGE.zip --trust-url KEY_LOG_URL --pin FINGERPRINT \
        --tsa-root TSA_ROOT.pem
    (or --trust-log FILE with a copy of the key log obtained from the association).
+   If the association says it uses no timestamp authority, leave out --tsa-root: the
+   package then proves nothing about when it was recorded.
    Verdicts: INTACT AND COMPLETE, INTACT BUT TRUNCATED, ALTERED OR INVALID (every problem
    named), NOT ANCHORED (no trust anchor given: the package is then only consistent with
    itself, which proves nothing).

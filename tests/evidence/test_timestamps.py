@@ -139,3 +139,31 @@ def test_an_unreachable_authority_never_blocks_a_receipt(monkeypatch, enrolled, 
     with pytest.raises(actions.EvidenceError) as failed:
         actions.export(enrolled.staff, case.reference, "tribunal", "", tmp_path / "no.zip")
     assert failed.value.code == "timestamp" and not (tmp_path / "no.zip").exists()
+
+
+@pytest.mark.django_db
+def test_a_close_token_missed_while_the_authority_was_down_is_had_later(monkeypatch, configured, enrolled, client,
+                                                                         sealed, tmp_path):
+    monkeypatch.setenv("BALISE_EVIDENCE_TSA_URL", "http://127.0.0.1:9/down")
+    upload_all(client, enrolled, sealed)
+    case = Case.objects.get(session=sealed[0].session)
+    assert case.recording == "closed" and not TimestampToken.objects.filter(case=case).exists()
+    assert actions.sweep()["timestamped"] == 0  # still down: nothing, and no error
+
+    monkeypatch.setenv("BALISE_EVIDENCE_TSA_URL", configured.url)  # back
+    assert actions.sweep()["timestamped"] == 1
+    assert list(TimestampToken.objects.filter(case=case).values_list("log_index", flat=True)) == [case.log_index]
+    assert actions.sweep()["timestamped"] == 0  # once
+    out = actions.export(enrolled.staff, case.reference, "tribunal", "", tmp_path / "late.zip")
+    report = verifier.verify_path(out, platform_anchors(), Path(configured.ca_file))
+    assert report.status == verifier.COMPLETE, verifier.render(report)
+
+
+def test_the_evidence_sweep_runs_off_the_dispatch_loop():
+    """A timestamp authority that hangs (10 s a case) must not hold back alerts: the sweep
+    is one of the dispatchers' periodic jobs (their own thread), not a step of the loop."""
+    from balise.dispatch import periodic
+    from balise.dispatch.dispatcher import Dispatcher
+
+    assert "evidence sweep" in periodic._jobs
+    assert not hasattr(Dispatcher, "sweep_evidence")

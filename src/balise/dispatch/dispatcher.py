@@ -59,7 +59,6 @@ from balise.providers.registry import build_providers
 
 log = logging.getLogger(__name__)
 
-EVIDENCE_SWEEP_SECONDS = 30.0
 # Outcomes of sends are written together at most this often: every write transaction
 # is one the API's alert transactions may have to wait for (on SQLite, in sleeps).
 OUTCOME_BATCH_SECONDS = 0.05
@@ -171,7 +170,6 @@ class Dispatcher:
         self.beater: threading.Thread | None = None
         self.beat_at = None  # the last beat written (see _still_leased)
         self._last_audit = 0.0
-        self._last_sweep = 0.0
         self._last_scan = 0.0
         self._backlog = False
         self._errors: dict[str, str] = {}  # step -> the error last logged for it (logged once)
@@ -267,9 +265,6 @@ class Dispatcher:
         if now - self._last_audit >= settings.AUDITOR_INTERVAL_SECONDS:
             self._last_audit = now
             self._step("audit", self.audit)
-        if now - self._last_sweep >= EVIDENCE_SWEEP_SECONDS:
-            self._last_sweep = now
-            self._step("evidence sweep", self.sweep_evidence)
         return bool(done or fired or jobs or handed)
 
     def _beat_on(self) -> None:
@@ -776,21 +771,6 @@ class Dispatcher:
             AlertEvent.objects.create(alert=locked, kind="auditor_rearmed", data={"step": locked.escalation_step})
             outbox.wake_dispatchers()
         return 1
-
-    @staticmethod
-    def sweep_evidence() -> None:
-        """Truncation notices for silent recordings, and deletions whose delay is over."""
-        from balise.evidence.actions import sweep
-
-        try:
-            done = sweep()
-        except DatabaseError:
-            raise
-        except Exception:  # evidence housekeeping must never stop alert dispatch
-            log.exception("evidence sweep failed")
-            return
-        if any(done.values()):
-            log.info("evidence sweep: %s", done)
 
     def _still_leased(self, job: Job) -> bool:
         """Whether JOB may still be sent here. Others take over the leases of a dispatcher

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -274,12 +274,23 @@ def _timestamp_due(case: Case, now: datetime) -> bool:
 
 
 def timestamp_open_logs(now: datetime | None = None) -> int:
-    """Timestamp the log head of every open recording not timestamped for an interval
-    (run every minute by ``balise evidence sweep``)."""
+    """Timestamp the log head of every open recording not timestamped for an interval,
+    and the last entry of every closed or truncated recording whose token could not be
+    had then (the authority was down: a later token still proves the log existed by its
+    time, and without one the expert's check flags it missing). Run by every
+    dispatcher's sweep and by ``balise evidence sweep``."""
     now = now or timezone.now()
+    if conf.tsa() is None:
+        return 0
     done = 0
     for case in Case.objects.filter(recording=Case.Recording.RECORDING):
         if _timestamp_due(case, now) and timestamp_log_head(case) is not None:
+            done += 1
+    unstamped = (Case.objects.filter(recording__in=[Case.Recording.CLOSED, Case.Recording.TRUNCATED],
+                                     key_destroyed_at__isnull=True)
+                 .exclude(Exists(TimestampToken.objects.filter(case=OuterRef("pk"), log_index=OuterRef("log_index")))))
+    for case in unstamped:
+        if timestamp_log_head(case) is not None:
             done += 1
     return done
 
