@@ -8,7 +8,8 @@ contact got the SMS, and ``sms_sent_to_contacts`` lists those who did: on a
 partial send the server texts the others.
 
 A test alert never reaches the contacts: offline, it goes to the association's
-on-call number (``association.on_call_number`` in the copy of ``GET /contacts``).
+on-call number (``association.on_call_number`` in the copy of ``GET /contacts``). So does
+a real alert of a person none of whose contacts has accepted yet.
 """
 
 from __future__ import annotations
@@ -100,7 +101,12 @@ def send_alert_sms(
     record: Callable[[str, str, str], None],
 ) -> FallbackResult:
     """Sends the SMS to every contact not yet reached (blocking; run it in a thread)."""
-    people = on_call(contacts_payload) if kind == "test" else recipients(contacts_payload, everyone=kind == "alarm")
+    if kind == "test":
+        people = on_call(contacts_payload)
+    else:
+        # With no contact to text (none has accepted yet), the association's line: an
+        # alert the server cannot hear must still reach someone.
+        people = recipients(contacts_payload, everyone=kind == "alarm") or on_call(contacts_payload)
     if not people:
         return FallbackResult("skipped", 0, 0)
     person = (contacts_payload or {}).get("person", {}).get("display_name", "")

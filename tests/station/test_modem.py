@@ -122,3 +122,13 @@ def test_fallback_with_no_modem_fails_cleanly() -> None:
     result = send_alert_sms(lambda: GsmModem("/dev/nonexistent-modem"), "cid", "emergency", FIX, CONTACTS, {},
                             lambda cid, state, detail: records.__setitem__(cid, state))
     assert (result.state, records) == ("failed", {"3": "failed", "4": "failed"})
+
+
+def test_fallback_texts_the_on_call_line_when_no_contact_accepted(sim: SimulatedModem) -> None:
+    nobody = {**CONTACTS, "contacts": [{**c, "consent": "pending"} for c in CONTACTS["contacts"]]}
+    records: dict[str, str] = {}
+    result = send_alert_sms(lambda: GsmModem(sim.port, timeout_s=2), "cid", "emergency", FIX, nobody, {},
+                            lambda who, state, detail: records.__setitem__(who, state))
+    assert result.state == "done" and records == {"on-call": "sent"}
+    assert [n for n, _ in sim.sent] == ["+33472000000"]
+    assert sim.sent[0][1].startswith("ALERTE Balise: Camille") and "osm.org" in sim.sent[0][1]
