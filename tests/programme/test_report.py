@@ -138,6 +138,11 @@ def test_the_command_writes_the_file_in_the_current_directory(world, tmp_path, m
     assert main(["report", "--format", "csv", "--programme", "nope"]) != 0
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 2 and "Traceback" not in err
+    # Before the programme began: its associations' activity then is not the programme's.
+    assert main(["report", "--format", "csv", "--from", "2020-01-01", "--to", "2020-12-31"]) != 0
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not list(tmp_path.glob("*2020*"))
 
 
 def test_the_report_reads_in_english_too(world):

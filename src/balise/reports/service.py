@@ -28,8 +28,12 @@ def build(programmes: list[Programme], starts_on: date | None = None, ends_on: d
         start = max(starts_on, programme.starts_on) if starts_on else programme.starts_on
         end = min(ends_on, programme.ends_on) if ends_on else programme.ends_on
         if end < start:
-            start, end = (starts_on or programme.starts_on), (ends_on or programme.ends_on)
+            # Outside its dates: a programme's report never covers its associations'
+            # activity before or after it (a funder sees her programme, nothing else).
+            continue
         reports.append(privacy.publish(figures.for_programme(programme, start, end)))
+    if programmes and not reports:
+        raise ReportError(_("The period asked is outside the programme's dates."))
     return reports
 
 
