@@ -151,3 +151,20 @@ def test_a_re_installed_station_s_evidence_key_is_revoked_and_re_enrolled(world)
     assert old.revoked_at is not None
     new, created = register_device_key(world.device, _p256_pem())  # the station enrols its new key
     assert created and new.revoked_at is None
+
+
+def test_behind_a_proxy_each_client_has_its_own_limit(world, settings):
+    """Behind a reverse proxy every request comes from the proxy's address: the limit is
+    the client's (as for staff logins), or ten wrong codes from anyone would block all
+    pairing."""
+    settings.TRUSTED_PROXIES = 1
+    code = pairing.create_code(world.device, world.staff)
+
+    def through_proxy(code: str, client: str):
+        return Client(HTTP_HOST="127.0.0.1", REMOTE_ADDR="10.9.9.9", HTTP_X_FORWARDED_FOR=client).post(
+            "/api/v1/pair", json.dumps({"code": code}), content_type="application/json")
+
+    for _ in range(settings.PAIRING_MAX_FAILURES):
+        assert through_proxy("AAAAA-AAAAA", "203.0.113.5").status_code == 400
+    assert through_proxy(code, "203.0.113.5").status_code == 429
+    assert through_proxy(code, "198.51.100.7").status_code == 200

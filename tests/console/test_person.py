@@ -89,6 +89,7 @@ def test_a_read_only_member_reads_the_file_but_changes_nothing(world):
     assert viewer.post(reverse("console:person_note", args=[world.person.pk]), {"text": "x"}).status_code == 403
     assert viewer.get(reverse("console:enrol")).status_code == 403
     assert viewer.get(reverse("console:audit")).status_code == 403
+    assert reverse("console:audit") not in html  # (not offered in her menu either)
 
 
 def test_administrators_read_the_audit_log_of_their_association(world, other_world):
@@ -97,3 +98,13 @@ def test_administrators_read_the_audit_log_of_their_association(world, other_wor
     Membership.objects.filter(user=world.staff).update(role=Membership.Role.ADMIN)
     html = staff_client(world.staff).get(reverse("console:audit")).content.decode()
     assert world.staff.username in html and other_world.staff.username not in html
+    assert f'href="{reverse("console:audit")}"' in html  # in an administrator's menu
+
+
+def test_the_audit_log_says_in_words_what_changed(world):
+    from balise.console import actions as console_actions
+
+    Membership.objects.filter(user=world.staff).update(role=Membership.Role.ADMIN)
+    console_actions.update_person(world.person, world.staff, display_name="Camille R.", language="en")
+    html = staff_client(world.staff).get(reverse("console:audit")).content.decode()
+    assert "son nom, sa langue" in html and "display_name" not in html

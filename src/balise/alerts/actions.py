@@ -281,7 +281,7 @@ def add_fixes(alert: Alert, fixes: list[FixIn]) -> tuple[int, int]:
 
 
 def _lock(alert: Alert) -> Alert:
-    return Alert.objects.select_for_update().select_related("association", "person").get(pk=alert.pk)
+    return Alert.objects.select_for_update(no_key=True, of=("self",)).select_related("association", "person").get(pk=alert.pk)
 
 
 def _wrong_pins(alert: Alert) -> int:

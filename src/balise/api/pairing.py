@@ -8,6 +8,7 @@ from ninja import Router, Schema, Status
 from balise.api.errors import error_response
 from balise.api.schemas import ErrorOut
 from balise.console.pairing import PairingError, exchange, source_key
+from balise.staff.network import client_ip
 
 router = Router(tags=["pairing"])
 
@@ -37,7 +38,8 @@ def pair(request, body: PairIn):
     if len(body.code) > 64:
         return error_response(400, "invalid_code", MESSAGES["invalid_code"], [{"field": "code", "message": "too long"}])
     try:
-        paired = exchange(body.code, source_key(request.META.get("REMOTE_ADDR", "")))
+        # (the client behind the trusted proxies, as for staff logins: not the proxy itself)
+        paired = exchange(body.code, source_key(client_ip(request) or ""))
     except PairingError as exc:
         response = error_response(exc.status, exc.code, MESSAGES[exc.code], [{"field": "code", "message": MESSAGES[exc.code]}])
         if exc.status == 429:

@@ -56,6 +56,14 @@ def can_audit(request, association_id: int | None = None) -> bool:
     return mine.get(association_id) in AUDIT_ROLES
 
 
+def menu(request) -> dict:
+    """Context processor: what the console's menu offers the caller (called by the
+    template only where the menu is drawn: no query on other pages)."""
+    if not getattr(request, "user", None) or not request.user.is_authenticated:
+        return {}
+    return {"console_can_audit": lambda: can_audit(request)}
+
+
 def require_act(request, association_id: int) -> None:
     if not can_act(request, association_id):
         raise PermissionDenied

@@ -34,6 +34,15 @@ class AuditEntry(models.Model):
     class Meta:
         verbose_name = _("audit entry")
         verbose_name_plural = _("audit log")
+
+    # What a change of her details names in DETAIL (balise.console.actions), in words.
+    CHANGED = {"display_name": _("her name"), "language": _("her language"),
+               "protection": _("her protection dates"), "periodic test": _("her periodic tests")}
+
+    def detail_text(self) -> str:
+        if self.action != self.Action.EDIT_PERSON or not self.detail:
+            return self.detail
+        return ", ".join(str(self.CHANGED.get(part, part)) for part in self.detail.split(", "))
         ordering = ["-at", "-id"]
 
     def save(self, *args, **kwargs):

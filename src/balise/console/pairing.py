@@ -92,7 +92,7 @@ def exchange(code: str, source: str, now: datetime | None = None) -> Paired:
     if len(normalize(code)) != CODE_LENGTH:
         raise _fail(source, now, "invalid_code", 400)
     with transaction.atomic():
-        row = (PairingCode.objects.select_for_update().select_related("device", "device__association")
+        row = (PairingCode.objects.select_for_update(no_key=True).select_related("device", "device__association")
                .filter(code_hash=_hash(code)).first())
         if row is None or row.used_at is not None:
             failed = "invalid_code"

@@ -59,7 +59,7 @@ def claim(model, owner: str, limit: int, now: datetime, dead: list[str] | None =
     transaction itself serialises claims."""
     rows = due(model, now, dead, owner)
     if connection.features.has_select_for_update_skip_locked:
-        rows = rows.select_for_update(skip_locked=True)
+        rows = rows.select_for_update(skip_locked=True, no_key=True, of=("self",))
     found = list(rows.values_list("id", "state", "lease_owner", "lease_until")[:limit])
     ids = [row_id for row_id, _, _, _ in found]
     if ids:
@@ -94,7 +94,7 @@ def record_outcomes(model, owner: str, outcomes: list, now: datetime) -> dict:
     ids = [row_id for row_id, _, _ in outcomes]
     rows = model.objects.filter(id__in=ids, lease_owner=owner, state=SENDING)
     if connection.features.has_select_for_update:
-        rows = rows.select_for_update()
+        rows = rows.select_for_update(no_key=True, of=("self",))
     still_held = set(rows.values_list("id", flat=True))
     written: dict = {}
     sent: dict[str, tuple[dict, list]] = {}  # provider -> (fields, [(row id, provider ref)])

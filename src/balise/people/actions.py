@@ -16,7 +16,7 @@ def add_contact(person: Person, *, name: str, phone: str, language: str = "fr") 
     accept or decline."""
     with transaction.atomic():
         # Lock the person so that two concurrent additions cannot both be the fifth.
-        Person.objects.select_for_update().get(pk=person.pk)
+        Person.objects.select_for_update(no_key=True, of=("self",)).get(pk=person.pk)
         if person.contacts.count() >= MAX_CONTACTS:
             raise ValidationError(
                 _("A person can have at most %(max)d trusted contacts."), params={"max": MAX_CONTACTS}, code="too_many"

@@ -117,7 +117,7 @@ def receive(association_id: int, lines: list[Line], user, *, programme_id: int |
 
 def _move(item: StockItem, to: str, user, *, person=None, note: str = "", now: datetime | None = None) -> StockItem:
     now = now or timezone.now()
-    locked = StockItem.objects.select_for_update().select_related("device").get(pk=item.pk)
+    locked = StockItem.objects.select_for_update(no_key=True).select_related("device").get(pk=item.pk)
     if to not in TRANSITIONS[locked.state]:
         raise StockError(_("A device %(state)s cannot become %(to)s.") % {
             "state": State(locked.state).label, "to": State(to).label})

@@ -29,7 +29,8 @@ def describe(event: SupervisionEvent) -> str:
         return _("The last two messages to %(contact)s, contact of %(person)s, were not delivered.") % {
             "contact": event.contact.name if event.contact_id else "?", "person": person}
     if event.kind == Kind.TEST_OVERDUE:
-        return _("%(person)s has not tested her button despite the reminder.") % {"person": person}
+        # (true whether or not a reminder could reach her: she may have no phone for it)
+        return _("%(person)s has not done her periodic button test: it is overdue.") % {"person": person}
     if event.kind == Kind.MODEM:
         return _("The %(device)s of %(person)s reports its GSM modem unusable: no SMS fallback if the internet "
                  "fails.") % {"device": device, "person": person}

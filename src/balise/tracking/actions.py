@@ -52,7 +52,7 @@ def invite_contact(contact: Contact) -> Delivery:
 def set_consent(contact: Contact, accept: bool) -> Contact:
     """Accept, decline (before having accepted) or step down (after). Idempotent."""
     with transaction.atomic():
-        contact = Contact.objects.select_for_update().get(pk=contact.pk)
+        contact = Contact.objects.select_for_update(no_key=True, of=("self",)).get(pk=contact.pk)
         if accept:
             new = Contact.Consent.ACCEPTED
         elif contact.consent == Contact.Consent.ACCEPTED:
@@ -80,7 +80,7 @@ def answer_alert(alert: Alert, *, channel: str, answer: str = Acknowledgement.An
     if answer not in Acknowledgement.Answer.values:
         raise NotAllowed("unknown answer")
     with transaction.atomic():
-        locked = Alert.objects.select_for_update().select_related("person").get(pk=alert.pk)
+        locked = Alert.objects.select_for_update(no_key=True, of=("self",)).select_related("person").get(pk=alert.pk)
         if not locked.is_active:
             raise NotAllowed("the alert is closed")
         if contact is not None and contact.person_id != locked.person_id:

@@ -88,7 +88,7 @@ def run_due(owner: str) -> int:
         return 0
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
+            due = due.select_for_update(skip_locked=True, no_key=True, of=("self",))
         ids = list(due.values_list("id", flat=True)[:50])
         CheckIn.objects.filter(id__in=ids).update(
             state=CheckIn.State.RUNNING, lease_owner=owner,
