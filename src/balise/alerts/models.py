@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from balise.labels import moment
+
 
 class Kind(models.TextChoices):
     PREVENTION = "prevention", _("prevention")
@@ -27,16 +29,19 @@ class Alert(models.Model):
         RESOLVED = "resolved", _("resolved")
         CANCELLED = "cancelled", _("cancelled")
 
-    client_id = models.UUIDField(unique=True)
-    device = models.ForeignKey("devices.Device", on_delete=models.PROTECT, related_name="alerts")
-    person = models.ForeignKey("people.Person", on_delete=models.PROTECT, related_name="alerts")
-    association = models.ForeignKey("associations.Association", on_delete=models.PROTECT, related_name="alerts")
+    client_id = models.UUIDField(_("alert id given by the device"), unique=True)
+    device = models.ForeignKey("devices.Device", verbose_name=_("device"), on_delete=models.PROTECT,
+                               related_name="alerts")
+    person = models.ForeignKey("people.Person", verbose_name=_("person protected"), on_delete=models.PROTECT,
+                               related_name="alerts")
+    association = models.ForeignKey("associations.Association", verbose_name=_("association"),
+                                    on_delete=models.PROTECT, related_name="alerts")
     kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
     gesture = models.CharField(_("gesture"), max_length=10, blank=True)
     state = models.CharField(_("state"), max_length=12, choices=State.choices, default=State.OPEN)
     # Fencing token: bumped by every acknowledgement, cancel and resolution, so that
     # timers and escalation deliveries written before it become no-ops.
-    epoch = models.PositiveIntegerField(default=0)
+    epoch = models.PositiveIntegerField(_("changes of handling (counter)"), default=0)
     duress = models.BooleanField(_("cancelled under duress"), default=False)
     record = models.BooleanField(_("recording requested"), default=False)
     sms_sent_by_device = models.BooleanField(_("SMS already sent by the device"), default=False)
@@ -44,7 +49,7 @@ class Alert(models.Model):
     # stored and sent to the association's on-call line, not to the contacts.
     over_budget = models.BooleanField(_("over the alert budget"), default=False)
     # Index of the next step of the escalation chain.
-    escalation_step = models.PositiveSmallIntegerField(default=0)
+    escalation_step = models.PositiveSmallIntegerField(_("next escalation step"), default=0)
     triggered_at = models.DateTimeField(_("triggered (device clock)"), null=True, blank=True)
     created_at = models.DateTimeField(_("received"), auto_now_add=True, db_index=True)
     acknowledged_at = models.DateTimeField(_("acknowledged"), null=True, blank=True)
@@ -89,9 +94,10 @@ class JoinedPress(models.Model):
     its own (see balise.alerts.actions.accept_press). Its client id is the device's
     name for that alert from then on, and stays idempotent."""
 
-    client_id = models.UUIDField(unique=True)
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="joined_presses")
-    device = models.ForeignKey("devices.Device", on_delete=models.PROTECT, related_name="joined_presses")
+    client_id = models.UUIDField(_("press id given by the device"), unique=True)
+    alert = models.ForeignKey(Alert, verbose_name=_("alert"), on_delete=models.CASCADE, related_name="joined_presses")
+    device = models.ForeignKey("devices.Device", verbose_name=_("device"), on_delete=models.PROTECT,
+                               related_name="joined_presses")
     kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
     gesture = models.CharField(_("gesture"), max_length=10, blank=True)
     triggered_at = models.DateTimeField(_("triggered (device clock)"), null=True, blank=True)
@@ -102,18 +108,21 @@ class JoinedPress(models.Model):
         verbose_name = _("joined press")
         verbose_name_plural = _("joined presses")
 
+    def __str__(self) -> str:
+        return _("%(kind)s press joined to %(alert)s") % {"kind": self.get_kind_display(), "alert": self.alert}
+
 
 class AlertBudget(models.Model):
     """One token bucket (a device's, an association's): see balise.alerts.budget."""
 
-    key = models.CharField(max_length=40, unique=True)
-    tokens = models.FloatField()
+    key = models.CharField(_("budget of"), max_length=40, unique=True)
+    tokens = models.FloatField(_("alerts left in the budget"))
     # Unix time of the last refill, in seconds: the refill is computed in SQL, the same
     # on SQLite and PostgreSQL.
-    refilled_at = models.FloatField()
+    refilled_at = models.FloatField(_("last refill (Unix time)"))
     # Set when an alert first found the bucket empty; cleared once it is full again:
     # the association is told once per episode.
-    over_since = models.FloatField(null=True, blank=True)
+    over_since = models.FloatField(_("over the budget since (Unix time)"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("alert budget")
@@ -124,20 +133,23 @@ class AlertBudget(models.Model):
 
 
 class LocationFix(models.Model):
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="fixes")
-    client_id = models.UUIDField(null=True, blank=True)
-    lat = models.FloatField()
-    lon = models.FloatField()
-    accuracy_m = models.FloatField(null=True, blank=True)
-    recorded_at = models.DateTimeField()
-    source = models.CharField(max_length=12, default="unknown")
-    received_at = models.DateTimeField(auto_now_add=True)
+    alert = models.ForeignKey(Alert, verbose_name=_("alert"), on_delete=models.CASCADE, related_name="fixes")
+    client_id = models.UUIDField(_("position id given by the device"), null=True, blank=True)
+    lat = models.FloatField(_("latitude"))
+    lon = models.FloatField(_("longitude"))
+    accuracy_m = models.FloatField(_("accuracy (m)"), null=True, blank=True)
+    recorded_at = models.DateTimeField(_("located (device clock)"))
+    source = models.CharField(_("source of the position"), max_length=12, default="unknown")
+    received_at = models.DateTimeField(_("time received"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("location fix")
         verbose_name_plural = _("location fixes")
         ordering = ["recorded_at", "id"]
         constraints = [models.UniqueConstraint(fields=["alert", "client_id"], name="one_fix_per_client_id")]
+
+    def __str__(self) -> str:
+        return _("position of %(time)s") % {"time": moment(self.recorded_at)}
 
 
 class Acknowledgement(models.Model):
@@ -153,31 +165,44 @@ class Acknowledgement(models.Model):
         CANNOT_HELP = "cannot_help", _("cannot help")
         ACKNOWLEDGED = "acknowledged", _("acknowledged")
 
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="acknowledgements")
-    contact = models.ForeignKey("people.Contact", on_delete=models.SET_NULL, null=True, blank=True)
-    staff = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
-    channel = models.CharField(max_length=8, choices=Channel.choices)
-    answer = models.CharField(max_length=16, choices=Answer.choices, default=Answer.ACKNOWLEDGED)
-    at = models.DateTimeField(auto_now_add=True)
+    alert = models.ForeignKey(Alert, verbose_name=_("alert"), on_delete=models.CASCADE, related_name="acknowledgements")
+    contact = models.ForeignKey("people.Contact", verbose_name=_("trusted contact"), on_delete=models.SET_NULL,
+                                null=True, blank=True)
+    staff = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("staff member"), on_delete=models.SET_NULL,
+                              null=True, blank=True)
+    channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
+    answer = models.CharField(_("answer"), max_length=16, choices=Answer.choices, default=Answer.ACKNOWLEDGED)
+    at = models.DateTimeField(_("time of the answer"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("acknowledgement")
         verbose_name_plural = _("acknowledgements")
         ordering = ["at", "id"]
 
+    def __str__(self) -> str:
+        return _("%(answer)s (%(channel)s, %(time)s)") % {
+            "answer": self.get_answer_display(), "channel": self.get_channel_display(), "time": moment(self.at)}
+
 
 class AlertEvent(models.Model):
     """The append-only timeline of an alert."""
 
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
-    kind = models.CharField(max_length=40)
-    data = models.JSONField(default=dict, blank=True)
+    alert = models.ForeignKey(Alert, verbose_name=_("alert"), on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(_("date and time"), auto_now_add=True, db_index=True)
+    kind = models.CharField(_("event"), max_length=40)
+    data = models.JSONField(_("details"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("timeline event")
         verbose_name_plural = _("timeline events")
         ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        """The event as the timeline says it (balise.console.timeline)."""
+        from balise.console.timeline import describe_events
+
+        return _("%(time)s: %(event)s") % {"time": moment(self.at),
+                                            "event": describe_events(self.alert, [self])[0].text}
 
     def save(self, *args, **kwargs):
         if self.pk is not None:

@@ -32,8 +32,10 @@ class Membership(models.Model):
         WORKER = "worker", _("support worker")
         VIEWER = "viewer", _("read only")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    association = models.ForeignKey(Association, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("staff account"), on_delete=models.CASCADE,
+                             related_name="memberships")
+    association = models.ForeignKey(Association, verbose_name=_("association"), on_delete=models.CASCADE,
+                                    related_name="memberships")
     role = models.CharField(_("role"), max_length=20, choices=Role.choices, default=Role.WORKER)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 

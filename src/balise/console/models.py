@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from balise.labels import moment, staff_name
+
 
 class AuditEntry(models.Model):
     """Who looked at or changed what, and when: every view of a person's file and every
@@ -22,12 +24,16 @@ class AuditEntry(models.Model):
         REVOKE = "revoke", _("revoked a device")
         REVOKE_EVIDENCE_KEY = "revoke_evidence_key", _("revoked a device's evidence key")
 
-    association = models.ForeignKey("associations.Association", on_delete=models.CASCADE, related_name="+")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
-    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    association = models.ForeignKey("associations.Association", verbose_name=_("association"),
+                                    on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("staff member"), on_delete=models.SET_NULL,
+                             null=True, related_name="+")
+    at = models.DateTimeField(_("date and time"), auto_now_add=True, db_index=True)
     action = models.CharField(_("action"), max_length=24, choices=Action.choices)
-    person = models.ForeignKey("people.Person", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    alert = models.ForeignKey("alerts.Alert", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    person = models.ForeignKey("people.Person", verbose_name=_("person protected"), on_delete=models.SET_NULL,
+                               null=True, blank=True, related_name="+")
+    alert = models.ForeignKey("alerts.Alert", verbose_name=_("alert"), on_delete=models.SET_NULL, null=True,
+                              blank=True, related_name="+")
     # A few plain words about what changed (never a PIN, a token or a phone number).
     detail = models.CharField(_("detail"), max_length=300, blank=True)
 
@@ -45,6 +51,10 @@ class AuditEntry(models.Model):
         return ", ".join(str(self.CHANGED.get(part, part)) for part in self.detail.split(", "))
         ordering = ["-at", "-id"]
 
+    def __str__(self) -> str:
+        return _("%(time)s: %(user)s %(action)s") % {
+            "time": moment(self.at), "user": staff_name(self.user), "action": self.get_action_display()}
+
     def save(self, *args, **kwargs):
         if self.pk is not None:
             raise ValueError("audit entries are append-only")
@@ -54,9 +64,11 @@ class AuditEntry(models.Model):
 class PersonNote(models.Model):
     """A note of the association about a person (not about one alert)."""
 
-    person = models.ForeignKey("people.Person", on_delete=models.CASCADE, related_name="console_notes")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
-    at = models.DateTimeField(auto_now_add=True)
+    person = models.ForeignKey("people.Person", verbose_name=_("person protected"), on_delete=models.CASCADE,
+                               related_name="console_notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("author"), on_delete=models.SET_NULL,
+                               null=True, related_name="+")
+    at = models.DateTimeField(_("date and time"), auto_now_add=True)
     text = models.TextField(_("note"), max_length=4000)
 
     class Meta:
@@ -64,13 +76,24 @@ class PersonNote(models.Model):
         verbose_name_plural = _("notes")
         ordering = ["-at", "-id"]
 
+    def __str__(self) -> str:
+        return _("note of %(time)s about %(person)s") % {"time": moment(self.at), "person": self.person}
+
 
 class Protection(models.Model):
     """The start and end of a person's protection by the association."""
 
-    person = models.OneToOneField("people.Person", on_delete=models.CASCADE, related_name="protection")
+    person = models.OneToOneField("people.Person", verbose_name=_("person protected"), on_delete=models.CASCADE,
+                                  related_name="protection")
     starts_on = models.DateField(_("protection starts"), null=True, blank=True)
     ends_on = models.DateField(_("protection ends"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("protection period")
+        verbose_name_plural = _("protection periods")
+
+    def __str__(self) -> str:
+        return _("protection of %(person)s") % {"person": self.person}
 
 
 class PairingCode(models.Model):
@@ -78,16 +101,33 @@ class PairingCode(models.Model):
 
     Only a keyed hash of the code is stored; it works once, before `expires_at`."""
 
-    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="pairing_codes")
-    code_hash = models.CharField(max_length=64, unique=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
-    created_at = models.DateTimeField()
-    expires_at = models.DateTimeField()
-    used_at = models.DateTimeField(null=True, blank=True)
+    device = models.ForeignKey("devices.Device", verbose_name=_("device"), on_delete=models.CASCADE,
+                               related_name="pairing_codes")
+    code_hash = models.CharField(_("code hash"), max_length=64, unique=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("created by"), on_delete=models.SET_NULL,
+                                   null=True, related_name="+")
+    created_at = models.DateTimeField(_("created"))
+    expires_at = models.DateTimeField(_("expires"))
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("pairing code")
+        verbose_name_plural = _("pairing codes")
+
+    def __str__(self) -> str:
+        return _("pairing code for %(device)s, created on %(time)s") % {
+            "device": self.device, "time": moment(self.created_at)}
 
 
 class PairingFailure(models.Model):
     """A wrong pairing code, kept a while to slow down guessing (per source and overall)."""
 
-    source = models.CharField(max_length=64, db_index=True)
-    at = models.DateTimeField(db_index=True)
+    source = models.CharField(_("source of the request"), max_length=64, db_index=True)
+    at = models.DateTimeField(_("date and time"), db_index=True)
+
+    class Meta:
+        verbose_name = _("wrong pairing code")
+        verbose_name_plural = _("wrong pairing codes")
+
+    def __str__(self) -> str:
+        return _("wrong pairing code on %(time)s") % {"time": moment(self.at)}

@@ -26,7 +26,8 @@ class Device(models.Model):
         LOST = "lost", _("lost")
         RETIRED = "retired", _("retired")
 
-    association = models.ForeignKey("associations.Association", on_delete=models.PROTECT, related_name="devices")
+    association = models.ForeignKey("associations.Association", verbose_name=_("association"),
+                                    on_delete=models.PROTECT, related_name="devices")
     holder = models.ForeignKey(
         "people.Person", on_delete=models.SET_NULL, null=True, blank=True, related_name="devices",
         verbose_name=_("holder"),
@@ -64,13 +65,13 @@ class Device(models.Model):
 
 
 class DeviceCredential(models.Model):
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="credentials")
-    token_hash = models.CharField(max_length=64, unique=True)
+    device = models.ForeignKey(Device, verbose_name=_("device"), on_delete=models.CASCADE, related_name="credentials")
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True)
     # The first characters of the token, to tell credentials apart without revealing them.
-    prefix = models.CharField(max_length=8)
-    created_at = models.DateTimeField(auto_now_add=True)
+    prefix = models.CharField(_("start of the token"), max_length=8)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
     revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("device credential")

@@ -4,6 +4,10 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from balise.labels import moment
+
+from balise.labels import moment
+
 
 class Channel(models.TextChoices):
     SMS = "sms", _("SMS")
@@ -14,13 +18,13 @@ class OutboxMessage(models.Model):
     """What every outbox row has: the attempts, the lease of whoever is sending it, and
     the provider's answer (see balise.dispatch.leases). Its id is the idempotency key."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(_("message id"), primary_key=True, default=uuid.uuid4, editable=False)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     provider = models.CharField(_("provider"), max_length=40, blank=True)
     provider_ref = models.CharField(_("provider reference"), max_length=200, blank=True)
-    lease_owner = models.CharField(max_length=80, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_owner = models.CharField(_("taken by the sender"), max_length=80, blank=True)
+    lease_until = models.DateTimeField(_("taken until"), null=True, blank=True)
+    next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
     last_error = models.CharField(_("last error"), max_length=300, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
@@ -58,20 +62,22 @@ class Delivery(OutboxMessage):
         SUPERVISION = "supervision", _("supervision notice")
 
     # None for a message of no alert (see Purpose).
-    alert = models.ForeignKey("alerts.Alert", on_delete=models.CASCADE, related_name="deliveries", null=True,
+    alert = models.ForeignKey("alerts.Alert", verbose_name=_("alert"), on_delete=models.CASCADE,
+                              related_name="deliveries", null=True,
                               blank=True)
-    contact = models.ForeignKey("people.Contact", on_delete=models.SET_NULL, null=True, blank=True)
+    contact = models.ForeignKey("people.Contact", verbose_name=_("trusted contact"), on_delete=models.SET_NULL,
+                                null=True, blank=True)
     recipient = models.CharField(_("recipient"), max_length=20)
-    language = models.CharField(max_length=5, default="fr")
+    language = models.CharField(_("language"), max_length=5, default="fr")
     channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
     purpose = models.CharField(_("purpose"), max_length=20, choices=Purpose.choices, default=Purpose.ALERT)
     # The message template to render at send time (see balise.dispatch.messages); for a
     # message of no alert, what it is (invitation, stepped_down, supervision).
-    template = models.CharField(max_length=40, default="alert")
+    template = models.CharField(_("message template"), max_length=40, default="alert")
     # The words of a message of no alert, written by whoever queued it.
     text = models.TextField(_("text"), blank=True)
     # Escalation and notice deliveries only go out while the alert's epoch is this one.
-    epoch = models.PositiveIntegerField(default=0)
+    epoch = models.PositiveIntegerField(_("changes of handling of the alert (counter)"), default=0)
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
     # Times building or recording this message raised (a fault of the row, not of a
     # provider): after DISPATCH_FAULT_ATTEMPTS it is set aside as failed.
@@ -100,7 +106,12 @@ class Delivery(OutboxMessage):
     STANDALONE = (Purpose.INVITATION, Purpose.CONTACT_NOTICE, Purpose.SUPERVISION)
 
     def __str__(self) -> str:
-        return f"{self.channel} {self.purpose} -> {self.contact_id or 'association'} ({self.state})"
+        words = {"purpose": self.get_purpose_display(), "channel": self.get_channel_display(),
+                 "state": self.get_state_display(), "time": moment(self.created_at)}
+        if self.contact_id:
+            return _("%(purpose)s by %(channel)s to %(contact)s, %(time)s: %(state)s") % {
+                **words, "contact": self.contact.name}
+        return _("%(purpose)s by %(channel)s, %(time)s: %(state)s") % words
 
 
 class EscalationTimer(models.Model):
@@ -113,29 +124,40 @@ class EscalationTimer(models.Model):
         STALE = "stale", _("stale")
         FAILED = "failed", _("failed")  # raised DISPATCH_FAULT_ATTEMPTS times (see Delivery.faults)
 
-    alert = models.ForeignKey("alerts.Alert", on_delete=models.CASCADE, related_name="timers")
-    step = models.PositiveSmallIntegerField()
-    epoch = models.PositiveIntegerField()
-    due_at = models.DateTimeField()
-    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
-    lease_owner = models.CharField(max_length=80, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    fired_at = models.DateTimeField(null=True, blank=True)
-    faults = models.PositiveSmallIntegerField(default=0)
+    alert = models.ForeignKey("alerts.Alert", verbose_name=_("alert"), on_delete=models.CASCADE, related_name="timers")
+    step = models.PositiveSmallIntegerField(_("escalation step"))
+    epoch = models.PositiveIntegerField(_("changes of handling of the alert (counter)"))
+    due_at = models.DateTimeField(_("due"))
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
+    lease_owner = models.CharField(_("taken by the sender"), max_length=80, blank=True)
+    lease_until = models.DateTimeField(_("taken until"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    fired_at = models.DateTimeField(_("fired"), null=True, blank=True)
+    faults = models.PositiveSmallIntegerField(_("faults"), default=0)
 
     class Meta:
         verbose_name = _("escalation timer")
         verbose_name_plural = _("escalation timers")
         indexes = [models.Index(fields=["state", "due_at"])]
 
+    def __str__(self) -> str:
+        return _("step %(step)d of the escalation of %(alert)s, due %(time)s") % {
+            "step": self.step + 1, "alert": self.alert, "time": moment(self.due_at)}
+
 
 class DispatcherBeat(models.Model):
     """Liveness of each dispatcher process, for the health endpoint and for taking over
     the work leased to a dispatcher that stopped beating (see balise.dispatch.leases)."""
 
-    name = models.CharField(max_length=80, unique=True)
-    started_at = models.DateTimeField()
-    beat_at = models.DateTimeField()
-    sent = models.PositiveBigIntegerField(default=0)
-    failed = models.PositiveBigIntegerField(default=0)
+    name = models.CharField(_("name"), max_length=80, unique=True)
+    started_at = models.DateTimeField(_("started"))
+    beat_at = models.DateTimeField(_("last heartbeat"))
+    sent = models.PositiveBigIntegerField(_("messages sent"), default=0)
+    failed = models.PositiveBigIntegerField(_("messages failed"), default=0)
+
+    class Meta:
+        verbose_name = _("sending process")
+        verbose_name_plural = _("sending processes")
+
+    def __str__(self) -> str:
+        return self.name

@@ -16,14 +16,15 @@ class Language(models.TextChoices):
 class Person(models.Model):
     """A person protected. Only a pseudonymous display name she chooses is kept."""
 
-    association = models.ForeignKey("associations.Association", on_delete=models.PROTECT, related_name="people")
+    association = models.ForeignKey("associations.Association", verbose_name=_("association"),
+                                    on_delete=models.PROTECT, related_name="people")
     display_name = models.CharField(
         _("display name"), max_length=60,
         help_text=_("The name she chooses to appear in messages to her contacts."),
     )
     language = models.CharField(_("language"), max_length=5, choices=Language.choices, default=Language.FR)
-    cancel_pin_hash = models.CharField(max_length=200, blank=True)
-    duress_pin_hash = models.CharField(max_length=200, blank=True)
+    cancel_pin_hash = models.CharField(_("cancel code (hashed)"), max_length=200, blank=True)
+    duress_pin_hash = models.CharField(_("duress code (hashed)"), max_length=200, blank=True)
     # Her own words for the prevention SMS (one SMS part; Balise adds her position and
     # the live link): see balise.integrations.flic.forms.
     prevention_text = models.CharField(_("prevention message"), max_length=160, blank=True)
@@ -71,7 +72,8 @@ class Contact(models.Model):
         DECLINED = "declined", _("declined")
         WITHDRAWN = "withdrawn", _("stepped down")
 
-    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="contacts")
+    person = models.ForeignKey(Person, verbose_name=_("person protected"), on_delete=models.CASCADE,
+                               related_name="contacts")
     position = models.PositiveSmallIntegerField(_("order"))
     name = models.CharField(_("name"), max_length=80)
     phone = models.CharField(_("phone"), max_length=20)

@@ -43,8 +43,10 @@ class FunderAccess(models.Model):
     association: every console page of an association refuses her, and she reads only
     the aggregates of the evaluation report (balise.reports)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="funder_accesses")
-    programme = models.ForeignKey(Programme, on_delete=models.CASCADE, related_name="funders")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("funder's account"), on_delete=models.CASCADE,
+                             related_name="funder_accesses")
+    programme = models.ForeignKey(Programme, verbose_name=_("programme"), on_delete=models.CASCADE,
+                                  related_name="funders")
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 
     class Meta:

@@ -9,12 +9,17 @@ class ShortLink(models.Model):
     first SMS fits one part and shows no internal id. Only the token's SHA-256 is
     stored; the link stops working when the page's own link would (expires_at)."""
 
-    token_hash = models.CharField(max_length=64, unique=True)
-    alert = models.ForeignKey("alerts.Alert", on_delete=models.CASCADE, related_name="short_links")
-    contact = models.ForeignKey("people.Contact", on_delete=models.CASCADE, null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField()
+    token_hash = models.CharField(_("token hash"), max_length=64, unique=True)
+    alert = models.ForeignKey("alerts.Alert", verbose_name=_("alert"), on_delete=models.CASCADE,
+                              related_name="short_links")
+    contact = models.ForeignKey("people.Contact", verbose_name=_("trusted contact"), on_delete=models.CASCADE,
+                                null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
 
     class Meta:
         verbose_name = _("short link")
         verbose_name_plural = _("short links")
+
+    def __str__(self) -> str:
+        return _("short link to %(alert)s") % {"alert": self.alert}

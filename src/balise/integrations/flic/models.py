@@ -2,6 +2,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from balise.alerts.models import Kind
+from balise.labels import moment
 
 
 class ClickType(models.TextChoices):
@@ -78,12 +79,12 @@ class FlicButton(models.Model):
     last_test_at = models.DateTimeField(_("last test"), null=True, blank=True)
     # The phone's last position, from a press with CLOUD_LOCATION: a check-in timer that
     # fires uses it.
-    last_lat = models.FloatField(null=True, blank=True)
-    last_lon = models.FloatField(null=True, blank=True)
-    last_accuracy_m = models.FloatField(null=True, blank=True)
-    last_located_at = models.DateTimeField(null=True, blank=True)
+    last_lat = models.FloatField(_("last latitude"), null=True, blank=True)
+    last_lon = models.FloatField(_("last longitude"), null=True, blank=True)
+    last_accuracy_m = models.FloatField(_("accuracy of the last position (m)"), null=True, blank=True)
+    last_located_at = models.DateTimeField(_("last position"), null=True, blank=True)
     # The private link to her page (only its hash is kept).
-    page_token_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    page_token_hash = models.CharField(_("page link hash"), max_length=64, blank=True, db_index=True)
 
     class Meta:
         verbose_name = _("Flic button")
@@ -103,13 +104,15 @@ class CheckIn(models.Model):
         CONFIRMED = "confirmed", _("confirmed")
         FIRED = "fired", _("alert sent")
 
-    person = models.ForeignKey("people.Person", on_delete=models.CASCADE, related_name="checkins")
-    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="checkins")
+    person = models.ForeignKey("people.Person", verbose_name=_("person protected"), on_delete=models.CASCADE,
+                               related_name="checkins")
+    device = models.ForeignKey("devices.Device", verbose_name=_("device"), on_delete=models.CASCADE,
+                               related_name="checkins")
     due_at = models.DateTimeField(_("due"))
     state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.PENDING)
-    lease_owner = models.CharField(max_length=80, blank=True)
-    lease_until = models.DateTimeField(null=True, blank=True)
-    alert = models.ForeignKey("alerts.Alert", on_delete=models.SET_NULL, null=True, blank=True)
+    lease_owner = models.CharField(_("taken by the sender"), max_length=80, blank=True)
+    lease_until = models.DateTimeField(_("taken until"), null=True, blank=True)
+    alert = models.ForeignKey("alerts.Alert", verbose_name=_("alert"), on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
 
@@ -117,3 +120,6 @@ class CheckIn(models.Model):
         verbose_name = _("check-in timer")
         verbose_name_plural = _("check-in timers")
         indexes = [models.Index(fields=["state", "due_at"])]
+
+    def __str__(self) -> str:
+        return _("check-in of %(person)s due %(time)s") % {"person": self.person, "time": moment(self.due_at)}
