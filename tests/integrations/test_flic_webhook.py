@@ -10,9 +10,12 @@ import hmac
 import json
 import logging
 
-import pytest
+from datetime import timedelta
 
-from balise.alerts.models import Alert, LocationFix
+import pytest
+from django.utils import timezone
+
+from balise.alerts.models import Alert, JoinedPress, LocationFix
 from balise.devices.models import Device
 from balise.integrations.flic.models import FlicButton
 from balise.providers.console import read_outbox
@@ -124,7 +127,6 @@ BAD = {
     "no expiry": (lambda: es256({k: v for k, v in claims().items() if k != "exp"}), 401, "invalid_token"),
     "webview token (no click type)": (lambda: es256(claims(None)), 400, "invalid"),
     "unknown click type": (lambda: es256(claims("triple_click")), 400, "invalid"),
-    "pressedAt without offset": (lambda: es256(claims(pressedAt="2026-07-17T12:05:45")), 400, "invalid"),
     "not a JWT": (lambda: "not.a.jwt", 400, "malformed_token"),
     "1 MB token": (lambda: "e" * (1024 * 1024), 413, "too_large"),
     "3 KB token": (lambda: es256(claims(padding="x" * 3000)) + "x" * 2000, 413, "too_large"),
@@ -263,3 +265,68 @@ def test_a_press_that_joins_her_open_alert_stays_idempotent_on_its_press_time(db
     forged = dict(joining, clickType="hold")
     assert post(client, es256(forged)).status_code == 409
     assert Alert.objects.get().kind == "emergency" and alert.joined_presses.count() == 1
+
+
+# The device API's time range (balise.api.schemas.moment): a pressedAt outside it, or
+# unreadable, never refuses the press; the alert is dated when the webhook received it.
+BAD_CLOCKS = {
+    "year 10000 in UTC": "9999-12-31T23:30:00-14:00",
+    "year 9999": "9999-12-31T23:30:00+00:00",
+    "offset beyond 14:00": "2026-07-17T12:05:45+15:00",
+    "offset of a day": "2026-07-17T12:05:45+25:00",
+    "thirteenth month": "2026-13-17T12:05:45+02:00",
+    "before 2020": "2019-12-31T23:59:59+00:00",
+    "two days ahead": "{ahead}",
+    "no offset": "2026-07-17T12:05:45",
+    "not a time": "yesterday",
+    "a number": 1752753945,
+    "missing": None,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CLOCKS))
+def test_a_press_with_an_unusable_pressed_at_raises_its_alert_dated_on_receipt(db, client, world, case):
+    button = register(world)
+    payload = claims("double_click", **with_location(45.76401, 4.83572, 12))
+    raw = BAD_CLOCKS[case]
+    if raw is None:
+        del payload["pressedAt"]
+    else:
+        payload["pressedAt"] = raw.format(ahead=(timezone.now() + timedelta(days=2)).isoformat()) \
+            if isinstance(raw, str) else raw
+    before = timezone.now()
+    token = es256(payload)
+    response = post(client, token)
+    assert (response.status_code, response.json()) == (200, {})
+    alert = Alert.objects.get()
+    assert alert.kind == "emergency"
+    assert before <= alert.triggered_at <= timezone.now()
+    fix = alert.fixes.get()
+    assert (fix.lat, fix.lon) == (45.76401, 4.83572) and before <= fix.recorded_at <= timezone.now()
+    button.refresh_from_db()
+    assert before <= button.last_pressed_at <= timezone.now()
+    # Flic's proxy retries with the same token: the same alert, nothing twice.
+    assert post(client, token).status_code == 200
+    assert Alert.objects.count() == 1 and LocationFix.objects.count() == 1 and not JoinedPress.objects.exists()
+
+
+@pytest.mark.parametrize("place", [
+    {"latitude": 91, "longitude": 4.8},
+    {"latitude": 45.7, "longitude": -180.5},
+    {"latitude": 45.7, "longitude": 4.8, "accuracy": -1},
+    {"latitude": 45.7, "longitude": 4.8, "accuracy": 100_001},
+    {"location": {"lat": 45.7, "lng": 4.8, "accuracy": 1e300}},
+])
+def test_a_position_out_of_the_device_api_ranges_is_left_out_and_the_press_kept(db, client, world, place):
+    register(world)
+    response = post(client, es256(claims("click", **place)))
+    assert response.status_code == 200
+    assert Alert.objects.get().fixes.count() == 0
+    assert FlicButton.objects.get().last_lat is None
+
+
+def test_a_position_at_the_edge_of_the_ranges_is_kept(db, client, world):
+    register(world)
+    post(client, es256(claims("click", latitude=-90, longitude=180, accuracy=100_000)))
+    fix = Alert.objects.get().fixes.get()
+    assert (fix.lat, fix.lon, fix.accuracy_m) == (-90, 180, 100_000)
