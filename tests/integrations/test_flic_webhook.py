@@ -117,10 +117,10 @@ def _hmac_token(payload: dict, secret: bytes) -> str:
 BAD = {
     "expired": (lambda: es256(claims(exp_in=-120)), 401, "expired"),
     "wrong key": (lambda: es256(claims(), key=OTHER_KEY), 401, "invalid_token"),
-    "alg none": (lambda: _none_token(claims()), 401, "bad_algorithm"),
+    "alg none": (lambda: _none_token(claims()), 401, "invalid_token"),
     # HS256 signed with the association's public key as the secret: the classic confusion.
-    "public key as HMAC secret": (lambda: _hmac_token(claims(), PUBLIC_PEM.encode()), 401, "bad_algorithm"),
-    "HS256 with some secret": (lambda: hs256(claims()), 401, "bad_algorithm"),
+    "public key as HMAC secret": (lambda: _hmac_token(claims(), PUBLIC_PEM.encode()), 401, "invalid_token"),
+    "HS256 with some secret": (lambda: hs256(claims()), 401, "invalid_token"),
     # Answered like a bad signature: a serial number does not tell whether Balise knows it.
     "unknown button": (lambda: es256(claims(serial="ZZ99-Z99999", button_uuid="0" * 32)), 401, "invalid_token"),
     "serial and uuid of two buttons": (lambda: es256(claims(button_uuid="f" * 32)), 401, "invalid_token"),
@@ -330,3 +330,45 @@ def test_a_position_at_the_edge_of_the_ranges_is_kept(db, client, world):
     post(client, es256(claims("click", latitude=-90, longitude=180, accuracy=100_000)))
     fix = Alert.objects.get().fixes.get()
     assert (fix.lat, fix.lon, fix.accuracy_m) == (-90, 180, 100_000)
+
+
+UNKNOWN = {"serial": "ZZ99-Z99999", "button_uuid": "0" * 32}
+# Every way a token can fail before its signature is verified, for her registered
+# button (ES256 association) and for a serial Balise never saw.
+FORGED = {
+    "HS256 with some secret": lambda **who: hs256(claims(**who)),
+    "public key as HMAC secret": lambda **who: _hmac_token(claims(**who), PUBLIC_PEM.encode()),
+    "alg none": lambda **who: _none_token(claims(**who)),
+    "wrong key": lambda **who: es256(claims(**who), key=OTHER_KEY),
+}
+
+
+@pytest.mark.parametrize("case", list(FORGED))
+def test_a_forged_token_does_not_tell_whether_a_serial_is_registered(db, client, world, caplog, case):
+    register(world)
+    caplog.set_level(logging.DEBUG)
+    registered = post(client, FORGED[case]())
+    unknown = post(client, FORGED[case](**UNKNOWN))
+    assert registered.status_code == unknown.status_code == 401
+    assert registered.content == unknown.content
+    assert registered.json() == {"error": "invalid_token", "message": "the token cannot be verified",
+                                 "fields": [{"field": "token", "message": "the token cannot be verified"}]}
+    # The same answer for every reason, too (no reason can be told apart by its wording).
+    assert {post(client, make()).content for make in FORGED.values()} == {registered.content}
+    assert not Alert.objects.exists()
+    # The server's log keeps the reason, with a digest of the button, never its serial.
+    reason = {"alg none": "bad_algorithm", "wrong key": "bad_signature"}.get(case, "algorithm_mismatch")
+    assert f"flic webhook refused: {reason} (button " in caplog.text
+    if case != "alg none":  # refused before any look-up
+        assert "flic webhook refused: unknown_button (button " in caplog.text
+    _nothing_secret(caplog.text, registered)
+    assert UNKNOWN["serial"] not in caplog.text
+
+
+def test_the_webview_refuses_forged_tokens_alike(db, client, world):
+    register(world)
+    pages = {client.get(f"/integrations/flic/page/?token={FORGED[case](**who)}").content.decode()
+             for case in FORGED for who in ({}, UNKNOWN)}
+    statuses = {client.get(f"/integrations/flic/page/?token={FORGED[case](**who)}").status_code
+                for case in FORGED for who in ({}, UNKNOWN)}
+    assert len(pages) == 1 and statuses == {401}
