@@ -30,6 +30,7 @@ DATA = {
     "on_call_notified": [{"reason": "undeliverable"}],
     "carrier_state": [{"channel": "sms", "state": "undelivered"}, {"channel": "voice", "state": "busy"}],
     "escalation_failed": [{"step": 2}],
+    "checkin_pin_refused": [{"wrong_pins": 2, "locked": False}, {"wrong_pins": 5, "locked": True}],
 }
 
 

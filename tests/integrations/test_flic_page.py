@@ -10,15 +10,16 @@ from datetime import timedelta
 
 import pytest
 from django.db import connections
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from balise.alerts.actions import acknowledge_alert, resolve_alert
 from balise.alerts.models import Alert
+from balise.console.timeline import describe_events
 from balise.integrations.flic import checkins
 from balise.integrations.flic.models import CheckIn, FlicButton
 from balise.providers.console import read_outbox
 from tests.integrations.flic import claims, es256, page_behind, post, register, with_location
-from tests.personas import CANCEL_PIN, DURESS_PIN
+from tests.personas import CANCEL_PIN, DURESS_PIN, staff_client
 from tests.spine.helpers import drain
 
 
@@ -213,3 +214,114 @@ def test_a_failing_timer_source_never_stops_dispatch(db, world, console, monkeyp
     checkins.start(button, timezone.now() - timedelta(seconds=1))
     console.tick()
     assert CheckIn.objects.get().state == "fired" and Alert.objects.filter(gesture="checkin").exists()
+
+
+def _start(client, url, minutes_ahead: int = 60):
+    due = (timezone.localtime() + timedelta(minutes=minutes_ahead)).replace(second=0, microsecond=0)
+    client.post(url, {"action": "checkin_start", "due_time": due.strftime("%H:%M")})
+    return due
+
+
+def test_wrong_pins_on_a_check_in_are_limited_then_it_runs_to_its_end(
+        transactional_db, client, world, console, monkeypatch, settings):
+    settings.CANCEL_PIN_MAX_ATTEMPTS = 3
+    register(world)
+    url = page_url(webview_token())
+    due = _start(client, url)
+    for _ in range(3):
+        html = client.post(url, {"action": "checkin_confirm", "confirm-pin": "0000"}).content.decode()
+        assert "Code incorrect." in html
+    assert CheckIn.objects.get().wrong_pins == 3
+    # From the limit on, her real code is refused like any other, and the timer can no
+    # longer be pushed back: it runs to its end.
+    html = client.post(url, {"action": "checkin_confirm", "confirm-pin": CANCEL_PIN}).content.decode()
+    assert "Code incorrect." in html and CheckIn.objects.get().state == "pending"
+    html = client.post(url, {"action": "checkin_extend", "minutes": "60"}).content.decode()
+    assert "Trop de codes incorrects" in html
+    checkin = CheckIn.objects.get()
+    assert (checkin.state, checkin.due_at, checkin.wrong_pins) == ("pending", due, 4)
+    monkeypatch.setattr(checkins, "clock", _at(due + timedelta(seconds=1)))
+    console.tick()
+    alert = Alert.objects.get(gesture="checkin")
+    assert CheckIn.objects.get().state == "fired"
+    # The association sees the refusals on the alert's timeline.
+    event = alert.events.get(kind="checkin_pin_refused")
+    assert event.data == {"wrong_pins": 4, "locked": True}
+    with translation.override("en"):
+        line = describe_events(alert, [event])[0]
+    assert line.text.startswith("4 wrong codes were typed to stop her check-in timer") and line.tone == "alarm"
+
+
+def test_a_wrong_pin_below_the_limit_is_counted_and_her_code_still_stops_the_timer(db, client, world, settings):
+    settings.CANCEL_PIN_MAX_ATTEMPTS = 3
+    register(world)
+    url = page_url(webview_token())
+    _start(client, url)
+    client.post(url, {"action": "checkin_confirm", "confirm-pin": "0000"})
+    client.post(url, {"action": "checkin_confirm", "confirm-pin": CANCEL_PIN})
+    assert CheckIn.objects.values_list("state", "wrong_pins").get() == ("confirmed", 1)
+    assert not Alert.objects.exists()
+
+
+def test_the_duress_pin_after_the_limit_raises_the_alert_and_looks_like_a_wrong_pin(db, client, world, settings):
+    settings.CANCEL_PIN_MAX_ATTEMPTS = 2
+    register(world)
+    url = page_url(webview_token())
+    _start(client, url)
+    for _ in range(2):
+        client.post(url, {"action": "checkin_confirm", "confirm-pin": "0000"})
+    wrong = client.post(url, {"action": "checkin_confirm", "confirm-pin": "9999"}).content.decode()
+    assert not Alert.objects.exists()
+    duress = client.post(url, {"action": "checkin_confirm", "confirm-pin": DURESS_PIN}).content.decode()
+    alert = Alert.objects.get()
+    assert alert.duress and alert.state == "open"
+    assert CheckIn.objects.get().state == "pending"  # it looks as it did
+
+    def visible(html):
+        return re.sub(r'name="client_id" value="[^"]+"', "", html)
+    assert visible(duress) == visible(wrong)
+
+
+def test_the_back_office_lists_her_timers_with_their_wrong_codes(db, client, world, other_world):
+    register(world)
+    url = page_url(webview_token())
+    _start(client, url)
+    client.post(url, {"action": "checkin_confirm", "confirm-pin": "0000"})
+    staff = staff_client(world.staff)
+    listing = staff.get("/admin/flic/checkin/")
+    assert listing.status_code == 200
+    assert re.search(r'class="field-wrong_pins">1<', listing.content.decode())
+    # Scoped to her association.
+    assert staff_client(other_world.staff).get("/admin/flic/checkin/").content.decode().count(
+        'class="field-wrong_pins"') == 0
+
+
+def test_starting_a_timer_while_one_runs_is_refused_and_never_stops_it(db, client, world):
+    register(world)
+    url = page_url(webview_token())
+    due = _start(client, url)
+    # A hand-made request: the page hides this form while a timer runs.
+    html = client.post(url, {"action": "checkin_start", "due_time": "03:00"}).content.decode()
+    assert "Un minuteur est déjà en cours" in html
+    checkin = CheckIn.objects.get()
+    assert (checkin.state, checkin.due_at) == ("pending", due)
+
+
+def test_a_test_alert_reads_as_a_test_never_as_her_alert(db, client, world):
+    register(world)
+    url = page_url(webview_token())
+    html = client.post(url, {"action": "test", "client_id": "5e1f3c5a-0d4c-4b8e-9a51-7c2d3e4f5a6b"}).content.decode()
+    test = Alert.objects.get()
+    assert test.kind == "test" and test.state == "open"
+    for page in (html, client.get(url).content.decode()):
+        assert 'id="alert"' not in page and "Vos proches continuent d'être appelés" not in page
+        assert 'id="test-open"' in page and "cancel-pin" not in page
+    # A real press while the test is open: her page shows the real alert, and her code
+    # cancels that one, not the test.
+    post(client, es256(claims("click")))
+    real = Alert.objects.exclude(kind="test").get()
+    assert 'id="alert"' in client.get(url).content.decode()
+    client.post(url, {"action": "cancel", "cancel-pin": CANCEL_PIN})
+    real.refresh_from_db()
+    test.refresh_from_db()
+    assert (real.state, test.state) == ("cancelled", "open")

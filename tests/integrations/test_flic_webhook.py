@@ -10,9 +10,12 @@ import hmac
 import json
 import logging
 
-import pytest
+from datetime import timedelta
 
-from balise.alerts.models import Alert, LocationFix
+import pytest
+from django.utils import timezone
+
+from balise.alerts.models import Alert, JoinedPress, LocationFix
 from balise.devices.models import Device
 from balise.integrations.flic.models import FlicButton
 from balise.providers.console import read_outbox
@@ -114,17 +117,16 @@ def _hmac_token(payload: dict, secret: bytes) -> str:
 BAD = {
     "expired": (lambda: es256(claims(exp_in=-120)), 401, "expired"),
     "wrong key": (lambda: es256(claims(), key=OTHER_KEY), 401, "invalid_token"),
-    "alg none": (lambda: _none_token(claims()), 401, "bad_algorithm"),
+    "alg none": (lambda: _none_token(claims()), 401, "invalid_token"),
     # HS256 signed with the association's public key as the secret: the classic confusion.
-    "public key as HMAC secret": (lambda: _hmac_token(claims(), PUBLIC_PEM.encode()), 401, "bad_algorithm"),
-    "HS256 with some secret": (lambda: hs256(claims()), 401, "bad_algorithm"),
+    "public key as HMAC secret": (lambda: _hmac_token(claims(), PUBLIC_PEM.encode()), 401, "invalid_token"),
+    "HS256 with some secret": (lambda: hs256(claims()), 401, "invalid_token"),
     # Answered like a bad signature: a serial number does not tell whether Balise knows it.
     "unknown button": (lambda: es256(claims(serial="ZZ99-Z99999", button_uuid="0" * 32)), 401, "invalid_token"),
     "serial and uuid of two buttons": (lambda: es256(claims(button_uuid="f" * 32)), 401, "invalid_token"),
     "no expiry": (lambda: es256({k: v for k, v in claims().items() if k != "exp"}), 401, "invalid_token"),
     "webview token (no click type)": (lambda: es256(claims(None)), 400, "invalid"),
     "unknown click type": (lambda: es256(claims("triple_click")), 400, "invalid"),
-    "pressedAt without offset": (lambda: es256(claims(pressedAt="2026-07-17T12:05:45")), 400, "invalid"),
     "not a JWT": (lambda: "not.a.jwt", 400, "malformed_token"),
     "1 MB token": (lambda: "e" * (1024 * 1024), 413, "too_large"),
     "3 KB token": (lambda: es256(claims(padding="x" * 3000)) + "x" * 2000, 413, "too_large"),
@@ -263,3 +265,110 @@ def test_a_press_that_joins_her_open_alert_stays_idempotent_on_its_press_time(db
     forged = dict(joining, clickType="hold")
     assert post(client, es256(forged)).status_code == 409
     assert Alert.objects.get().kind == "emergency" and alert.joined_presses.count() == 1
+
+
+# The device API's time range (balise.api.schemas.moment): a pressedAt outside it, or
+# unreadable, never refuses the press; the alert is dated when the webhook received it.
+BAD_CLOCKS = {
+    "year 10000 in UTC": "9999-12-31T23:30:00-14:00",
+    "year 9999": "9999-12-31T23:30:00+00:00",
+    "offset beyond 14:00": "2026-07-17T12:05:45+15:00",
+    "offset of a day": "2026-07-17T12:05:45+25:00",
+    "thirteenth month": "2026-13-17T12:05:45+02:00",
+    "before 2020": "2019-12-31T23:59:59+00:00",
+    "two days ahead": "{ahead}",
+    "no offset": "2026-07-17T12:05:45",
+    "not a time": "yesterday",
+    "a number": 1752753945,
+    "missing": None,
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CLOCKS))
+def test_a_press_with_an_unusable_pressed_at_raises_its_alert_dated_on_receipt(db, client, world, case):
+    button = register(world)
+    payload = claims("double_click", **with_location(45.76401, 4.83572, 12))
+    raw = BAD_CLOCKS[case]
+    if raw is None:
+        del payload["pressedAt"]
+    else:
+        payload["pressedAt"] = raw.format(ahead=(timezone.now() + timedelta(days=2)).isoformat()) \
+            if isinstance(raw, str) else raw
+    before = timezone.now()
+    token = es256(payload)
+    response = post(client, token)
+    assert (response.status_code, response.json()) == (200, {})
+    alert = Alert.objects.get()
+    assert alert.kind == "emergency"
+    assert before <= alert.triggered_at <= timezone.now()
+    fix = alert.fixes.get()
+    assert (fix.lat, fix.lon) == (45.76401, 4.83572) and before <= fix.recorded_at <= timezone.now()
+    button.refresh_from_db()
+    assert before <= button.last_pressed_at <= timezone.now()
+    # Flic's proxy retries with the same token: the same alert, nothing twice.
+    assert post(client, token).status_code == 200
+    assert Alert.objects.count() == 1 and LocationFix.objects.count() == 1 and not JoinedPress.objects.exists()
+
+
+@pytest.mark.parametrize("place", [
+    {"latitude": 91, "longitude": 4.8},
+    {"latitude": 45.7, "longitude": -180.5},
+    {"latitude": 45.7, "longitude": 4.8, "accuracy": -1},
+    {"latitude": 45.7, "longitude": 4.8, "accuracy": 100_001},
+    {"location": {"lat": 45.7, "lng": 4.8, "accuracy": 1e300}},
+])
+def test_a_position_out_of_the_device_api_ranges_is_left_out_and_the_press_kept(db, client, world, place):
+    register(world)
+    response = post(client, es256(claims("click", **place)))
+    assert response.status_code == 200
+    assert Alert.objects.get().fixes.count() == 0
+    assert FlicButton.objects.get().last_lat is None
+
+
+def test_a_position_at_the_edge_of_the_ranges_is_kept(db, client, world):
+    register(world)
+    post(client, es256(claims("click", latitude=-90, longitude=180, accuracy=100_000)))
+    fix = Alert.objects.get().fixes.get()
+    assert (fix.lat, fix.lon, fix.accuracy_m) == (-90, 180, 100_000)
+
+
+UNKNOWN = {"serial": "ZZ99-Z99999", "button_uuid": "0" * 32}
+# Every way a token can fail before its signature is verified, for her registered
+# button (ES256 association) and for a serial Balise never saw.
+FORGED = {
+    "HS256 with some secret": lambda **who: hs256(claims(**who)),
+    "public key as HMAC secret": lambda **who: _hmac_token(claims(**who), PUBLIC_PEM.encode()),
+    "alg none": lambda **who: _none_token(claims(**who)),
+    "wrong key": lambda **who: es256(claims(**who), key=OTHER_KEY),
+}
+
+
+@pytest.mark.parametrize("case", list(FORGED))
+def test_a_forged_token_does_not_tell_whether_a_serial_is_registered(db, client, world, caplog, case):
+    register(world)
+    caplog.set_level(logging.DEBUG)
+    registered = post(client, FORGED[case]())
+    unknown = post(client, FORGED[case](**UNKNOWN))
+    assert registered.status_code == unknown.status_code == 401
+    assert registered.content == unknown.content
+    assert registered.json() == {"error": "invalid_token", "message": "the token cannot be verified",
+                                 "fields": [{"field": "token", "message": "the token cannot be verified"}]}
+    # The same answer for every reason, too (no reason can be told apart by its wording).
+    assert {post(client, make()).content for make in FORGED.values()} == {registered.content}
+    assert not Alert.objects.exists()
+    # The server's log keeps the reason, with a digest of the button, never its serial.
+    reason = {"alg none": "bad_algorithm", "wrong key": "bad_signature"}.get(case, "algorithm_mismatch")
+    assert f"flic webhook refused: {reason} (button " in caplog.text
+    if case != "alg none":  # refused before any look-up
+        assert "flic webhook refused: unknown_button (button " in caplog.text
+    _nothing_secret(caplog.text, registered)
+    assert UNKNOWN["serial"] not in caplog.text
+
+
+def test_the_webview_refuses_forged_tokens_alike(db, client, world):
+    register(world)
+    pages = {client.get(f"/integrations/flic/page/?token={FORGED[case](**who)}").content.decode()
+             for case in FORGED for who in ({}, UNKNOWN)}
+    statuses = {client.get(f"/integrations/flic/page/?token={FORGED[case](**who)}").status_code
+                for case in FORGED for who in ({}, UNKNOWN)}
+    assert len(pages) == 1 and statuses == {401}

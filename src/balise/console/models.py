@@ -40,6 +40,7 @@ class AuditEntry(models.Model):
     class Meta:
         verbose_name = _("audit entry")
         verbose_name_plural = _("audit log")
+        ordering = ["-at", "-id"]
 
     # What a change of her details names in DETAIL (balise.console.actions), in words.
     CHANGED = {"display_name": _("her name"), "language": _("her language"),
@@ -49,7 +50,6 @@ class AuditEntry(models.Model):
         if self.action != self.Action.EDIT_PERSON or not self.detail:
             return self.detail
         return ", ".join(str(self.CHANGED.get(part, part)) for part in self.detail.split(", "))
-        ordering = ["-at", "-id"]
 
     def __str__(self) -> str:
         return _("%(time)s: %(user)s %(action)s") % {

@@ -180,6 +180,12 @@ def _sentence(event: AlertEvent, alert: Alert, names: _Names) -> tuple[str, str]
     if k == "cancel_pin_locked":
         return _("%(count)d wrong cancel codes: cancelling from her device is locked, the on-call line is told") % {
             "count": d.get("wrong_pins", 0)}, "alarm"
+    if k == "checkin_pin_refused":
+        if d.get("locked"):
+            return _("%(count)d wrong codes were typed to stop her check-in timer: it could no longer be stopped, "
+                     "and raised this alert at its time") % {"count": d.get("wrong_pins", 0)}, "alarm"
+        return _("%(count)d wrong codes were typed to stop her check-in timer") % {
+            "count": d.get("wrong_pins", 0)}, "alarm"
     if k == "over_budget":
         budget = _("her device") if d.get("budget") == "device" else _("the association")
         if d.get("capped"):

@@ -13,9 +13,12 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
+from pydantic import ValidationError
 
 from balise.alerts.actions import AlertError, FixIn, create_alert
 from balise.alerts.models import Alert, JoinedPress
+from balise.api import schemas
+from balise.api.schemas import moment
 from balise.devices.models import Device
 from balise.integrations.flic.models import BatteryStatus, ClickType, FlicButton
 from balise.integrations.flic.tokens import FlicError, settings_for, verify
@@ -41,12 +44,20 @@ class Press:
     joined: bool = False
 
 
-def pressed_at(claims: dict) -> datetime:
+def pressed_at(claims: dict) -> datetime | None:
+    """When she pressed, by the phone's clock, in UTC; None when pressedAt is missing,
+    has no offset, or is out of the device API's range (balise.api.schemas.moment: not
+    before 2020, at most 24 h ahead, offset within +-14:00). The press is never refused
+    for it: the caller then dates it with the server's receipt time, as the station's
+    alert is when the device API refuses its times (it is sent again without them)."""
     raw = claims.get("pressedAt")
-    value = parse_datetime(raw) if isinstance(raw, str) else None
-    if value is None or value.tzinfo is None:
-        raise FlicError(400, "invalid", "pressedAt must be an ISO 8601 time with its offset", field="pressedAt")
-    return value
+    try:
+        value = parse_datetime(raw) if isinstance(raw, str) else None
+        if value is None or value.tzinfo is None:
+            return None
+        return moment(value)
+    except ValueError:  # e.g. an offset of 24 h or more, a 13th month, year 10000 in UTC
+        return None
 
 
 def _number(value) -> float | None:
@@ -65,16 +76,20 @@ def _number(value) -> float | None:
 def location(claims: dict, at: datetime) -> FixIn | None:
     """The phone's position (CLOUD_LOCATION). Flic documents the action, not the claim's
     shape: `latitude`/`longitude`(/`accuracy`) at the top level or in a `location`
-    object, `lat`/`lon`/`lng` accepted. A malformed position never refuses the press."""
+    object, `lat`/`lon`/`lng` accepted. The device API's ranges apply (its FixIn schema:
+    latitude, longitude, accuracy in metres); a position outside them is left out, and
+    a malformed position never refuses the press."""
     source = claims.get("location") if isinstance(claims.get("location"), dict) else claims
     lat = _number(source.get("latitude", source.get("lat")))
     lon = _number(source.get("longitude", source.get("lon", source.get("lng"))))
-    if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+    if lat is None or lon is None:
         return None
     accuracy = _number(source.get("accuracy", source.get("horizontalAccuracy", source.get("accuracy_m"))))
-    if accuracy is not None and accuracy < 0:
-        accuracy = None
-    return FixIn(lat=lat, lon=lon, accuracy_m=accuracy, recorded_at=at, source="phone",
+    try:
+        fix = schemas.FixIn(lat=lat, lon=lon, accuracy_m=accuracy, recorded_at=at)
+    except ValidationError:
+        return None
+    return FixIn(lat=fix.lat, lon=fix.lon, accuracy_m=fix.accuracy_m, recorded_at=at, source="phone",
                  client_id=uuid.uuid5(PRESS_NAMESPACE, f"fix|{lat}|{lon}|{at.isoformat()}"))
 
 
@@ -89,12 +104,21 @@ def receive_press(token) -> Press:
     click = claims.get("clickType")
     if click not in ClickType.values:
         raise FlicError(400, "invalid", "clickType must be click, double_click or hold", field="clickType")
+    device = button.device
     at = pressed_at(claims)
+    if at is not None:
+        client_id = uuid.uuid5(PRESS_NAMESPACE, f"{device.pk}|{at.astimezone(UTC).isoformat()}")
+    else:
+        # The phone's clock cannot be used: the press is dated when it arrived. Flic's
+        # proxy retries with the same token, so the press id comes from the token's own
+        # claims, and a retry still finds the alert the first attempt raised.
+        log.warning("flic press: device %s, pressedAt unusable: dated on receipt", device.pk)
+        at = timezone.now()
+        client_id = uuid.uuid5(PRESS_NAMESPACE, f"{device.pk}|unusable|{claims.get('pressedAt')!r}|"
+                                                f"{claims.get('exp')!r}")
     config = settings_for(button.device.association)
     kind = config.kind_for(click)
     fix = location(claims, at)
-    device = button.device
-    client_id = uuid.uuid5(PRESS_NAMESPACE, f"{device.pk}|{at.astimezone(UTC).isoformat()}")
     try:
         alert, created = create_alert(device, client_id=client_id, kind=kind, gesture=GESTURES[click],
                                       triggered_at=at, fixes=[fix] if fix else [])

@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from balise.associations.models import Association, Membership
 from balise.associations.scoping import AssociationScopedAdmin, association_ids
 from balise.integrations.flic.actions import MAX_REGISTER, metadata, register_buttons
-from balise.integrations.flic.models import FlicButton, FlicSettings
+from balise.integrations.flic.models import CheckIn, FlicButton, FlicSettings
 from balise.people.models import Person
 
 
@@ -115,3 +115,25 @@ class FlicSettingsAdmin(AssociationScopedAdmin):
     @admin.display(description=gettext_lazy("metadata for Flic's device manager"))
     def metadata(self, obj):
         return format_html("<pre>{}</pre>", metadata_json())
+
+
+@admin.register(CheckIn)
+class CheckInAdmin(AssociationScopedAdmin):
+    """Her check-in timers, read only: the association sees the wrong codes typed to stop
+    one (a burst of them may be someone trying to silence her)."""
+
+    association_path = "person__association"
+    list_display = ("person", "due_at", "state", "wrong_pins", "alert", "created_at")
+    list_filter = ("state",)
+    list_select_related = ("person", "alert")
+    fields = readonly_fields = ("person", "device", "due_at", "state", "wrong_pins", "alert", "created_at",
+                                "closed_at")
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from balise.alerts.actions import AlertError, FixIn, cancel_alert, create_alert
+from balise.alerts.actions import AlertError, FixIn, cancel_alert, create_alert, record_event
 from balise.integrations.flic.models import CheckIn, FlicButton
 
 log = logging.getLogger(__name__)
@@ -34,37 +34,88 @@ def current(person) -> CheckIn | None:
     return CheckIn.objects.filter(person=person, state__in=[CheckIn.State.PENDING, CheckIn.State.RUNNING]).first()
 
 
+class CheckInError(Exception):
+    """A timer request refused; `code` is stable."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
 def start(button: FlicButton, due_at: datetime) -> CheckIn:
-    """Arm her timer (one at a time: a new time replaces the running one)."""
+    """Arm her timer. One at a time: while one runs, a new one is refused (stopping the
+    running one needs her PIN, see confirm), never silently put in its place."""
     person = button.device.holder
     with transaction.atomic():
-        CheckIn.objects.filter(person=person, state=CheckIn.State.PENDING).update(
-            state=CheckIn.State.CONFIRMED, closed_at=clock())
+        # Her row serialises two starts at the same time.
+        type(person).objects.select_for_update().filter(pk=person.pk).first()
+        if current(person) is not None:
+            raise CheckInError("already_running")
         return CheckIn.objects.create(person=person, device=button.device, due_at=due_at)
+
+
+def locked(checkin: CheckIn) -> bool:
+    """Too many wrong PINs: the timer runs to its end and raises the alert."""
+    return checkin.wrong_pins >= settings.CANCEL_PIN_MAX_ATTEMPTS
 
 
 def extend(checkin: CheckIn, minutes: int) -> CheckIn:
     if minutes not in EXTENSIONS_MIN:
         raise ValueError(minutes)
-    CheckIn.objects.filter(pk=checkin.pk, state=CheckIn.State.PENDING).update(
+    # After the limit of wrong PINs, pushing it back would stop it as surely as a PIN.
+    pushed = CheckIn.objects.filter(pk=checkin.pk, state=CheckIn.State.PENDING,
+                                    wrong_pins__lt=settings.CANCEL_PIN_MAX_ATTEMPTS).update(
         due_at=max(checkin.due_at, clock()) + timedelta(minutes=minutes))
     checkin.refresh_from_db()
+    if not pushed and locked(checkin):
+        raise CheckInError("locked")
     return checkin
 
 
 def confirm(checkin: CheckIn, pin: str) -> None:
     """She is fine: the timer stops. The duress PIN looks the same to whoever watches,
     but raises the alert at once and cancels it under duress, exactly as the device API
-    does (every contact and the on-call line, by every channel)."""
+    does (every contact and the on-call line, by every channel).
+
+    Wrong PINs are limited per timer, with the cancel PIN's limit and rule
+    (settings.CANCEL_PIN_MAX_ATTEMPTS, balise.alerts.actions.cancel_alert): each is
+    counted on the timer (`wrong_pins`, shown in the back-office, and written on the
+    alert's timeline when the timer fires). From the limit on, every PIN gets the
+    wrong-PIN answer, the cancel PIN is not even checked, the timer can no longer be
+    pushed back, and it raises the alert at its time. The duress PIN is still honoured
+    after the limit (the alert is raised at once, under duress) but silently: it gets
+    the same refusal as every other PIN, and the timer stays as it was."""
     person = checkin.person
-    match = person.match_pin(pin)
-    if match is None:
-        raise AlertError("wrong_pin", "wrong PIN", status=403, field="pin")
-    closed = CheckIn.objects.filter(pk=checkin.pk, state=CheckIn.State.PENDING).update(
-        state=CheckIn.State.CONFIRMED, closed_at=clock())
-    if match == "duress" and closed:
+    limit = settings.CANCEL_PIN_MAX_ATTEMPTS
+    # Which hashes to check; the decision itself is taken below, under the timer's lock.
+    if locked(checkin):
+        match = "duress" if person.is_duress_pin(pin) else None
+    else:
+        match = person.match_pin(pin)
+    raise_duress = False
+    with transaction.atomic():
+        row = CheckIn.objects.select_for_update().filter(pk=checkin.pk).first()
+        if row is None or row.state != CheckIn.State.PENDING:
+            # Fired or stopped meanwhile: nothing left to confirm.
+            raise AlertError("wrong_pin", "wrong PIN", status=403, field="pin")
+        wrong = row.wrong_pins
+        is_locked = wrong >= limit
+        if match == "duress":
+            raise_duress = True
+            if not is_locked:
+                CheckIn.objects.filter(pk=row.pk).update(state=CheckIn.State.CONFIRMED, closed_at=clock())
+        elif match == "cancel" and not is_locked:
+            CheckIn.objects.filter(pk=row.pk).update(state=CheckIn.State.CONFIRMED, closed_at=clock())
+        else:
+            CheckIn.objects.filter(pk=row.pk).update(wrong_pins=F("wrong_pins") + 1)
+            if wrong + 1 == limit:
+                log.warning("check-in %s: %d wrong PINs, it can no longer be stopped from her page", row.pk, limit)
+    checkin.refresh_from_db()
+    if raise_duress:
         alert = _raise(checkin)
         cancel_alert(alert, pin)
+    if match is None or is_locked:
+        raise AlertError("wrong_pin", "wrong PIN", status=403, field="pin")
 
 
 def _raise(checkin: CheckIn):
@@ -97,6 +148,9 @@ def run_due(owner: str) -> int:
     for checkin in CheckIn.objects.filter(id__in=ids, lease_owner=owner).select_related("device", "person"):
         try:
             alert = _raise(checkin)
+            if checkin.wrong_pins:
+                record_event(alert, "checkin_pin_refused", wrong_pins=checkin.wrong_pins,
+                             locked=locked(checkin))
         except AlertError as exc:  # the button was unassigned meanwhile: nobody to alert for
             log.warning("check-in %s not fired: %s", checkin.pk, exc.code)
             alert = None

@@ -113,6 +113,8 @@ class CheckIn(models.Model):
     lease_owner = models.CharField(_("taken by the sender"), max_length=80, blank=True)
     lease_until = models.DateTimeField(_("taken until"), null=True, blank=True)
     alert = models.ForeignKey("alerts.Alert", verbose_name=_("alert"), on_delete=models.SET_NULL, null=True, blank=True)
+    # Wrong PINs typed to stop it (see checkins.confirm): limited like the cancel PIN.
+    wrong_pins = models.PositiveSmallIntegerField(_("wrong codes"), default=0)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
 

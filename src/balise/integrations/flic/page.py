@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from balise.alerts.actions import AlertError, cancel_alert, create_alert
-from balise.alerts.models import Alert
+from balise.alerts.models import Alert, Kind
 from balise.devices.models import hash_token
 from balise.dispatch.messages import answer_words, responder_name
 from balise.integrations.flic import checkins
@@ -114,7 +114,11 @@ def _act(request, button, person, forms) -> tuple[str, str, str]:
     if action == "checkin_start":
         form = forms["checkin"] = CheckInForm(request.POST)
         if form.is_valid():
-            checkins.start(button, _next_time(form.cleaned_data["due_time"]))
+            try:
+                checkins.start(button, _next_time(form.cleaned_data["due_time"]))
+            except checkins.CheckInError:
+                # A running timer is stopped with her code only, never replaced.
+                return "", _("A check-in timer is already on: stop it with your code first."), ""
             return _("Your check-in timer is on."), "", ""
         return "", "", ""
     current = checkins.current(person)
@@ -123,6 +127,9 @@ def _act(request, button, person, forms) -> tuple[str, str, str]:
             checkins.extend(current, int(request.POST.get("minutes", "0")))
         except ValueError:
             return "", _("Choose 15, 30 or 60 minutes."), ""
+        except checkins.CheckInError:
+            return "", _("Too many wrong codes: this timer can no longer be changed here. At its time, your "
+                         "contacts get the alert. If you are safe, call your association."), ""
         return _("Your check-in timer is pushed back."), "", ""
     if action == "checkin_confirm" and current is not None:
         form = forms["confirm"] = PinForm(request.POST, prefix="confirm")
@@ -148,9 +155,16 @@ def _next_time(due) -> datetime:
 
 
 def _open_alert(person) -> Alert | None:
-    # An alert cancelled under duress looks cancelled here too.
+    """Her real alert still going on. An alert cancelled under duress looks cancelled
+    here too; a test is never shown as an alert (it reaches her association, not her
+    contacts, and stays open until the association closes it: see _open_test)."""
     return (Alert.objects.filter(person=person, state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED],
-                                 duress=False).order_by("-created_at").first())
+                                 duress=False).exclude(kind=Kind.TEST).order_by("-created_at").first())
+
+
+def _open_test(person) -> bool:
+    return Alert.objects.filter(person=person, state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED],
+                                kind=Kind.TEST).exists()
 
 
 def _context(request, button, person, forms, query, notice, error, private_link) -> dict:
@@ -164,7 +178,7 @@ def _context(request, button, person, forms, query, notice, error, private_link)
     return {
         "button": button, "person": person, "association": association, "query": query,
         "contacts": list(person.contacts.all()), "alert": alert, "answers": answers,
-        "checkin": checkins.current(person), "forms": forms, "notice": notice, "error": error,
+        "test_open": _open_test(person), "checkin": checkins.current(person), "forms": forms, "notice": notice, "error": error,
         "private_link": private_link, "test_id": uuid.uuid4(), "sms_max": SMS_PART_SEPTETS,
         "action_url": request.path + query,
         "help_numbers": [("17", _("Police")), ("112", _("Emergency (Europe)")),

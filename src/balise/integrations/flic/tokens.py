@@ -9,6 +9,8 @@ never be used as an HMAC secret), `none` never is, and `exp` is required.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import logging
 import re
 
@@ -63,13 +65,13 @@ def _public_key(pem: str):
     return load_pem_public_key(pem.encode())
 
 
-def verification_key(config: FlicSettings, purpose: str):
+def verification_key(config: FlicSettings, purpose: str, claims: dict | None = None):
     if config.algorithm == FlicSettings.Algorithm.HS256:
         secret = env(secret_variable(config.association))
         if len(secret.encode()) < MIN_SECRET_BYTES:
             log.error("flic: association %s uses HS256 but its secret is missing or shorter than %d bytes",
                       config.association_id, MIN_SECRET_BYTES)
-            raise FlicError(401, "invalid_token", "the token cannot be verified")
+            raise _unverified("no_secret", claims)
         return secret
     pem = config.webview_public_key if purpose == "webview" else config.public_key
     pem = (pem or "").strip() or (FLIC_WEBVIEW_PUBLIC_KEY if purpose == "webview" else FLIC_WEBHOOK_PUBLIC_KEY)
@@ -77,7 +79,7 @@ def verification_key(config: FlicSettings, purpose: str):
         return _public_key(pem)
     except (ValueError, TypeError):
         log.error("flic: association %s has an unreadable public key", config.association_id)
-        raise FlicError(401, "invalid_token", "the token cannot be verified") from None
+        raise _unverified("unreadable_key", claims) from None
 
 
 def settings_for(association) -> FlicSettings:
@@ -101,6 +103,29 @@ def _find_button(serial, button_uuid) -> FlicButton | None:
     return None
 
 
+def button_ref(serial, button_uuid=None) -> str:
+    """What the log says of the button a token names: a keyed digest, never the serial
+    number or the uuid in clear (an administrator can compute it for a known serial to
+    see why its presses are refused)."""
+    named = serial if isinstance(serial, str) and serial.strip() else button_uuid
+    if not isinstance(named, str) or not named.strip():
+        return "none"
+    digest = hmac.new(settings.SECRET_KEY.encode(), named.strip().upper().encode(), hashlib.sha256)
+    return digest.hexdigest()[:12]
+
+
+def _unverified(reason: str, claims: dict | None = None) -> FlicError:
+    """Every refusal before the token's signature is verified, whatever its reason: one
+    status, one body. A different answer for an unknown serial, for an algorithm that is
+    not the button's association's, or for a bad signature would let whoever holds her
+    button learn, by posting its serial number, that Balise knows it. The reason and a
+    digest of the button go to the server's log only."""
+    claims = claims if isinstance(claims, dict) else {}
+    ref = button_ref(claims.get("buttonSerialNumber"), claims.get("buttonUuid"))
+    return FlicError(401, "invalid_token", "the token cannot be verified", field="token",
+                     reason=f"{reason} (button {ref})")
+
+
 def verify(token, purpose: str = "webhook") -> tuple[FlicButton, dict]:
     """The button a token names and its verified claims; FlicError otherwise."""
     if not isinstance(token, str) or not token:
@@ -111,33 +136,31 @@ def verify(token, purpose: str = "webhook") -> tuple[FlicButton, dict]:
         header = jwt.get_unverified_header(token)
         unverified = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError:
+        # Says nothing of any button: the token cannot even be read.
         raise FlicError(400, "malformed_token", "the token is not a JWT", field="token") from None
     algorithm = header.get("alg")
     if algorithm not in ALGORITHMS:
-        raise FlicError(401, "bad_algorithm", "the token's algorithm is not accepted", field="token")
+        raise _unverified("bad_algorithm", unverified)
     # Which button (hence which association's key) is only a hint until the signature
     # is checked with that key.
     button = _find_button(unverified.get("buttonSerialNumber"), unverified.get("buttonUuid"))
     if button is None:
-        # Answered exactly like a bad signature: whoever holds her button must not learn,
-        # by posting its serial number, that it is registered with Balise.
-        raise FlicError(401, "invalid_token", "the token's signature is not valid", field="token",
-                        reason="unknown_button")
+        raise _unverified("unknown_button", unverified)
     config = settings_for(button.device.association)
     if algorithm != config.algorithm:
-        raise FlicError(401, "bad_algorithm", "the token's algorithm is not the association's", field="token")
-    key = verification_key(config, purpose)
+        raise _unverified("algorithm_mismatch", unverified)
+    key = verification_key(config, purpose, unverified)
     try:
         claims = jwt.decode(
             token, key, algorithms=[config.algorithm], leeway=settings.FLIC_JWT_LEEWAY_SECONDS,
             options={"require": ["exp"], "verify_aud": False},
         )
-    except jwt.ExpiredSignatureError:
+    except jwt.ExpiredSignatureError:  # PyJWT checks the signature before the claims
         raise FlicError(401, "expired", "the token has expired", field="token") from None
     except jwt.MissingRequiredClaimError:
         raise FlicError(401, "invalid_token", "the token has no expiry", field="exp") from None
     except (jwt.InvalidTokenError, jwt.exceptions.InvalidKeyError):
-        raise FlicError(401, "invalid_token", "the token's signature is not valid", field="token") from None
+        raise _unverified("bad_signature", unverified) from None
     _check_identity(button, claims)
     if button.device.status in (Device.Status.LOST, Device.Status.RETIRED):
         raise FlicError(403, "device_inactive", "this button is no longer in service")
@@ -148,7 +171,7 @@ def _check_identity(button: FlicButton, claims: dict) -> None:
     """A token whose serial and uuid name two different buttons is refused."""
     serial, button_uuid = claims.get("buttonSerialNumber"), claims.get("buttonUuid")
     if isinstance(serial, str) and serial.strip() and serial.strip().upper() != button.device.hardware_id:
-        raise FlicError(401, "invalid_token", "the token names another button", field="buttonSerialNumber")
+        raise _unverified("two_buttons", claims)
     if (isinstance(button_uuid, str) and button_uuid.strip() and button.uuid
             and button_uuid.strip().lower() != button.uuid):
-        raise FlicError(401, "invalid_token", "the token names another button", field="buttonUuid")
+        raise _unverified("two_buttons", claims)
