@@ -48,7 +48,7 @@ def start(button: FlicButton, due_at: datetime) -> CheckIn:
     person = button.device.holder
     with transaction.atomic():
         # Her row serialises two starts at the same time.
-        type(person).objects.select_for_update().filter(pk=person.pk).first()
+        type(person).objects.select_for_update(no_key=True, of=("self",)).filter(pk=person.pk).first()
         if current(person) is not None:
             raise CheckInError("already_running")
         return CheckIn.objects.create(person=person, device=button.device, due_at=due_at)
@@ -94,7 +94,7 @@ def confirm(checkin: CheckIn, pin: str) -> None:
         match = person.match_pin(pin)
     raise_duress = False
     with transaction.atomic():
-        row = CheckIn.objects.select_for_update().filter(pk=checkin.pk).first()
+        row = CheckIn.objects.select_for_update(no_key=True, of=("self",)).filter(pk=checkin.pk).first()
         if row is None or row.state != CheckIn.State.PENDING:
             # Fired or stopped meanwhile: nothing left to confirm.
             raise AlertError("wrong_pin", "wrong PIN", status=403, field="pin")
