@@ -19,8 +19,8 @@ from balise.wsgi import application
 # Examples per operation with a token (schemathesis adds its coverage phase: boundary
 # values, wrong types, missing fields, other methods); without one, every answer is 401
 # before the body is read, so fewer are enough.
-EXAMPLES = 60
-EXAMPLES_WITHOUT_TOKEN = 20
+EXAMPLES = 200
+EXAMPLES_WITHOUT_TOKEN = 50
 CHECKS = [
     schemathesis.checks.not_a_server_error,
     openapi_checks.status_code_conformance,
