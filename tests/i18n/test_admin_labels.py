@@ -22,7 +22,7 @@ from django.utils.functional import Promise
 from balise.alerts.models import Acknowledgement, Alert, AlertEvent
 from balise.dispatch.models import Delivery
 from balise.evidence.models import CustodyRecord
-from balise.integrations.flic.models import FlicButton, FlicSettings
+from balise.integrations.flic.models import CheckIn, FlicButton, FlicSettings
 from balise.devices.models import Device
 from balise.programmes.models import FunderAccess, Programme
 from tests.personas import make_case, staff_client
@@ -106,6 +106,7 @@ def rows(world):
     button = Device.objects.create(association=world.association, kind=Device.Kind.FLIC, hardware_id="BC44-B06243")
     FlicButton.objects.create(device=button)
     FlicSettings.objects.create(association=world.association)
+    CheckIn.objects.create(person=world.person, device=button, due_at=timezone.now())
     programme = Programme.objects.create(name="Région Sud", slug="sud", funder_name="Région", funder_kind="region",
                                          starts_on=date(2026, 1, 1), ends_on=date(2026, 12, 31))
     funder = get_user_model().objects.create_user("financeur", password="x")
@@ -168,6 +169,8 @@ def test_the_alert_page_names_its_answers_in_french(rows, superuser):
     assert {"Heure de la réponse", "Canal", "Réponse"} <= set(shown)
     assert "en route (réponse par SMS, " in page  # the answer itself, not "Acknowledgement object (1)"
     assert "Acknowledgement" not in page and "Client id" not in page and "Epoch" not in page
+    # Read-only: no "Save" button on an alert.
+    assert 'name="_save"' not in page and 'name="_continue"' not in page
 
 
 def test_the_deletion_page_lists_rows_by_what_they_are(rows, superuser, world):

@@ -33,8 +33,15 @@ class AcknowledgementInline(RolePermissions, admin.TabularInline):
 class AlertAdmin(AssociationScopedAdmin):
     list_display = ("id", "kind", "state", "duress_mark", "person", "created_at", "acknowledged_at")
     list_filter = ("kind", "state", "duress")
-    readonly_fields = [f.name for f in Alert._meta.fields] + ["timeline"]
+    # Read-only: an alert changes through what happens to it (answers, the console's
+    # actions), never through a form. Duress as the red word, not a tick icon.
+    readonly_fields = [f.name for f in Alert._meta.fields if f.name != "duress"] + ["duress_mark", "timeline"]
     inlines = [AcknowledgementInline]
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "show_save": False, "show_save_and_continue": False,
+                         "show_save_and_add_another": False}
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     @admin.display(description=_("cancelled under duress"), ordering="duress")
     def duress_mark(self, alert):
