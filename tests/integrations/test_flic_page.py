@@ -15,9 +15,11 @@ from django.utils import timezone, translation
 from balise.alerts.actions import acknowledge_alert, resolve_alert
 from balise.alerts.models import Alert
 from balise.console.timeline import describe_events
+from balise.dispatch.messages import own_words_room, sms_parts, to_gsm7
 from balise.integrations.flic import checkins
 from balise.integrations.flic.models import CheckIn, FlicButton
 from balise.providers.console import read_outbox
+from balise.tracking.shortlinks import link_length
 from tests.integrations.flic import claims, es256, page_behind, post, register, with_location
 from tests.personas import CANCEL_PIN, DURESS_PIN, staff_client
 from tests.spine.helpers import drain
@@ -104,8 +106,26 @@ def test_her_prevention_words_go_in_the_sms_and_too_long_is_refused(transactiona
     drain(console)
     texts = [r["text"] for r in read_outbox(console.outbox_path) if r["channel"] == "sms"]
     assert len(texts) == 5
-    assert all(words in t and "45.76401, 4.83572" in t and "45.76401, 4.83572" in page_behind(client, t)
+    # Her words, where she is (as much as one part holds), the link: one SMS part.
+    assert all(to_gsm7(words) in t and sms_parts(t) == 1 and "45.76401, 4.83572" in page_behind(client, t)
                for t in texts), texts[0]
+
+
+def test_her_words_are_held_to_what_one_sms_leaves(transactional_db, client, world, console):
+    register(world)
+    url = page_url(webview_token())
+    with translation.override("fr"):
+        room = own_words_room(world.person.display_name, link_length())
+    assert 40 <= room < 160
+    assert 'id="text-error"' in client.post(url, {"action": "prevention_text",
+                                                   "prevention_text": "a" * (room + 1)}).content.decode()
+    client.post(url, {"action": "prevention_text", "prevention_text": "a" * room})
+    world.person.refresh_from_db()
+    assert world.person.prevention_text == "a" * room
+    post(client, es256(claims("click", **with_location(45.76401, 4.83572))))
+    drain(console)
+    texts = [r["text"] for r in read_outbox(console.outbox_path) if r["channel"] == "sms"]
+    assert len(texts) == 5 and all("a" * room in t and sms_parts(t) == 1 for t in texts), texts[0]
 
 
 def _at(moment):

@@ -202,11 +202,8 @@ def render(template: str, *, channel: str, language: str, alert, contact_id, fix
             raise ValueError(f"unknown message template {template!r}")
         if channel == "sms":
             own = alert.person.prevention_text if template == "alert" and alert.kind == "prevention" else ""
-            if own:
-                # Her own words (one SMS part, chosen by her), then where she is and the link.
-                head = _("Balise, from %(name)s: %(text)s") % {"name": name, "text": own}
-                reply = _("Reply OK if you are going to help.")
-                return _finish(channel, f"{head} {_where(fix)} {short_url(alert, contact_id)} {reply}")
+            if own and not alert.duress:
+                return own_words_sms(alert, fix, short_url(alert, contact_id), own)
             return first_sms(alert, fix, short_url(alert, contact_id))
         todo = _("Call 17 or 112 (deaf or unable to speak: SMS 114).")
         return _finish(channel, f"{head} {_where(fix)} {todo}")
@@ -295,6 +292,37 @@ def first_sms(alert, fix, link: str) -> str:
     while len(who) > 1 and septets(text(who + ".", "")) > SMS_PART:
         who = who[:-1]
     return text(who + ("." if who != first_word else ""), "")
+
+
+def _own_head(name: str, own: str) -> str:
+    return _("Balise, from %(name)s: %(text)s") % {"name": name, "text": own}
+
+
+def own_words_sms(alert, fix, link: str, own: str) -> str:
+    """Her own prevention words (chosen on her page), then where she is, the short link
+    and what to do, in one GSM 7-bit part: the position shortens (in full, the place's
+    name, coordinates), then goes (her page has it). Her page keeps her words within
+    own_words_room, so that the shortest form always fits."""
+    head, reply = _own_head(alert.person.display_name, own), _("Reply OK if you are going to help.")
+    if fix is None or not _usable(fix):
+        places = [_("Position not known yet."), ""]
+    else:
+        place = nearest(fix.lat, fix.lon)
+        names = dict.fromkeys([place.label(), place.name] if place else [])
+        places = [_where(fix), *(_("Near %(place)s.") % {"place": n} for n in names),
+                  _("At %(lat)s,%(lon)s.") % {"lat": f"{fix.lat:.4f}", "lon": f"{fix.lon:.4f}"}, ""]
+    for where in places:
+        candidate = to_gsm7(" ".join(part for part in (head, where, link, reply) if part))
+        if septets(candidate) <= SMS_PART:
+            break
+    return candidate  # (longer only for words saved before that limit: sent in two parts)
+
+
+def own_words_room(name: str, link_length: int) -> int:
+    """How many septets her own words may take for her prevention SMS to stay one part
+    in its shortest form (no position), in the active language."""
+    bare = to_gsm7(" ".join((_own_head(name, ""), "x" * link_length, _("Reply OK if you are going to help."))))
+    return max(0, SMS_PART - septets(bare))
 
 
 UNDELIVERABLE = "undeliverable"

@@ -80,6 +80,11 @@ def prepare(pairs) -> None:
         transaction.on_commit(lambda: _remember(digests))  # (at once outside a transaction)
 
 
+def link_length() -> int:
+    """The length of every short link (what an SMS must leave room for)."""
+    return len(f"{settings.SITE_URL}/s/") + LENGTH
+
+
 def short_token(alert, contact_id: int | None) -> str:
     """The short token of ALERT's page for CONTACT_ID (None: the association's line),
     stored (hashed) the first time it is asked for."""

@@ -19,12 +19,13 @@ from django.views.decorators.http import require_http_methods
 from balise.alerts.actions import AlertError, cancel_alert, create_alert
 from balise.alerts.models import Alert, Kind
 from balise.devices.models import hash_token
-from balise.dispatch.messages import answer_words, responder_name
+from balise.dispatch.messages import answer_words, own_words_room, responder_name
 from balise.integrations.flic import checkins
 from balise.integrations.flic.actions import record_health
-from balise.integrations.flic.forms import SMS_PART_SEPTETS, CheckInForm, PinForm, PreventionTextForm
+from balise.integrations.flic.forms import CheckInForm, PinForm, PreventionTextForm
 from balise.integrations.flic.models import FlicButton
 from balise.integrations.flic.tokens import FlicError, verify
+from balise.tracking.shortlinks import link_length
 
 def new_private_link(button: FlicButton) -> str:
     """A fresh private link key (the previous one stops working); only its hash is kept."""
@@ -69,7 +70,8 @@ def _page(request, button: FlicButton, query: str) -> HttpResponse:
         return _invalid(request, 404)
     with translation.override(person.language):
         notice, error, private_link = "", "", ""
-        forms = {"prevention": PreventionTextForm(initial={"prevention_text": person.prevention_text}),
+        room = own_words_room(person.display_name, link_length())
+        forms = {"prevention": PreventionTextForm(initial={"prevention_text": person.prevention_text}, room=room),
                  "cancel": PinForm(prefix="cancel"), "confirm": PinForm(prefix="confirm"),
                  "checkin": CheckInForm()}
         if request.method == "POST":
@@ -105,7 +107,7 @@ def _act(request, button, person, forms) -> tuple[str, str, str]:
             return _("Your alert is cancelled."), "", ""
         return "", "", ""
     if action == "prevention_text":
-        form = forms["prevention"] = PreventionTextForm(request.POST)
+        form = forms["prevention"] = PreventionTextForm(request.POST, room=forms["prevention"].room)
         if form.is_valid():
             person.prevention_text = form.cleaned_data["prevention_text"]
             person.save(update_fields=["prevention_text"])
@@ -179,7 +181,7 @@ def _context(request, button, person, forms, query, notice, error, private_link)
         "button": button, "person": person, "association": association, "query": query,
         "contacts": list(person.contacts.all()), "alert": alert, "answers": answers,
         "test_open": _open_test(person), "checkin": checkins.current(person), "forms": forms, "notice": notice, "error": error,
-        "private_link": private_link, "test_id": uuid.uuid4(), "sms_max": SMS_PART_SEPTETS,
+        "private_link": private_link, "test_id": uuid.uuid4(), "sms_max": forms["prevention"].room,
         "action_url": request.path + query,
         "help_numbers": [("17", _("Police")), ("112", _("Emergency (Europe)")),
                          ("114", _("By text message, if you cannot speak")),
