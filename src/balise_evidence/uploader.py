@@ -6,6 +6,9 @@ session and acts on the outcome:
 - a ``Receipt``: delete the local copy, and pass ``receipt.sha256`` to
   ``Recorder.note_receipt`` while the session is still recording;
 - ``UploadRetry``: keep it, try again later (offline, server busy, predecessor missing);
+  ``ReceiptKeyUnknown``, a kind of it, when the receipt is not signed by the pinned key:
+  the server's signing key may have been rotated (the station reads the key log, and may
+  check the same receipt again with ``check_receipt`` once it has re-pinned);
 - ``UploadRejected``: the server will never accept this record; keep it aside for the
   association (never silently dropped) and go on with the next one.
 """
@@ -25,6 +28,14 @@ RECORDS_PATH = "evidence/records"
 
 class UploadRetry(Exception):
     """A transient failure: the same upload may succeed later."""
+
+
+class ReceiptKeyUnknown(UploadRetry):
+    """The receipt is for this record but not signed by the pinned server key."""
+
+    def __init__(self, receipt: "Receipt | None", message: str = "the receipt is not signed by the pinned server key"):
+        super().__init__(message)
+        self.receipt = receipt
 
 
 class UploadRejected(Exception):
@@ -83,10 +94,15 @@ class Uploader:
             receipt = Receipt(body["receipt"], b64d(body["signature"]), bool(body.get("duplicate")))
         except (KeyError, TypeError, ValueError) as exc:
             raise UploadRetry("the server's answer is not a receipt") from exc
-        if receipt.body.get("record", {}).get("sha256") != upload.sha256:
+        return self.check_receipt(receipt, upload)
+
+    def check_receipt(self, receipt: Receipt, upload: SealedUpload) -> Receipt:
+        """The receipt, if it is for ``upload`` and signed by the pinned key."""
+        record = receipt.body.get("record") if isinstance(receipt.body, dict) else None
+        if not isinstance(record, dict) or record.get("sha256") != upload.sha256:
             raise UploadRetry("the receipt is for another record")
         if self._server_key is not None and not verify_ed25519(self._server_key, receipt.signature, receipt.data):
-            raise UploadRetry("the receipt signature does not verify")
+            raise ReceiptKeyUnknown(receipt)
         return receipt
 
 

@@ -245,11 +245,35 @@ class Anchors:
         return anchors
 
 
-def anchors_from_key_log(data: bytes, pin: str) -> Anchors:
-    """Check the platform's key log and return every key it lists. The first entry is
-    signed by the signing key whose fingerprint is ``pin`` (obtained by the expert out of
-    band); each later entry is signed by the signing key in force at that point, so a
-    new signing key is introduced by a signature of the previous one."""
+@dataclass(frozen=True)
+class LoggedKey:
+    """One key listed in the key log, at ``index``."""
+    index: int
+    role: str
+    fingerprint: str
+    public_pem: str
+
+
+@dataclass(frozen=True)
+class KeyLog:
+    """The entries of a checked key log that the pinned signing key vouches for, and the
+    log's length and head (hash of its last entry)."""
+    keys: list
+    length: int
+    head: str
+
+
+def read_key_log(data: bytes, pin: str, *, pin_anywhere: bool = False) -> KeyLog:
+    """Check the platform's key log: its hash chain, and that every entry is signed by the
+    signing key in force at that point (the first one by itself), so that a new signing
+    key is introduced by a signature of the previous one.
+
+    ``pin`` is a signing key's fingerprint obtained out of band. By default (the expert's
+    ``--pin``) it must be the log's first key, and every entry is returned. With
+    ``pin_anywhere`` (a station that pinned the signing key in force when it enrolled)
+    it may be any signing key of the chain; only the entries from its introduction on
+    are returned: each of them is signed by the pinned key or by a key it introduced,
+    directly or through its successors, whoever wrote the entries before it."""
     pin = pin.strip().lower()
     try:
         doc = json.loads(data)
@@ -258,9 +282,10 @@ def anchors_from_key_log(data: bytes, pin: str) -> Anchors:
             raise ValueError
     except (ValueError, KeyError, TypeError):
         raise AnchorError("the key log is not a Balise key log") from None
-    anchors = Anchors(source="key log")
+    listed: list[LoggedKey] = []
     keys: dict[str, object] = {}
     current = None
+    vouched_from = None
     prev = ZERO
     for index, item in enumerate(items):
         try:
@@ -281,7 +306,7 @@ def anchors_from_key_log(data: bytes, pin: str) -> Anchors:
         if _fingerprint(key) != fp:
             raise AnchorError(f"key log entry {index}: the public key does not have the fingerprint listed")
         if index == 0:
-            if role != "signing" or fp != pin:
+            if role != "signing" or (fp != pin and not pin_anywhere):
                 raise AnchorError("the key log does not start with the pinned signing key "
                                   "(wrong --pin, or not the platform's key log)")
             current = key
@@ -289,11 +314,25 @@ def anchors_from_key_log(data: bytes, pin: str) -> Anchors:
         if signer is None or signer is not current or not _ed_ok(signer, sig, raw):
             raise AnchorError(f"key log entry {index}: not signed by the signing key in force")
         keys[fp] = key
-        anchors.roles[role].add(fp)
+        if vouched_from is None and role == "signing" and fp == pin:
+            vouched_from = index
+        if vouched_from is not None:
+            listed.append(LoggedKey(index, role, fp, str(body["public_pem"])))
         if role == "signing" and body.get("action", "add") == "add":
             current = key
         prev = hashlib.sha256(raw).hexdigest()
-    anchors.source = f"key log ({len(items)} entries, head {prev})"
+    if vouched_from is None:
+        raise AnchorError("the pinned signing key is not in the key log")
+    return KeyLog(listed, len(items), prev)
+
+
+def anchors_from_key_log(data: bytes, pin: str) -> Anchors:
+    """Check the platform's key log (``read_key_log``, pinned to its first signing key,
+    obtained by the expert out of band) and return every key it lists."""
+    log = read_key_log(data, pin)
+    anchors = Anchors(source=f"key log ({log.length} entries, head {log.head})")
+    for entry in log.keys:
+        anchors.roles[entry.role].add(entry.fingerprint)
     return anchors
 
 

@@ -115,6 +115,10 @@ class DeviceApi:
     async def evidence_keys(self) -> ApiResult:
         return await self._call("GET", "/evidence/keys")
 
+    async def evidence_key_log(self) -> ApiResult:
+        """The platform's signed key log (public; checked by ``balise_station.evidence.refresh_keys``)."""
+        return await self._call("GET", "/evidence/key-log")
+
     async def register_evidence_key(self, public_key_pem: str) -> ApiResult:
         return await self._call("POST", "/evidence/device-key", {"public_key_pem": public_key_pem})
 

@@ -240,6 +240,7 @@ def _status_text(st: dict[str, Any], age: float) -> str:
         lines.append(
             "evidence: "
             + ("enrolled" if ev.get("enrolled", True) else "NOT ENROLLED" + (f": {ev['error']}" if ev.get("error") else ""))
+            + (f"; SERVER KEYS NOT FOLLOWED: {ev['keys_error']}" if ev.get("keys_error") else "")
             + (f"; RECORDING ({len(recording)})" if recording else "")
             + f"; {q.get('evidence_pending', 0)} record(s) waiting for upload"
             + (f", {q['evidence_rejected']} REFUSED by the server (kept)" if q.get("evidence_rejected") else ""))

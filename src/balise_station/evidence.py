@@ -3,7 +3,16 @@
 Enrolment, once (first run, or ``balise-station enrol``): the station creates its
 ECDSA P-256 key (``state_dir/evidence-device-key.pem``, mode 0600), registers it
 (``POST /evidence/device-key``), then pins the server's seal and receipt-signing
-keys from ``GET /evidence/keys`` (trust on first use: never replaced afterwards).
+keys from ``GET /evidence/keys`` (trust on first use).
+
+Key rotation: the pinned keys are replaced only through the platform's key log
+(``GET /evidence/key-log``, ``refresh_keys``), checked from the pinned signing key
+by the same code as the expert's verifier (``balise_evidence.keylog.in_force``): a
+new signing key is taken only if it was introduced by the pinned one or by one of
+its successors, and the newest seal key listed since then is taken with it. A log
+that does not chain to the pinned key is refused, whatever it says. The station
+reads the log at start, every ``KEY_CHECK_S``, and when a receipt is not signed by
+the pinned key (then the same receipt is checked again with the new key).
 
 The upload lane sends the evidence queue (``Outbox.evidence_*``) one record at a
 time, FIFO within each session. A record's local copy goes only once the
@@ -16,6 +25,7 @@ never competes with an alert: each upload waits until no alert attempt is in fli
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -25,9 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from balise_evidence import crypto
+from balise_evidence import crypto, keylog
 from balise_evidence.records import SealedUpload
-from balise_evidence.uploader import Receipt, UploadRejected, UploadRetry
+from balise_evidence.uploader import Receipt, ReceiptKeyUnknown, UploadRejected, UploadRetry
+from balise_evidence.verifier import AnchorError
 from balise_station.api import DeviceApi, Outcome
 from balise_station.delivery import Backoff
 from balise_station.outbox import EvidenceRow, Outbox
@@ -37,6 +48,7 @@ log = logging.getLogger(__name__)
 
 EVIDENCE_BACKOFF = Backoff(1.0, 60.0)
 KEYS_META = "evidence_server_keys"
+KEY_CHECK_S = 3600.0  # the key log is read this often (and at start, and on a receipt the pinned key refuses)
 
 
 @dataclass(frozen=True)
@@ -120,8 +132,54 @@ async def enrol(api: DeviceApi, outbox: Outbox, device_key: crypto.DeviceKey) ->
     return Enrolment(keys)
 
 
+@dataclass(frozen=True)
+class Refresh:
+    """What reading the key log did: ``changed`` (new keys pinned), ``error`` (the log
+    could not be fetched: try later), ``refused`` (it does not chain to the pinned
+    signing key: its keys are never used)."""
+
+    keys: ServerKeys | None
+    changed: bool = False
+    error: str = ""
+    refused: str = ""
+
+
+async def refresh_keys(api: Any, outbox: Outbox) -> Refresh:
+    """Reads the server's key log and re-pins the keys in force if, and only if, the log
+    chains to the signing key pinned now (``keylog.in_force``)."""
+    keys = pinned_keys(outbox)
+    if keys is None:
+        return Refresh(None, error="not enrolled")
+    result = await api.evidence_key_log()
+    if not result.ok or not isinstance(result.body, dict):
+        return Refresh(keys, error=f"key log not fetched: {result.error or 'unexpected reply'}")
+    try:
+        found = keylog.in_force(json.dumps(result.body).encode("utf-8"), keys.signing_fingerprint)
+    except AnchorError as exc:
+        refused = f"the server's key log does not chain to the pinned signing key ({exc})"
+        log.error("evidence: %s: its keys are not used", refused)
+        return Refresh(keys, refused=refused)
+    seal = found.seal
+    new = ServerKeys.from_json({
+        "seal_public_pem": seal.public_pem if seal else keys.seal_public_pem,
+        "seal_fingerprint": seal.fingerprint if seal else keys.seal_fingerprint,
+        "signing_public_pem": found.signing.public_pem, "signing_fingerprint": found.signing.fingerprint})
+    if new is None:
+        refused = "the server's key log lists a key of the wrong kind"
+        log.error("evidence: %s: its keys are not used", refused)
+        return Refresh(keys, refused=refused)
+    if new == keys:
+        return Refresh(keys)
+    outbox.set_meta(KEYS_META, new.to_json())
+    log.warning("evidence keys re-pinned from the server's key log (chained from the pinned signing key): "
+                "seal %s, signing %s", new.seal_fingerprint[:16], new.signing_fingerprint[:16])
+    return Refresh(new, changed=True)
+
+
 class RecordUploader(Protocol):
     def upload(self, upload: SealedUpload) -> Receipt: ...
+
+    def check_receipt(self, receipt: Receipt, upload: SealedUpload) -> Receipt: ...
 
 
 class EvidenceLane:
@@ -131,8 +189,10 @@ class EvidenceLane:
                  alerts_idle: Callable[[], Awaitable[Any]],
                  on_receipt: Callable[[str, str], None] = lambda session, sha256: None,
                  clock: Callable[[], float] = time.time, rand: Callable[[], float] = random.random,
-                 backoff: Backoff = EVIDENCE_BACKOFF) -> None:
+                 backoff: Backoff = EVIDENCE_BACKOFF,
+                 refresh_keys: Callable[[ReceiptKeyUnknown], Awaitable[bool]] | None = None) -> None:
         self.outbox = outbox
+        self.refresh_keys = refresh_keys  # True when new keys were pinned (the uploader then uses them)
         self.uploader = uploader
         self.alerts_idle = alerts_idle
         self.on_receipt = on_receipt
@@ -149,7 +209,11 @@ class EvidenceLane:
         """One attempt for one record; True when the queue moved on (receipt, or set aside)."""
         await self.alerts_idle()
         try:
-            receipt = await asyncio.to_thread(uploader.upload, SealedUpload.from_json(row.body))
+            upload = SealedUpload.from_json(row.body)
+            try:
+                receipt = await asyncio.to_thread(uploader.upload, upload)
+            except ReceiptKeyUnknown as exc:
+                receipt = await self._after_key_change(exc, upload, uploader)
         except UploadRetry as exc:
             delay = self.backoff.delay(row.attempts, self.rand())
             self.outbox.evidence_retry(row.id, self.clock() + delay, str(exc))
@@ -170,15 +234,35 @@ class EvidenceLane:
         self.on_receipt(row.session, receipt.sha256)
         return True
 
+    async def _after_key_change(self, exc: ReceiptKeyUnknown, upload: SealedUpload,
+                                used: RecordUploader) -> Receipt:
+        """A receipt the pinned key does not verify: the server's signing key may have been
+        rotated. If the key log gives a new key (chained from the pinned one), the same
+        receipt is checked again with it; else the record waits, as for any retry."""
+        if exc.receipt is None:
+            raise exc
+        current = self.uploader()
+        if current is not None and current is not used:  # re-pinned while this upload ran
+            try:
+                return current.check_receipt(exc.receipt, upload)
+            except ReceiptKeyUnknown:
+                pass
+        if self.refresh_keys is None or not await self.refresh_keys(exc):
+            raise exc
+        current = self.uploader()
+        if current is None:
+            raise exc
+        return current.check_receipt(exc.receipt, upload)
+
     async def drain(self) -> None:
         """Everything due now: each session's records in order, until one has to wait."""
-        uploader = self.uploader()
-        if uploader is None:
-            return
         progressed = True
         while progressed:
             progressed = False
             for head in self.outbox.evidence_heads(self.clock()):
+                uploader = self.uploader()  # anew each time: the keys may have been re-pinned
+                if uploader is None:
+                    return
                 progressed |= await self.send(head, uploader)
 
     async def run(self) -> None:

@@ -36,7 +36,8 @@ from balise_station.api import DeviceApi
 from balise_station.buttons import ButtonSupervisor
 from balise_station.config import StationConfig, valid_address
 from balise_station.delivery import Sender
-from balise_station.evidence import EvidenceLane, ServerKeys, enrol, load_or_create_device_key, pinned_keys
+from balise_station.evidence import (KEY_CHECK_S, EvidenceLane, Refresh, ServerKeys, enrol, load_or_create_device_key,
+                                     pinned_keys, refresh_keys)
 from balise_station.fallback import send_alert_sms
 from balise_station.gestures import ButtonMode, DecodedGesture, Edge, Gesture, GestureRouter
 from balise_station.location import Fix, GpsdSource, LocationHub, SimulatedTrack
@@ -137,6 +138,12 @@ class Station:
         self.device_key: Any = None
         self.server_keys: ServerKeys | None = None
         self.evidence_error = ""
+        # the server's keys could not be followed (see refresh_evidence_keys): its key log
+        # was refused, or receipts are signed by a key the log does not introduce
+        self.key_log_refused = ""
+        self.receipt_key_error = ""
+        self._keys_lock = asyncio.Lock()
+        self._key_watch_started = False
         self._uploader: Any = None
         self._http: Any = None
         self.microphone = choose_microphone(cfg.evidence)
@@ -144,7 +151,8 @@ class Station:
                                      lambda: self.server_keys.seal_public_pem if self.server_keys else None,
                                      on_record=self._evidence_queued, wall=wall)
         self.evidence_lane = EvidenceLane(self.outbox, self._evidence_uploader, self.sender.alerts_idle.wait,
-                                          on_receipt=self.recordings.note_receipt, clock=wall)
+                                          on_receipt=self._evidence_receipt, clock=wall,
+                                          refresh_keys=self._receipt_key_unknown)
 
     # -- gestures -----------------------------------------------------------
     def button_edge(self, button: str, edge: Edge, t: float | None = None) -> None:
@@ -310,11 +318,7 @@ class Station:
             return False
         self.api.set_token(token)
         self.cfg = replace(self.cfg, server=replace(self.cfg.server, token=token))
-        if self._uploader is not None:  # the evidence uploader holds the old token
-            self._uploader = None
-            if self._http is not None:
-                self._http.close()
-                self._http = None
+        self._drop_uploader()  # the evidence uploader holds the old token
         refused = self.outbox.retry_refused()
         log.warning("new device token (the station was paired again): %d refused alert(s) sent again", refused)
         self.sender.kick()
@@ -412,10 +416,61 @@ class Station:
 
             from balise_evidence.uploader import Uploader
 
-            self._http = httpx.Client(timeout=self.cfg.evidence.upload_timeout_s, follow_redirects=False)
+            if self._http is None:  # kept when only the keys change (an upload may be using it)
+                self._http = httpx.Client(timeout=self.cfg.evidence.upload_timeout_s, follow_redirects=False)
             self._uploader = Uploader(self.cfg.server.url + "/api/v1", self.cfg.server.token,
                                       server_signing_pem=self.server_keys.signing_public_pem, client=self._http)
         return self._uploader
+
+    def _evidence_receipt(self, session: str, sha256: str) -> None:
+        self.receipt_key_error = ""  # a receipt verified with the pinned key
+        self.recordings.note_receipt(session, sha256)
+
+    @property
+    def evidence_keys_error(self) -> str:
+        return self.key_log_refused or self.receipt_key_error
+
+    def _drop_uploader(self) -> None:
+        self._uploader = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    async def refresh_evidence_keys(self) -> Refresh:
+        """Reads the server's key log; new keys are pinned only if it chains to the pinned
+        signing key. A new seal key is for the next sessions (the one in progress keeps
+        the key it was opened with: the server opens a session with the key it names)."""
+        async with self._keys_lock:
+            outcome = await refresh_keys(self.api, self.outbox)
+            if outcome.changed:
+                self.server_keys = outcome.keys
+                self._uploader = None  # the next upload checks receipts with the new signing key
+            if not outcome.error:
+                self.key_log_refused = outcome.refused
+            return outcome
+
+    async def _receipt_key_unknown(self, exc: Exception) -> bool:
+        """From the lane: a receipt the pinned signing key does not verify. True when the
+        keys changed (the lane checks the receipt again)."""
+        before = self.server_keys
+        outcome = await self.refresh_evidence_keys()
+        if outcome.changed or self.server_keys != before:
+            self.receipt_key_error = ""
+            return True
+        if not outcome.error and not outcome.refused:
+            self.receipt_key_error = ("receipts are signed by a key that the server's key log does not "
+                                      "introduce after the pinned signing key: records kept, retried")
+            log.error("evidence: %s", self.receipt_key_error)
+        return False
+
+    async def _key_watch(self) -> None:
+        """The key log at start and every KEY_CHECK_S: rotations reach the station even
+        with no receipt to refuse (a new seal key)."""
+        while True:
+            outcome = await self.refresh_evidence_keys()
+            if outcome.error:
+                log.info("evidence: %s", outcome.error)
+            await asyncio.sleep(KEY_CHECK_S)
 
     def _server_back(self) -> None:
         log.warning("server reachable again: sending what waited")
@@ -439,6 +494,9 @@ class Station:
             if result.done:
                 self.server_keys, self.evidence_error = result.keys, ""
                 self.evidence_lane.kick()
+                if not self._key_watch_started:
+                    self._key_watch_started = True
+                    self._spawn(self._key_watch())
                 return
             self.evidence_error = result.error
             log.warning("evidence enrolment: %s", result.error)
@@ -581,6 +639,9 @@ class Station:
                 "enabled": self.cfg.evidence.enabled,
                 "enrolled": self.server_keys is not None,
                 "error": self.evidence_error,
+                "keys_error": self.evidence_keys_error,
+                "signing_key": self.server_keys.signing_fingerprint if self.server_keys else None,
+                "seal_key": self.server_keys.seal_fingerprint if self.server_keys else None,
                 "recording_alerts": sorted(self.recordings.active()),
                 "last_receipt_ts": self.evidence_lane.last_receipt_ts,
             },

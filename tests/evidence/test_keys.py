@@ -116,3 +116,41 @@ def test_the_verifier_fetches_the_key_log_from_its_url(live_server, world):
     assert actions.server_keys()["export_fingerprint"] in anchors.roles["export"]
     with pytest.raises(verifier.AnchorError):
         verifier.fetch(f"{live_server.url}/no-such-key-log")
+
+
+def test_a_key_log_read_from_a_pinned_key_in_the_middle_vouches_only_for_what_follows():
+    """The home station pins the signing key in force when it enrols, not necessarily the
+    log's first one: ``keylog.in_force`` takes only keys the pinned one introduced (or its
+    successors), while the expert's ``--pin`` must still be the first key."""
+    from balise_evidence import keylog, ledger
+
+    k1, k2, k3, intruder = (crypto.Signer.generate() for _ in range(4))
+    s1, s2 = crypto.SealKey.generate(), crypto.SealKey.generate()
+
+    def log(*steps):
+        head, entries = ledger.Head(), []
+        for role, key, signer in steps:
+            entry = keylog.append(head, keylog.body(role=role, fingerprint=key.fingerprint,
+                                                    public_pem=key.public_pem, at="2026-12-01T00:00:00Z"), signer)
+            head = ledger.Head(entry.body["index"], entry.sha256)
+            entries.append((entry.data, entry.signature))
+        return keylog.document(entries)
+
+    genuine = log(("signing", k1, k1), ("seal", s1, k1), ("signing", k2, k1), ("seal", s2, k2), ("signing", k3, k2))
+    found = keylog.in_force(genuine, k2.fingerprint)
+    assert (found.signing.fingerprint, found.seal.fingerprint) == (k3.fingerprint, s2.fingerprint)
+    assert [k.index for k in verifier.read_key_log(genuine, k2.fingerprint, pin_anywhere=True).keys] == [2, 3, 4]
+    assert keylog.in_force(genuine, k3.fingerprint).seal is None, "no seal key listed since k3"
+    with pytest.raises(verifier.AnchorError):  # the expert's pin is the first key
+        verifier.anchors_from_key_log(genuine, k2.fingerprint)
+    assert verifier.anchors_from_key_log(genuine, k1.fingerprint).roles["signing"] == {
+        k.fingerprint for k in (k1, k2, k3)}
+    # whoever holds a key retired before the pinned one cannot introduce a new one
+    with pytest.raises(verifier.AnchorError):
+        keylog.in_force(log(("signing", k1, k1), ("signing", k2, k1), ("signing", intruder, k1)), k2.fingerprint)
+    # nor can a log of its own that lists the pinned key and then another
+    with pytest.raises(verifier.AnchorError):
+        keylog.in_force(log(("signing", intruder, intruder), ("signing", k2, intruder), ("signing", k3, intruder)),
+                        k2.fingerprint)
+    with pytest.raises(verifier.AnchorError, match="pinned signing key is not in the key log"):
+        keylog.in_force(log(("signing", intruder, intruder), ("signing", k3, intruder)), k2.fingerprint)
