@@ -41,7 +41,7 @@ from balise_evidence.uploader import Receipt, ReceiptKeyUnknown, UploadRejected,
 from balise_evidence.verifier import AnchorError
 from balise_station.api import DeviceApi, Outcome
 from balise_station.delivery import Backoff
-from balise_station.outbox import EvidenceRow, Outbox
+from balise_station.outbox import REFUSED, EvidenceRow, Outbox
 from balise_station.waits import wait_event
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,14 @@ class EvidenceLane:
             log.info("evidence %s:%d not delivered (%s); retry in %.1f s", row.session[:8], row.seq, exc, delay)
             return False
         except UploadRejected as exc:
+            if exc.status == 401:
+                # The token, not the record: kept in order (the session's next records need
+                # it first) and sent again as soon as the station is paired again.
+                delay = self.backoff.delay(row.attempts, self.rand())
+                self.outbox.evidence_retry(row.id, self.clock() + delay, f"{REFUSED}HTTP 401")
+                log.error("evidence %s:%d refused: the device token is no longer valid; kept until the station "
+                          "is paired again", row.session[:8], row.seq)
+                return False
             self.outbox.evidence_rejected(row.id, exc.status, f"{exc.code} {exc.field or ''}".strip())
             log.error("evidence %s:%d refused by the server for good (%s %s): kept aside for the association",
                       row.session[:8], row.seq, exc.status, exc.code)

@@ -240,7 +240,11 @@ class Outbox:
                        (client_id,))
 
     def retry_refused(self) -> int:
+        """After a re-pairing: the alerts (and evidence records) the old token could not
+        deliver go at once. Returns the number of alerts."""
         with self._tx() as db:
+            db.execute("UPDATE evidence SET next_attempt_ts = 0 WHERE state = 'pending' AND last_error LIKE ?",
+                       (REFUSED + "%",))
             return db.execute("UPDATE alerts SET next_attempt_ts = 0 WHERE state = 'pending' AND last_error LIKE ?",
                               (REFUSED + "%",)).rowcount
 

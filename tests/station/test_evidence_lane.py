@@ -198,3 +198,27 @@ def test_bad_evidence_settings_are_one_line_errors(tmp_path, table: str, message
     with pytest.raises(ConfigError) as err:
         parse_config(raw, base_dir=Path(tmp_path))
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_a_refused_token_keeps_the_records_until_the_station_is_paired_again(tmp_path) -> None:
+    """A 401 is about the token, not the record: nothing is set aside, the session waits in
+    order, and the re-pairing (Outbox.retry_refused) sends it at once."""
+    uploads = session()
+    ob = Outbox(tmp_path / "q.sqlite3")
+    queue(ob, uploads)
+    server = ScriptedServer()
+    server.script[(uploads[0].session, 0)] = [UploadRejected(401, "unauthorized", "invalid token")]
+    clock = Clock()
+    lane = EvidenceLane(ob, lambda: server, idle, on_receipt=lambda s, r: None, clock=clock, rand=lambda: 0.0)
+
+    asyncio.run(lane.drain())
+    assert ob.evidence("rejected") == [] and ob.counts()["evidence_rejected"] == 0
+    assert [r.seq for r in ob.evidence()] == [u.seq for u in uploads], "all kept, in order"
+    assert ob.next_evidence_attempt() > clock.now
+    asyncio.run(lane.drain())
+    assert len(server.calls) == 1, "not before its time"
+
+    ob.retry_refused()  # what pairing again does
+    assert ob.next_evidence_attempt() <= clock.now
+    asyncio.run(lane.drain())
+    assert ob.evidence() == [] and ob.evidence_sessions()[0]["delivered"] == len(uploads)
