@@ -88,6 +88,7 @@ def latency(smsc, rate: float, duration: float, contacts: int, drain: float) -> 
     from balise.dispatch.dispatcher import Dispatcher, run_in_thread
     from balise.dispatch.models import Delivery
     from balise.providers.health import Guarded
+    from balise.providers import smpp as smpp_module
     from balise.providers.smpp import SmppProvider
     from tests.contacts.helpers import raise_alert
     from tests.personas import another_holder, make_world
@@ -100,7 +101,7 @@ def latency(smsc, rate: float, duration: float, contacts: int, drain: float) -> 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
     class Timed(SmppProvider):
-        """Notes when the first submit_sm of each message is written."""
+        """Notes which message each sending thread is on (see written)."""
 
         local = threading.local()
         first: dict[str, float] = {}
@@ -109,9 +110,16 @@ def latency(smsc, rate: float, duration: float, contacts: int, drain: float) -> 
             self.local.key = message.key
             return super().send(message)
 
-        def _submit(self, client, params):
-            self.first.setdefault(self.local.key, time.time())
-            return super()._submit(client, params)
+    def written(send_pdu):
+        # submit_sm is written on the sending thread, once the window admits it: the time
+        # it goes out, not the time it started waiting for the window.
+        def timed(client, pdu):
+            if pdu.command == "submit_sm" and getattr(Timed.local, "key", None) is not None:
+                Timed.first.setdefault(Timed.local.key, time.time())
+            return send_pdu(client, pdu)
+        return timed
+
+    smpp_module._Client.send_pdu = written(smpp_module._Client.send_pdu)
 
     count = int(rate * duration)
     prepared = time.monotonic()
