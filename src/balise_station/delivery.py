@@ -171,9 +171,16 @@ class Sender:
                     self.outbox.alert_closed(client_id)
                     if self.on_alert_closed:
                         self.on_alert_closed(client_id)
-            elif result.outcome is Outcome.PERMANENT:
+            elif result.outcome is Outcome.PERMANENT and result.status not in TOKEN_REFUSED:
                 log.error("fixes of alert %s refused for good: %s", client_id, result.error)
                 self.outbox.fixes_dropped(client_id, ids, result.status, result.error)
+            elif result.outcome is Outcome.PERMANENT:
+                # The token, not the fixes: kept for after re-pairing (where she was counts).
+                attempts = self.outbox.fix_attempts(ids)
+                delay = self._delay(self.background_backoff, attempts, result)
+                self.outbox.fixes_retry(ids, self.clock() + delay)
+                log.error("fixes of alert %s refused (%s): kept, tried again in %.0f s and after re-pairing",
+                          client_id, result.error, delay)
             else:
                 attempts = self.outbox.fix_attempts(ids)
                 self.outbox.fixes_retry(ids, self.clock() + self._delay(self.background_backoff, attempts, result))

@@ -245,6 +245,7 @@ class Outbox:
         with self._tx() as db:
             db.execute("UPDATE evidence SET next_attempt_ts = 0 WHERE state = 'pending' AND last_error LIKE ?",
                        (REFUSED + "%",))
+            db.execute("UPDATE fixes SET next_attempt_ts = 0 WHERE state = 'pending'")
             return db.execute("UPDATE alerts SET next_attempt_ts = 0 WHERE state = 'pending' AND last_error LIKE ?",
                               (REFUSED + "%",)).rowcount
 

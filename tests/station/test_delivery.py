@@ -221,3 +221,28 @@ def test_bad_token_is_permanent(tmp_path, device_api: FakeDeviceApi) -> None:
             await api.aclose()
     result = asyncio.run(main())
     assert (result.outcome, result.status, result.error) == (Outcome.PERMANENT, 401, "HTTP 401 unauthorized")
+
+
+def test_fixes_refused_for_the_token_are_kept_until_the_station_is_paired_again(tmp_path,
+                                                                                 device_api: FakeDeviceApi) -> None:
+    ob = Outbox(tmp_path / "q.sqlite3")
+    cid = new_alert(ob)
+    run_sender(ob, device_api, lambda sender: wait_for(lambda: ob.alert(cid).state == "delivered"))
+    ob.add_fix(cid, fix(7))
+
+    async def refused():
+        api = DeviceApi(device_api.url, "revoked-token", timeout_s=2)
+        sender = Sender(ob, api)
+        task = asyncio.create_task(sender.run_background())
+        try:
+            await wait_for(lambda: len(device_api.posts(f"/api/v1/alerts/{cid}/fixes")) >= 1)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await api.aclose()
+
+    asyncio.run(refused())
+    assert ob.counts()["fixes_pending"] == 1 and ob.dropped() == [], "kept, not dropped"
+    ob.retry_refused()
+    run_sender(ob, device_api, lambda sender: wait_for(lambda: ob.counts()["fixes_pending"] == 0))
+    assert ob.dropped() == []
