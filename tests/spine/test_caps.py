@@ -130,7 +130,7 @@ def test_a_stronger_press_escalates_the_alert_once(client, world):
     _, r = press(client, world, "alarm")
     alert.refresh_from_db()
     assert r.json()["kind"] == "alarm" and alert.kind == "alarm" and alert.record
-    assert sends(alert) == sorted([(p, "sms") for p in phones] + [(p, "voice") for p in phones] + [(ON_CALL, "voice")])
+    assert sends(alert) == sorted([(p, "sms") for p in phones] + [(p, "voice") for p in phones] + [(ON_CALL, "voice"), (ON_CALL, "sms")])
     assert [e.data["to"] for e in alert.events.filter(kind="escalated_by_press")] == ["emergency", "alarm"]
     assert JoinedPress.objects.filter(alert=alert, escalated=True).count() == 2
 

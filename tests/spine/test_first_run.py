@@ -69,7 +69,7 @@ def test_demo_prints_commands_that_reach_every_contact(demo_server):
     records = []
     while time.monotonic() < deadline:
         records = [json.loads(x) for x in outbox.read_text().splitlines()] if outbox.exists() else []
-        if len(records) >= 3 + 4 + 1:
+        if len(records) >= 3 + 4 + 1 + 1:
             break
         time.sleep(0.2)
     # One button, one person: the double and long presses join her open alert and
@@ -78,7 +78,7 @@ def test_demo_prints_commands_that_reach_every_contact(demo_server):
     contacts = {r["to"] for r in records if r["alert_kind"] != "test" and r["to"] != on_call}
     assert len(contacts) == 3
     sent = sorted((r["to"], r["channel"]) for r in records if r["alert_kind"] != "test")
-    assert sent == sorted([(c, "sms") for c in contacts] + [(c, "voice") for c in contacts] + [(on_call, "voice")])
+    assert sent == sorted([(c, "sms") for c in contacts] + [(c, "voice") for c in contacts] + [(on_call, "voice"), (on_call, "sms")])
     assert [(r["to"], r["channel"]) for r in records if r["alert_kind"] == "test"] == [(on_call, "sms")]
     french = next(r for r in records if r["to"] == "+33612345601" and r["channel"] == "sms")
     assert french["text"].startswith("BALISE: Camille")  # the one-part SMS (docs/providers.md)
