@@ -227,15 +227,20 @@ async def send_heartbeats(bases: list[str], tokens: list[str], rate: float, coun
     """Open loop of heartbeats (as a station sends them), each timed from send to answer."""
     import httpx
 
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    # At most 256 requests in httpx at once: its connection pool rescans every queued request
+    # at each step (thousands queued stalled the client itself, not the server). A request
+    # that waits here is timed from when it was due, so the wait counts in its latency.
+    gate = asyncio.Semaphore(256)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
 
         async def one(i: int) -> None:
             started = time.monotonic()
             try:
-                r = await client.post(f"{bases[i % len(bases)]}/api/v1/heartbeat",
-                                      json={"battery_percent": 50 + i % 50, "button_connected": True},
-                                      headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"})
+                async with gate:
+                    r = await client.post(f"{bases[i % len(bases)]}/api/v1/heartbeat",
+                                          json={"battery_percent": 50 + i % 50, "button_connected": True},
+                                          headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}"})
                 if r.status_code != 200:
                     errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
                     return
