@@ -20,10 +20,11 @@ worst evening; its budget only stops a flood from many devices (tokens leaked in
 Buckets are rows (AlertBudget), so they hold across processes, machines and restarts.
 Taking a token is one conditional UPDATE that computes the refill in SQL, atomic on
 SQLite and PostgreSQL alike: under READ COMMITTED, concurrent UPDATEs of one row wait
-for each other and re-check the condition on the row as committed. It runs in the
-alert's transaction (a rolled-back alert gives its token back), after the alert's
-insert, so the association's row stays locked only for the few inserts that follow:
-well under a millisecond each at 20 alerts a second.
+for each other and re-check the condition on the row as committed. It runs in a short
+transaction of its own, just before the alert's: the association's row is locked for
+the two UPDATEs only. (Inside the alert's transaction it stayed locked until that
+commit, and on PostgreSQL every alert of the association queued behind the slowest one.)
+An alert that then fails keeps its token spent: the budgets are far above real use.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _start_episode(key: str, now: float) -> bool:
 
 def take(device) -> Verdict:
     """Take a token for an alert of DEVICE from its bucket, then its association's.
-    Runs inside the alert's transaction."""
+    Runs in a transaction of its own, before the alert's."""
     now = clock()
     for bucket, key, budget in (
         ("device", f"device:{device.pk}", settings.ALERT_BUDGET_DEVICE),
@@ -95,3 +96,17 @@ def take(device) -> Verdict:
         if not _take_from(key, budget, now):
             return Verdict(False, bucket, _start_episode(key, now))
     return Verdict(True)
+
+
+def give_back(device, verdict: Verdict) -> None:
+    """Return the tokens VERDICT took: for a press whose alert a concurrent retry of the same
+    press had already raised (the retries of one press cost one token, as before)."""
+    taken = [("device", settings.ALERT_BUDGET_DEVICE)]
+    if verdict.within:
+        taken.append(("association", settings.ALERT_BUDGET_ASSOCIATION))
+    elif verdict.bucket == "device":
+        taken = []
+    keys = {"device": f"device:{device.pk}", "association": f"association:{device.association_id}"}
+    for bucket, (burst, _per_hour) in taken:
+        AlertBudget.objects.filter(key=keys[bucket]).update(
+            tokens=Least(_float(burst), F("tokens") + _float(1), output_field=FloatField()))
