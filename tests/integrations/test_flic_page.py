@@ -52,6 +52,8 @@ def test_the_page_shows_her_button_contacts_and_help_in_french(db, client, world
     for number in ("tel:17", "tel:112", "sms:114", "tel:3919", f"tel:{world.association.on_call_number}"):
         assert number in html
     assert "Balise" not in html.split("<main>")[1]  # neutral: the page never names Balise
+    # The location notice says how long (the association's retention, 90 days by default).
+    assert "vos positions sont effacées 90 jours après" in html
 
 
 def test_cancel_with_the_pin_and_with_the_duress_pin_look_the_same(db, client, world):

@@ -20,6 +20,7 @@ from balise.alerts.actions import AlertError, cancel_alert, create_alert
 from balise.alerts.models import Alert, Kind
 from balise.devices.models import hash_token
 from balise.dispatch.messages import answer_words, own_words_room, responder_name
+from balise.closure.actions import retention_days
 from balise.integrations.flic import checkins
 from balise.integrations.flic.actions import record_health
 from balise.integrations.flic.forms import CheckInForm, PinForm, PreventionTextForm
@@ -182,6 +183,7 @@ def _context(request, button, person, forms, query, notice, error, private_link)
         "contacts": list(person.contacts.all()), "alert": alert, "answers": answers,
         "test_open": _open_test(person), "checkin": checkins.current(person), "forms": forms, "notice": notice, "error": error,
         "private_link": private_link, "test_id": uuid.uuid4(), "sms_max": forms["prevention"].room,
+        "retention_days": retention_days(person.association_id),
         "action_url": request.path + query,
         "help_numbers": [("17", _("Police")), ("112", _("Emergency (Europe)")),
                          ("114", _("By text message, if you cannot speak")),
