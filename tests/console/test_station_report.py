@@ -267,6 +267,7 @@ def test_a_reminder_goes_to_her_phone_discreetly_and_her_test_is_the_result(worl
 
 
 def test_without_a_test_overdue_after_the_grace_and_the_next_reminder_after_a_period(world, settings):
+    settings.SUPERVISION_SILENCE_SECONDS = 365 * 86400  # (months pass here: her station's silence is not this test's)
     settings.SUPERVISION_TEST_DAYS = 15
     settings.SUPERVISION_TEST_GRACE_HOURS = 48
     PeriodicTest.objects.create(person=world.person, phone="+33611111111")
@@ -293,6 +294,7 @@ def test_without_a_test_overdue_after_the_grace_and_the_next_reminder_after_a_pe
 
 
 def test_her_own_period_and_none(world, settings):
+    settings.SUPERVISION_SILENCE_SECONDS = 365 * 86400  # (months pass here: her station's silence is not this test's)
     settings.SUPERVISION_TEST_DAYS = 15
     plan = PeriodicTest.objects.create(person=world.person, phone="+33611111111", period_days=30)
     _enrolled(world, 20)

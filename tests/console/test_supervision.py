@@ -107,6 +107,7 @@ def test_a_contact_undelivered_twice_raises_until_a_message_gets_through(world):
 
 
 def test_an_overdue_periodic_test_raises_and_a_test_clears_it(world, settings):
+    settings.SUPERVISION_SILENCE_SECONDS = 365 * 86400  # (days pass here: her station's silence is not this test's)
     now = timezone.now()
     # Without her phone on her file there is no reminder; overdue after the period and the grace.
     Person.objects.filter(pk=world.person.pk).update(created_at=now - timedelta(days=settings.SUPERVISION_TEST_DAYS, hours=1))
@@ -158,3 +159,21 @@ def test_the_dispatcher_runs_the_checks_and_sends_the_notice_once(world, setting
         assert SupervisionEvent.objects.count() == 1
     finally:
         dispatcher.close()
+
+
+def test_a_station_paired_but_never_heard_from_is_silent(world, settings):
+    """Installed but never started: she believes she is protected. Silent once it has been
+    paired for the interval without a single heartbeat; cleared by its first one."""
+    from balise.devices.models import DeviceCredential
+    from balise.supervision.messages import describe
+
+    Device.objects.filter(pk=world.device.pk).update(last_seen_at=None)
+    paired = timezone.now() - timedelta(hours=1)
+    DeviceCredential.objects.filter(device=world.device).update(created_at=paired)
+    silence = settings.SUPERVISION_SILENCE_SECONDS
+    assert run_checks(paired + timedelta(seconds=silence - 1)) == (0, 0)
+    assert run_checks(timezone.now()) == (1, 0)
+    event = SupervisionEvent.objects.get()
+    assert event.kind == "silent" and "jamais" in describe(event)
+    heartbeat(world)  # switched on at last
+    assert run_checks(timezone.now()) == (0, 1)

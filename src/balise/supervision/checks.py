@@ -15,10 +15,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Exists, Max, OuterRef, Q
 from django.utils.dateparse import parse_datetime
 
-from balise.devices.models import Device
+from balise.devices.models import Device, DeviceCredential
 from balise.dispatch import outbox
 from balise.dispatch.models import Delivery
 from balise.people.models import Contact, Person
@@ -58,7 +58,12 @@ def _devices(now: datetime) -> list[Condition]:
     found = []
     assigned = Device.objects.filter(status=Device.Status.ASSIGNED, holder__isnull=False)
     silent_since = now - timedelta(seconds=settings.SUPERVISION_SILENCE_SECONDS)
-    for d in assigned.filter(kind__in=HEARTBEATING, last_seen_at__lt=silent_since):
+    # Silent: no news for the interval; or paired that long ago and never heard from (a
+    # station installed but never started: she believes she is protected).
+    paired_long_ago = Exists(DeviceCredential.objects.filter(device=OuterRef("pk"), revoked_at__isnull=True,
+                                                             created_at__lt=silent_since))
+    never_heard = Q(last_seen_at__isnull=True) & Q(paired_long_ago)
+    for d in assigned.filter(Q(last_seen_at__lt=silent_since) | never_heard, kind__in=HEARTBEATING):
         found.append(Condition(Kind.SILENT, f"device:{d.pk}", d.association_id, d.pk, person_id=d.holder_id))
     for d in assigned.filter(battery_percent__lt=settings.SUPERVISION_LOW_BATTERY):
         found.append(Condition(Kind.LOW_BATTERY, f"device:{d.pk}", d.association_id, d.pk, person_id=d.holder_id))

@@ -18,7 +18,10 @@ def describe(event: SupervisionEvent) -> str:
     device = f"{event.device.get_kind_display()} {event.device.hardware_id}" if event.device_id else ""
     if event.kind == Kind.SILENT:
         seen = event.device.last_seen_at if event.device_id else None
-        when = formats.date_format(timezone.localtime(seen), "SHORT_DATETIME_FORMAT") if seen else "?"
+        if seen is None:
+            return _("The %(device)s of %(person)s has never sent news since it was paired: is it switched on?") % {
+                "device": device, "person": person}
+        when = formats.date_format(timezone.localtime(seen), "SHORT_DATETIME_FORMAT")
         return _("The %(device)s of %(person)s has sent no news since %(time)s.") % {
             "device": device, "person": person, "time": when}
     if event.kind == Kind.LOW_BATTERY:
