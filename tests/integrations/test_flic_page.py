@@ -184,7 +184,6 @@ def test_confirming_a_check_in_with_the_duress_pin_raises_a_duress_alert(db, cli
 
 
 @pytest.mark.usefixtures("transactional_db")
-@pytest.mark.browser
 def test_her_page_on_a_phone_without_javascript(live_server, chromium, world):
     register(world)
     context = chromium.new_context(viewport={"width": 390, "height": 844}, java_script_enabled=False,
