@@ -20,7 +20,7 @@ from typing import Any
 
 from balise_station import __version__
 from balise_station.config import BUTTON_KINDS, ConfigError, StationConfig, load_config
-from balise_station.gestures import ButtonMode, DecodedGesture, Edge, GestureDecoder, TraceError, parse_trace
+from balise_station.gestures import ButtonMode, DecodedGesture, GestureDecoder, TraceError, parse_trace
 
 EXIT_OK, EXIT_DEGRADED, EXIT_USAGE = 0, 1, 2
 

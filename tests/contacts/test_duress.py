@@ -10,7 +10,6 @@ import uuid
 from datetime import datetime
 from datetime import timezone as tz
 
-import pytest
 from django.utils import timezone
 
 from balise.alerts.models import Acknowledgement, Alert

@@ -18,7 +18,7 @@ from balise.reports import charts, render, service
 from balise.reports.figures import for_programme
 from balise.reports.privacy import ALL, THRESHOLD, _lines, publish
 from tests.personas import staff_client
-from tests.programme.helpers import END, START, alert, at, busy_world, funder, programme
+from tests.programme.helpers import END, START, alert, at, busy_world, programme
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,6 @@ session for every alarm still open, and an alarm that leaves the server's open l
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
 
 from balise_station.config import load_config
 from balise_station.gestures import ButtonMode, Edge, Gesture

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from balise.alerts import budget
 from balise.alerts.models import Acknowledgement, Alert, AlertEvent, JoinedPress, Kind, LocationFix, stronger
+from balise.db import for_update
 from balise.dispatch import outbox
 from balise.dispatch.plans import DURESS_STEP, Send, plan_for
 
@@ -285,7 +286,7 @@ def add_fixes(alert: Alert, fixes: list[FixIn]) -> tuple[int, int]:
 
 
 def _lock(alert: Alert) -> Alert:
-    return Alert.objects.select_for_update(no_key=True, of=("self",)).select_related("association", "person").get(pk=alert.pk)
+    return for_update(Alert.objects).select_related("association", "person").get(pk=alert.pk)
 
 
 def _wrong_pins(alert: Alert) -> int:

@@ -85,14 +85,19 @@ def _start_episode(key: str, now: float) -> bool:
     return bool(AlertBudget.objects.filter(key=key, over_since__isnull=True).update(over_since=now))
 
 
+def _buckets(device) -> list[tuple[str, str, tuple[float, float]]]:
+    """(bucket, key, budget) of DEVICE, in the order tokens are taken."""
+    return [
+        ("device", f"device:{device.pk}", settings.ALERT_BUDGET_DEVICE),
+        ("association", f"association:{device.association_id}", settings.ALERT_BUDGET_ASSOCIATION),
+    ]
+
+
 def take(device) -> Verdict:
     """Take a token for an alert of DEVICE from its bucket, then its association's.
     Runs in a transaction of its own, before the alert's."""
     now = clock()
-    for bucket, key, budget in (
-        ("device", f"device:{device.pk}", settings.ALERT_BUDGET_DEVICE),
-        ("association", f"association:{device.association_id}", settings.ALERT_BUDGET_ASSOCIATION),
-    ):
+    for bucket, key, budget in _buckets(device):
         if not _take_from(key, budget, now):
             return Verdict(False, bucket, _start_episode(key, now))
     return Verdict(True)
@@ -101,12 +106,8 @@ def take(device) -> Verdict:
 def give_back(device, verdict: Verdict) -> None:
     """Return the tokens VERDICT took: for a press whose alert a concurrent retry of the same
     press had already raised (the retries of one press cost one token, as before)."""
-    taken = [("device", settings.ALERT_BUDGET_DEVICE)]
-    if verdict.within:
-        taken.append(("association", settings.ALERT_BUDGET_ASSOCIATION))
-    elif verdict.bucket == "device":
-        taken = []
-    keys = {"device": f"device:{device.pk}", "association": f"association:{device.association_id}"}
-    for bucket, (burst, _per_hour) in taken:
-        AlertBudget.objects.filter(key=keys[bucket]).update(
+    for bucket, key, (burst, _per_hour) in _buckets(device):
+        if bucket == verdict.bucket:
+            break  # this bucket was empty, and the ones after it were not reached
+        AlertBudget.objects.filter(key=key).update(
             tokens=Least(_float(burst), F("tokens") + _float(1), output_field=FloatField()))

@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 from balise.closure.models import FileClosure, Reason, Retention
 from balise.console.actions import audit
 from balise.console.models import AuditEntry, PersonNote, Protection
+from balise.db import for_update
 from balise.integrations.flic.models import CheckIn, FlicButton
 from balise.people.models import Contact, Person
 
@@ -60,7 +61,7 @@ def close_file(person: Person, user, reason: str, now: datetime | None = None) -
         raise ClosureError(_("Choose why her protection ends."))
     now = now or timezone.now()
     with transaction.atomic():
-        locked = Person.objects.select_for_update(no_key=True, of=("self",)).get(pk=person.pk)
+        locked = for_update(Person.objects).get(pk=person.pk)
         if FileClosure.objects.filter(person=locked).exists():
             raise ClosureError(_("Her file is already closed."))
         devices = list(locked.devices.all())
@@ -121,7 +122,7 @@ def erase_person(person_id: int, now: datetime) -> None:
     from balise.voice.models import VoiceMessage
 
     with transaction.atomic():
-        person = Person.objects.select_for_update(no_key=True, of=("self",)).get(pk=person_id)
+        person = for_update(Person.objects).get(pk=person_id)
         alerts = Alert.objects.filter(person=person)
         # Messages of no alert hold their words (her name) and a number: the invitations and
         # notices to her contacts, the supervision notices about her, her test reminders.

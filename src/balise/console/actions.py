@@ -10,6 +10,7 @@ from balise.alerts.actions import record_event, resolve_alert
 from balise.alerts.models import Acknowledgement, Alert, Outcome
 from balise.console import pairing
 from balise.console.models import AuditEntry, PersonNote, Protection
+from balise.db import for_update
 from balise.devices.actions import revoke_tokens
 from balise.devices.models import Device
 from balise.people import actions as people_actions
@@ -36,7 +37,7 @@ def take_charge(alert: Alert, user) -> Alert:
             answer_alert(alert, channel=Acknowledgement.Channel.STAFF, staff=user)
         except NotAllowed as exc:
             raise ConsoleError("closed") from exc
-        locked = Alert.objects.select_for_update(no_key=True, of=("self",)).get(pk=alert.pk)
+        locked = for_update(Alert.objects).get(pk=alert.pk)
         locked.taken_by, locked.taken_at = user, timezone.now()
         locked.save(update_fields=["taken_by", "taken_at"])
         record_event(locked, "taken", staff=user.pk)
@@ -61,7 +62,7 @@ def close_alert(alert: Alert, user, outcome: str, note: str = "") -> Alert:
     note = (note or "").strip()[:NOTE_MAX]
     with transaction.atomic():
         alert = resolve_alert(alert, staff=user, note=note)
-        locked = Alert.objects.select_for_update(no_key=True, of=("self",)).get(pk=alert.pk)
+        locked = for_update(Alert.objects).get(pk=alert.pk)
         if locked.outcome:
             raise ConsoleError("already_closed")
         locked.outcome, locked.outcome_note = outcome, note

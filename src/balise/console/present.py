@@ -6,13 +6,13 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
-from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from balise.alerts.models import Acknowledgement, Alert, AlertEvent, LocationFix
-from balise.console.timeline import carrier_tone, carrier_word, clock, describe_events, staff_name
+from balise.console.timeline import carrier_tone, carrier_word, clock, describe_events
 from balise.dispatch.models import Delivery, EscalationTimer
 from balise.dispatch.plans import plan_for
+from balise.labels import moment, staff_name
 from balise.tracking.places import nearest
 
 TRAIL_MAX = 200
@@ -198,7 +198,7 @@ def _reminder_results(events: list) -> dict[int, dict]:
                      and (e.cleared_at is None or at <= e.cleared_at)), None)
         if test is not None:
             results[e.pk] = {"tone": "ok", "text": _("test received on %(time)s") % {
-                "time": formats.date_format(timezone.localtime(test), "SHORT_DATETIME_FORMAT")}}
+                "time": moment(test)}}
         elif e.cleared_at is None and e.person_id in overdue:
             results[e.pk] = {"tone": "bad", "text": _("no test yet: overdue")}
         elif e.cleared_at is None:

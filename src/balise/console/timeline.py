@@ -15,6 +15,7 @@ from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 from balise.alerts.models import Acknowledgement, Alert, AlertEvent, Kind, Outcome
+from balise.labels import staff_name
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,6 @@ class Line:
 
 def clock(dt: datetime) -> str:
     return formats.time_format(timezone.localtime(dt), "H:i:s")
-
-
-def staff_name(user) -> str:
-    if user is None:
-        return _("a staff member")
-    return user.get_full_name() or user.get_username()
 
 
 class _Names:

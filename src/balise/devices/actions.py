@@ -7,6 +7,7 @@ import secrets
 from django.db import transaction
 from django.utils import timezone
 
+from balise.db import for_update
 from balise.devices.models import Device, DeviceCredential, hash_token
 
 
@@ -27,7 +28,7 @@ def reassign(device: Device, holder) -> int:
     never speaks for, nor sees the alerts of, the previous holder; it is paired again
     (issue_token) for the new one. Returns the number of tokens revoked."""
     with transaction.atomic():
-        current = Device.objects.select_for_update(no_key=True, of=("self",)).get(pk=device.pk)
+        current = for_update(Device.objects).get(pk=device.pk)
         if current.holder_id == getattr(holder, "pk", None):
             return 0
         current.holder = holder

@@ -42,6 +42,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from balise.alerts.models import Alert, AlertEvent, LocationFix
+from balise.db import for_update
 from balise.dispatch import extra_timers, health, leases, outbox, periodic, wakeup
 from balise.dispatch.messages import UNDELIVERABLE, links_of, prepare_links, render
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
@@ -605,7 +606,7 @@ class Dispatcher:
         on-call line told. Returns "retry", "failed" or None (the lease was lost)."""
         rows = Delivery.objects.filter(id=o.job.delivery_id, lease_owner=self.name, state=Delivery.State.SENDING)
         if connection.features.has_select_for_update:
-            rows = rows.select_for_update(no_key=True, of=("self",))
+            rows = for_update(rows)
         found = rows.values_list("faults", "template").first()
         if found is None:
             return None
@@ -656,7 +657,7 @@ class Dispatcher:
             return 0
         with transaction.atomic():
             if connection.features.has_select_for_update_skip_locked:
-                due = due.select_for_update(skip_locked=True, no_key=True, of=("self",))
+                due = for_update(due, skip_locked=True)
             ids = list(due.values_list("id", flat=True)[:50])
             if not ids:
                 return 0
@@ -679,7 +680,7 @@ class Dispatcher:
         DISPATCH_FAULT_ATTEMPTS faults (the auditor leaves its step alone then), with an
         alert event and a notice to the on-call line."""
         with transaction.atomic():
-            timer = EscalationTimer.objects.select_for_update(no_key=True, of=("self",)).filter(
+            timer = for_update(EscalationTimer.objects).filter(
                 id=timer_id, lease_owner=self.name, state=EscalationTimer.State.RUNNING).first()
             if timer is None:
                 return
@@ -701,10 +702,10 @@ class Dispatcher:
         from balise.alerts.actions import record_event
 
         with transaction.atomic():
-            timer = EscalationTimer.objects.select_for_update(no_key=True, of=("self",)).get(id=timer_id)
+            timer = for_update(EscalationTimer.objects).get(id=timer_id)
             if timer.lease_owner != self.name or timer.state != EscalationTimer.State.RUNNING:
                 return
-            alert = (Alert.objects.select_for_update(no_key=True, of=("self",)).select_related("association", "person").defer(*DEVICE_TIMES)
+            alert = (for_update(Alert.objects).select_related("association", "person").defer(*DEVICE_TIMES)
                      .get(pk=timer.alert_id))
             timer.fired_at = timezone.now()
             if timer.epoch != alert.epoch or alert.state != Alert.State.OPEN or timer.step != alert.escalation_step:
@@ -761,7 +762,7 @@ class Dispatcher:
         if alert.escalation_step >= len(plan_for(alert.association, alert.kind).chain):
             return 0
         with transaction.atomic():
-            locked = Alert.objects.select_for_update(no_key=True, of=("self",)).select_related("association").defer(*DEVICE_TIMES).get(pk=alert.pk)
+            locked = for_update(Alert.objects).select_related("association").defer(*DEVICE_TIMES).get(pk=alert.pk)
             if locked.state != Alert.State.OPEN or locked.timers.filter(
                 state__in=[EscalationTimer.State.PENDING, EscalationTimer.State.RUNNING]
             ).exists():

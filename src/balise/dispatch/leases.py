@@ -20,6 +20,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Case, CharField, F, Q, Value, When
 
+from balise.db import for_update
+
 log = logging.getLogger(__name__)
 
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
@@ -59,7 +61,7 @@ def claim(model, owner: str, limit: int, now: datetime, dead: list[str] | None =
     transaction itself serialises claims."""
     rows = due(model, now, dead, owner)
     if connection.features.has_select_for_update_skip_locked:
-        rows = rows.select_for_update(skip_locked=True, no_key=True, of=("self",))
+        rows = for_update(rows, skip_locked=True)
     found = list(rows.values_list("id", "state", "lease_owner", "lease_until")[:limit])
     ids = [row_id for row_id, _, _, _ in found]
     if ids:
@@ -94,7 +96,7 @@ def record_outcomes(model, owner: str, outcomes: list, now: datetime) -> dict:
     ids = [row_id for row_id, _, _ in outcomes]
     rows = model.objects.filter(id__in=ids, lease_owner=owner, state=SENDING)
     if connection.features.has_select_for_update:
-        rows = rows.select_for_update(no_key=True, of=("self",))
+        rows = for_update(rows)
     still_held = set(rows.values_list("id", flat=True))
     written: dict = {}
     sent: dict[str, tuple[dict, list]] = {}  # provider -> (fields, [(row id, provider ref)])

@@ -6,8 +6,6 @@ from django.utils.translation import gettext_lazy as _
 
 from balise.labels import moment
 
-from balise.labels import moment
-
 
 class Channel(models.TextChoices):
     SMS = "sms", _("SMS")

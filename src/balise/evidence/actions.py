@@ -7,7 +7,6 @@ once that record is written. Staff reach only cases of their own associations.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from balise.alerts.models import Alert
 from balise.associations.models import Membership
 from balise.associations.scoping import association_ids
+from balise.db import for_update
 from balise_evidence import bag, crypto, intake, ledger, tsa, verifier
 from balise_evidence.canonical import b64e
 
@@ -205,7 +205,7 @@ def _known(case: Case, header: dict | None, case_key: bytes) -> intake.Known:
 
 
 def _locked_case(session: str) -> Case | None:
-    rows = list(Case.objects.select_for_update(no_key=True, of=("self",)).select_related("device_key").filter(session=session)[:1])
+    rows = list(for_update(Case.objects).select_related("device_key").filter(session=session)[:1])
     return rows[0] if rows else None
 
 
@@ -324,7 +324,7 @@ def issue_truncation_notices(now: datetime | None = None) -> list[Case]:
                                      last_record_at__lt=now - timedelta(seconds=silence)).values_list("pk", flat=True)
     for pk in candidates:
         with transaction.atomic():
-            case = Case.objects.select_for_update(no_key=True, of=("self",)).get(pk=pk)
+            case = for_update(Case.objects).get(pk=pk)
             if case.recording != Case.Recording.RECORDING or case.last_record_at >= now - timedelta(seconds=silence):
                 continue
             last = Record.objects.filter(case=case, conflict=False).order_by("-seq").first()
@@ -345,7 +345,7 @@ def destroy_due(now: datetime | None = None) -> list[Case]:
     done = []
     for case in Case.objects.filter(state=Case.State.DELETION_PENDING, deletion_due_at__lte=now):
         with transaction.atomic():
-            case = Case.objects.select_for_update(no_key=True, of=("self",)).get(pk=case.pk)
+            case = for_update(Case.objects).get(pk=case.pk)
             if case.state != Case.State.DELETION_PENDING:
                 continue  # cancelled meanwhile: nothing happened, nothing is recorded
             _custody(case, SYSTEM, "destroy", _("scheduled deletion reached its date"), "")
@@ -412,7 +412,7 @@ def _custody(case: Case, actor: Actor, action: str, reason, legal_reference: str
     if actor.kind == "staff" and not str(reason).strip():
         raise EvidenceError("reason_required", _("say why you access this evidence"), 422, "reason")
     with transaction.atomic():
-        case = Case.objects.select_for_update(no_key=True, of=("self",)).get(pk=case.pk)
+        case = for_update(Case.objects).get(pk=case.pk)
         entry = ledger.append(ledger.Head(case.custody_index, case.custody_head), ledger.custody_body(
             case=case.reference, at=_now_text(timezone.now()), actor=actor.as_json(), action=action,
             reason=str(reason), legal_reference=legal_reference, details=details), keyring.sync().signer)
@@ -524,7 +524,7 @@ def _transition(case: Case, allowed: set[str], to, actor: Actor, action: str, re
     is recorded happens. TO and the FIELDS' values may be functions of the case as it
     was, locked."""
     with transaction.atomic():
-        case = Case.objects.select_for_update(no_key=True, of=("self",)).get(pk=case.pk)
+        case = for_update(Case.objects).get(pk=case.pk)
         if case.state not in allowed:
             raise EvidenceError("state", _("not possible in state %(state)s") % {"state": case.get_state_display()})
         _custody(case, actor, action, reason, legal_reference, details)

@@ -109,15 +109,16 @@ def call_state(status: str, answered_by: str = "") -> str:
             "busy": "busy", "failed": "failed", "canceled": "failed", "cancelled": "failed"}.get(status, "")
 
 
-def _carrier_state(d: Delivery, state: str, error: str, ranks: dict[str, int]) -> bool:
+def _carrier_state(d: Delivery, state: str, error: str, ranks: dict[str, int], final: int | None = None) -> bool:
     """Write STATE (and ERROR, the carrier's code) on D if it moves it forward, with an
-    alert event for the timeline. False when it changes nothing (old or repeated news)."""
+    alert event for the timeline. False when it changes nothing (old or repeated news).
+    FINAL: the rank of the final states, of which the first received is kept."""
     if state not in ranks:
         return False
     current = Delivery.objects.filter(pk=d.pk).values_list("carrier_state", flat=True).first() or ""
     if current and (current == state or ranks.get(current, -1) > ranks[state]):
         return False
-    if ranks is SMS_RANK and ranks.get(current) == ranks[state] == SMS_FINAL:
+    if final is not None and ranks.get(current) == ranks[state] == final:
         # The first final receipt is the message's: a late "undelivered" after
         # "delivered" (or the reverse) neither flips it nor sends it again.
         return False
@@ -138,7 +139,7 @@ def carrier_status(delivery_id: str, *, status: str, error: str = "", provider: 
     if d is None:
         return "unknown_delivery"
     state = printable(status or "").strip().lower()
-    if not _carrier_state(d, state, error, SMS_RANK):
+    if not _carrier_state(d, state, error, SMS_RANK, final=SMS_FINAL):
         return "unchanged"
     if state in ("undelivered", "failed"):
         # (the timeline shows the carrier's state; the re-send is a delivery of its own)

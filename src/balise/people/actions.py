@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from balise.db import for_update
 from balise.people.models import MAX_CONTACTS, Contact, Person
 from balise.tracking.actions import invite_contact
 
@@ -16,7 +17,7 @@ def add_contact(person: Person, *, name: str, phone: str, language: str = "fr") 
     accept or decline."""
     with transaction.atomic():
         # Lock the person so that two concurrent additions cannot both be the fifth.
-        Person.objects.select_for_update(no_key=True, of=("self",)).get(pk=person.pk)
+        for_update(Person.objects).get(pk=person.pk)
         if person.contacts.count() >= MAX_CONTACTS:
             raise ValidationError(
                 _("A person can have at most %(max)d trusted contacts."), params={"max": MAX_CONTACTS}, code="too_many"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.utils import formats, timezone, translation
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from balise.dispatch.messages import to_gsm7
+from balise.labels import moment
 from balise.supervision.models import SupervisionEvent
 
 Kind = SupervisionEvent.Kind
@@ -21,9 +22,8 @@ def describe(event: SupervisionEvent) -> str:
         if seen is None:
             return _("The %(device)s of %(person)s has never sent news since it was paired: is it switched on?") % {
                 "device": device, "person": person}
-        when = formats.date_format(timezone.localtime(seen), "SHORT_DATETIME_FORMAT")
         return _("The %(device)s of %(person)s has sent no news since %(time)s.") % {
-            "device": device, "person": person, "time": when}
+            "device": device, "person": person, "time": moment(seen)}
     if event.kind == Kind.LOW_BATTERY:
         level = event.device.battery_percent if event.device_id else None
         return _("The battery of the %(device)s of %(person)s is low (%(level)s%%).") % {

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from balise.alerts.actions import acknowledge_alert, record_event
 from balise.alerts.models import Acknowledgement, Alert
+from balise.db import for_update
 from balise.dispatch import outbox
 from balise.dispatch.messages import render_contact_message
 from balise.dispatch.models import Delivery
@@ -52,7 +53,7 @@ def invite_contact(contact: Contact) -> Delivery:
 def set_consent(contact: Contact, accept: bool) -> Contact:
     """Accept, decline (before having accepted) or step down (after). Idempotent."""
     with transaction.atomic():
-        contact = Contact.objects.select_for_update(no_key=True, of=("self",)).get(pk=contact.pk)
+        contact = for_update(Contact.objects).get(pk=contact.pk)
         if accept:
             new = Contact.Consent.ACCEPTED
         elif contact.consent == Contact.Consent.ACCEPTED:
@@ -80,7 +81,7 @@ def answer_alert(alert: Alert, *, channel: str, answer: str = Acknowledgement.An
     if answer not in Acknowledgement.Answer.values:
         raise NotAllowed("unknown answer")
     with transaction.atomic():
-        locked = Alert.objects.select_for_update(no_key=True, of=("self",)).select_related("person").get(pk=alert.pk)
+        locked = for_update(Alert.objects).select_related("person").get(pk=alert.pk)
         if not locked.is_active:
             raise NotAllowed("the alert is closed")
         if contact is not None and contact.person_id != locked.person_id:

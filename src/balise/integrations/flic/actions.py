@@ -18,7 +18,6 @@ from pydantic import ValidationError
 from balise.alerts.actions import AlertError, FixIn, create_alert
 from balise.alerts.models import Alert, JoinedPress
 from balise.api import schemas
-from balise.api.schemas import moment
 from balise.devices.models import Device
 from balise.integrations.flic.models import BatteryStatus, ClickType, FlicButton
 from balise.integrations.flic.tokens import FlicError, settings_for, verify
@@ -55,7 +54,7 @@ def pressed_at(claims: dict) -> datetime | None:
         value = parse_datetime(raw) if isinstance(raw, str) else None
         if value is None or value.tzinfo is None:
             return None
-        return moment(value)
+        return schemas.moment(value)
     except ValueError:  # e.g. an offset of 24 h or more, a 13th month, year 10000 in UTC
         return None
 

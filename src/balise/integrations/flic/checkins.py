@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from balise.alerts.actions import AlertError, FixIn, cancel_alert, create_alert, record_event
+from balise.db import for_update
 from balise.integrations.flic.models import CheckIn, FlicButton
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def start(button: FlicButton, due_at: datetime) -> CheckIn:
     person = button.device.holder
     with transaction.atomic():
         # Her row serialises two starts at the same time.
-        type(person).objects.select_for_update(no_key=True, of=("self",)).filter(pk=person.pk).first()
+        for_update(type(person).objects).filter(pk=person.pk).first()
         if current(person) is not None:
             raise CheckInError("already_running")
         return CheckIn.objects.create(person=person, device=button.device, due_at=due_at)
@@ -94,7 +95,7 @@ def confirm(checkin: CheckIn, pin: str) -> None:
         match = person.match_pin(pin)
     raise_duress = False
     with transaction.atomic():
-        row = CheckIn.objects.select_for_update(no_key=True, of=("self",)).filter(pk=checkin.pk).first()
+        row = for_update(CheckIn.objects).filter(pk=checkin.pk).first()
         if row is None or row.state != CheckIn.State.PENDING:
             # Fired or stopped meanwhile: nothing left to confirm.
             raise AlertError("wrong_pin", "wrong PIN", status=403, field="pin")
@@ -139,7 +140,7 @@ def run_due(owner: str) -> int:
         return 0
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True, no_key=True, of=("self",))
+            due = for_update(due, skip_locked=True)
         ids = list(due.values_list("id", flat=True)[:50])
         CheckIn.objects.filter(id__in=ids).update(
             state=CheckIn.State.RUNNING, lease_owner=owner,
