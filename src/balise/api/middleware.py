@@ -77,16 +77,7 @@ class BodyLimitASGI:
             chunks.append(body)
             if not message.get("more_body", False):
                 break
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
     @staticmethod
     async def _refuse(scope, send, limit: int) -> None:
@@ -99,3 +90,17 @@ class BodyLimitASGI:
             (b"content-type", content_type), (b"content-length", str(len(body)).encode()), (b"connection", b"close"),
         ]})
         await send({"type": "http.response.body", "body": body})
+
+
+def replaying(body: bytes, receive):
+    """An ASGI `receive` that hands BODY, already read, in one message, then RECEIVE's."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from balise.db import for_update
 from balise.devices.models import Device, DeviceCredential, hash_token
+
+
+# A device in these states speaks for no one.
+SILENCED = (Device.Status.LOST, Device.Status.RETIRED)
 
 
 def issue_token(device: Device) -> str:
@@ -46,7 +51,7 @@ def authenticate_token(token: str) -> Device | None:
         .filter(token_hash=hash_token(token), revoked_at__isnull=True)
         .first()
     )
-    if credential is None or credential.device.status in (Device.Status.LOST, Device.Status.RETIRED):
+    if credential is None or credential.device.status in SILENCED:
         return None
     return credential.device
 
@@ -72,12 +77,24 @@ def button_states(previous, reported: list[dict], now) -> list[dict]:
     return states
 
 
-def record_heartbeat(device: Device, *, battery_percent=None, button_connected=None, station_version="",
-                     modem=None, microphone=None, buttons=None) -> None:
-    """One UPDATE by primary key, outside any transaction (a single statement needs none):
-    a region's devices beat thousands of times a second (issue 16). MODEM and MICROPHONE
-    ("ok", "unusable", "absent") and BUTTONS ([{"hardware_id", "connected", "since"}]) are
-    what a station says of itself; None leaves what is known unchanged."""
+@dataclass(frozen=True)
+class Beat:
+    """The device a heartbeat came from, as the answer needs it."""
+
+    device_id: int
+    holder_id: int | None
+
+
+def record_heartbeat(who: Device | str, *, battery_percent=None, button_connected=None, station_version="",
+                     modem=None, microphone=None, buttons=None) -> Beat | None:
+    """Record a heartbeat in one indexed UPDATE ... RETURNING, outside any transaction,
+    with no model object loaded: a region's devices beat thousands of times a second
+    (issue 16). WHO is the device (its token already checked) or its bearer token,
+    checked by the same statement (None when it is no usable device's). MODEM and
+    MICROPHONE ("ok", "unusable", "absent") and BUTTONS ([{"hardware_id", "connected",
+    "since"}]) are what a station says of itself; None leaves what is known unchanged.
+    A station's buttons take a second UPDATE: their times follow the earlier states,
+    which the first one returns."""
     now = timezone.now()
     fields = {"last_seen_at": now}
     if battery_percent is not None:
@@ -90,7 +107,39 @@ def record_heartbeat(device: Device, *, battery_percent=None, button_connected=N
         fields["modem_state"] = modem
     if microphone is not None:
         fields["microphone_state"] = microphone
+    if isinstance(who, Device):
+        where, params = f"{_q('id')} = %s", [who.pk]
+    else:
+        if not who or len(who) > 200:
+            return None
+        credentials = DeviceCredential._meta
+        where = (f"{_q('id')} = (SELECT {_q('device_id')} FROM {_q(credentials.db_table)}"
+                 f" WHERE {_q('token_hash')} = %s AND {_q('revoked_at')} IS NULL)"
+                 f" AND {_q('status')} NOT IN ({', '.join(['%s'] * len(SILENCED))})")
+        params = [hash_token(who), *SILENCED]
+    row = _update_device(fields, where, params, returning=("id", "holder_id", "buttons_state"))
+    if row is None:
+        return None
+    device_id, holder_id, previous = row
     if buttons is not None:
-        # DEVICE is the row read when its token was checked: its earlier button states.
-        fields["buttons_state"] = button_states(device.buttons_state, buttons, now)
-    Device.objects.filter(pk=device.pk).update(**fields)
+        previous = Device._meta.get_field("buttons_state").from_db_value(previous, None, connection)
+        _update_device({"buttons_state": button_states(previous, buttons, now)}, f"{_q('id')} = %s", [device_id])
+    return Beat(device_id, holder_id)
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _update_device(fields: dict, where: str, params: list, returning=("id",)):
+    """UPDATE the device row WHERE ..., each value prepared by its own field (times,
+    JSON) as the ORM would; the RETURNING row, or None when no device matched."""
+    meta = Device._meta
+    columns = [meta.get_field(name) for name in fields]
+    assignments = ", ".join(f"{_q(field.column)} = %s" for field in columns)
+    values = [field.get_db_prep_save(fields[field.name], connection) for field in columns]
+    sql = (f"UPDATE {_q(meta.db_table)} SET {assignments} WHERE {where}"
+           f" RETURNING {', '.join(_q(meta.get_field(name).column) for name in returning)}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, *params])
+        return cursor.fetchone()

@@ -1,0 +1,164 @@
+"""Heartbeats answered without Django's request machinery (issue 16) answer exactly what
+the device API's view answers, byte for byte; everything the fast path does not accept
+goes to Django, whose refusal the device gets."""
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone as tz
+from unittest import mock
+
+import pytest
+from django.db import OperationalError
+
+from balise.api import fastpath
+from balise.api.fastpath import HeartbeatFastPath
+from balise.asgi import django_application
+from balise.devices.models import Device
+from tests.spine.test_device_api import alert_body, post
+
+NOW = datetime(2026, 12, 1, 21, 0, 7, 123456, tzinfo=tz.utc)
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the fast path answers on a worker thread
+
+
+class Recorder:
+    """Django's ASGI application, counting what reaches it."""
+
+    def __init__(self):
+        self.calls = 0
+
+    async def __call__(self, scope, receive, send):
+        self.calls += 1
+        await django_application(scope, receive, send)
+
+
+def _call(app, body: bytes, headers: list[tuple[bytes, bytes]], path="/api/v1/heartbeat", method="POST", now=NOW):
+    sent, messages = [], [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive():
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()  # the client stays connected (Django listens for it)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"), *headers],
+             "client": ("127.0.0.1", 50000), "server": ("testserver", 80)}
+    with mock.patch("django.utils.timezone.now", return_value=now):
+        asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], {k.lower(): v for k, v in start["headers"]}, body
+
+
+def _both(world, body, token=None):
+    """(fast path's answer, Django's answer, requests the fast path handed to Django)."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = [(b"authorization", f"Bearer {token or world.token}".encode())]
+    recorder = Recorder()
+    fast = _call(HeartbeatFastPath(recorder), raw, headers)
+    plain = _call(django_application, raw, headers)
+    return fast, plain, recorder.calls
+
+
+def _same(fast, plain):
+    assert fast[0] == plain[0]
+    assert fast[2] == plain[2]
+    # A heartbeat holds no text: the fast path leaves out the language headers that
+    # LocaleMiddleware adds to Django's answer, and nothing else.
+    language = (b"content-language", b"vary")
+    assert ({k: v for k, v in fast[1].items() if k not in language}
+            == {k: v for k, v in plain[1].items() if k not in language})
+
+
+def test_a_heartbeat_is_answered_without_django_and_byte_for_byte_like_the_view(world):
+    body = {"battery_percent": 64, "button_connected": False, "station_version": "0.9.0", "modem": "ok",
+            "microphone": "unusable", "buttons": [{"hardware_id": "AA:BB", "connected": False, "battery_percent": 64}]}
+    fast, plain, handed = _both(world, body)
+    assert handed == 0
+    assert fast[0] == 200, fast[2]
+    _same(fast, plain)
+    assert json.loads(fast[2])["server_time"] == "2026-12-01T21:00:07.123Z"
+    device = Device.objects.get(pk=world.device.pk)
+    assert (device.last_seen_at, device.battery_percent, device.button_connected) == (NOW, 64, False)
+    assert (device.modem_state, device.microphone_state, device.station_version) == ("ok", "unusable", "0.9.0")
+    assert device.buttons_state == [{"hardware_id": "AA:BB", "connected": False, "since": NOW.isoformat()}]
+
+
+def test_open_alerts_are_listed_as_the_view_lists_them(client, world):
+    assert post(client, world, "/alerts", alert_body(kind="alarm")).status_code == 201
+    fast, plain, handed = _both(world, {})
+    assert handed == 0
+    _same(fast, plain)
+    assert [a["kind"] for a in json.loads(fast[2])["open_alerts"]] == ["alarm"]
+
+
+@pytest.mark.parametrize("body", [
+    b"[null, null]",
+    b"not json",
+    b'{"battery_percent": "80"}',
+    b'{"battery_percent": 101}',
+    b'{"button_connected": "yes"}',
+    b'{"buttons": [{"hardware_id": "A", "connected": true}, {"hardware_id": "A", "connected": true}]}',
+    b'{"battery_percent": ' + b"9" * 5000 + b"}",
+    b"[" * 40 + b"]" * 40,
+])
+def test_what_the_fast_path_does_not_accept_gets_django_s_refusal(world, body):
+    fast, plain, handed = _both(world, body)
+    assert handed == 1
+    assert 400 <= fast[0] < 500
+    _same(fast, plain)
+
+
+def test_an_unknown_token_gets_django_s_401(world):
+    fast, plain, handed = _both(world, {}, token="bal_unknown")
+    assert handed == 1 and fast[0] == 401
+    _same(fast, plain)
+
+
+def test_other_requests_go_to_django(world):
+    recorder = Recorder()
+    headers = [(b"authorization", f"Bearer {world.token}".encode())]
+    status, _, _ = _call(HeartbeatFastPath(recorder), b"", headers, path="/api/v1/contacts", method="GET")
+    assert recorder.calls == 1 and status == 200
+    status, _, _ = _call(HeartbeatFastPath(recorder), b"{}", [], path="/api/v1/heartbeat")
+    assert recorder.calls == 2 and status == 401
+
+
+def test_a_database_error_hands_the_heartbeat_to_django(world):
+    with mock.patch.object(fastpath, "_beat", side_effect=OperationalError("database is locked")):
+        fast, plain, handed = _both(world, {"battery_percent": 50})
+    assert handed == 1
+    _same(fast, plain)
+    assert fast[0] == 200
+
+
+@pytest.mark.parametrize("status", [Device.Status.LOST, Device.Status.RETIRED])
+def test_a_lost_or_retired_device_s_heartbeat_is_refused_and_not_recorded(world, status):
+    Device.objects.filter(pk=world.device.pk).update(status=status)
+    fast, plain, handed = _both(world, {"battery_percent": 12})
+    assert handed == 1 and fast[0] == 401
+    _same(fast, plain)
+    assert Device.objects.get(pk=world.device.pk).battery_percent is None
+
+
+def test_a_revoked_token_s_heartbeat_is_refused(world):
+    world.device.credentials.update(revoked_at=NOW)
+    fast, plain, handed = _both(world, {"battery_percent": 12})
+    assert handed == 1 and fast[0] == 401
+    assert Device.objects.get(pk=world.device.pk).last_seen_at is None
+
+
+def test_a_station_s_buttons_keep_the_time_they_changed(world):
+    headers = [(b"authorization", f"Bearer {world.token}".encode())]
+    _call(HeartbeatFastPath(Recorder()), b'{"buttons": [{"hardware_id": "AA", "connected": false}]}', headers)
+    later = NOW + timedelta(minutes=5)
+    body = b'{"buttons": [{"hardware_id": "AA", "connected": false}, {"hardware_id": "BB", "connected": true}]}'
+    _call(HeartbeatFastPath(Recorder()), body, headers, now=later)
+    assert Device.objects.get(pk=world.device.pk).buttons_state == [
+        {"hardware_id": "AA", "connected": False, "since": NOW.isoformat()},
+        {"hardware_id": "BB", "connected": True, "since": later.isoformat()},
+    ]
