@@ -397,7 +397,9 @@ def main() -> int:
                 print_heartbeat_step(*beats[-1])
             else:
                 first = sum(counts[:n])
+                cpu = cpu_seconds([p.pid for p in procs])
                 steps.append(alert_step(bases, tokens[first:first + counts[n]], rate, duration, args.drain))
+                steps[-1]["cpu"] = cpu_seconds([p.pid for p in procs]) - cpu
     finally:
         stop.set()
         arrivals = res_r.recv() if res_r.poll(30) else []
@@ -433,6 +435,8 @@ def main() -> int:
               f" duplicates {f['duplicates']}")
         print(f"sustained: {f['delivered_alerts'] / f['span']:.1f} alerts/s fully delivered"
               f" ({len(f['first_at']) / f['span']:.0f} messages/s), first send to last arrival {f['span']:.1f} s")
+        print(f"CPU of the Balise processes: {step['cpu'] / max(1, len(step['alerts'])) * 1000:.1f} ms per alert"
+              " (the database's own not counted)")
         print(f"latency from server receipt (alert created_at) to the sink:  {quantiles(f['server_lat'])}")
         print(f"latency from client send (upper bound) to the sink:          {quantiles(f['client_lat'])}")
     if len(rates) > 1:
@@ -443,6 +447,28 @@ def main() -> int:
 
         shutil.rmtree(data_dir, ignore_errors=True)
     return 0 if ok else 1
+
+
+def cpu_seconds(roots: list[int]) -> float:
+    """CPU time (user + system) of the processes ROOTS and their descendants, from /proc:
+    what the server costs per alert or heartbeat, whatever else the machine is doing."""
+    ticks, parents = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        ticks[pid] = int(fields[11]) + int(fields[12])
+    tree, grown = set(roots), True
+    while grown:
+        grown = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grown = True
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
 
 
 def setup_django(prefix: str, fresh: bool = False) -> tuple[str, str]:

@@ -29,28 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dispatch_latency as harness  # noqa: E402  (the same server start-up and devices)
 
-def cpu_seconds(root: int) -> float:
-    """CPU time (user + system) of process ROOT and its descendants, from /proc: the
-    server's cost per heartbeat, whatever else the machine is doing."""
-    ticks, parents = {}, {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(stat.parent.name)
-        parents[pid] = int(fields[1])
-        ticks[pid] = int(fields[11]) + int(fields[12])
-    tree, grown = {root}, True
-    while grown:
-        grown = False
-        for pid, parent in parents.items():
-            if parent in tree and pid not in tree:
-                tree.add(pid)
-                grown = True
-    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
-
-
 KEPT = ("Complete requests", "Failed requests", "Non-2xx", "Requests per second")
 
 
@@ -85,14 +63,14 @@ def main() -> int:
         print(f"balise heartbeats (ab)  engine={engine}  workers={args.workers}  cpus={os.cpu_count()}"
               f"  load={os.getloadavg()[0]:.2f}", flush=True)
         for c in levels:
-            cpu_before = cpu_seconds(proc.pid)
+            cpu_before = harness.cpu_seconds([proc.pid])
             out = subprocess.run(
                 ["ab", "-q", "-k", "-n", str(args.requests), "-c", str(c), "-p", str(body), "-T", "application/json",
                  "-H", f"Authorization: Bearer {token}", f"http://127.0.0.1:{port}/api/v1/heartbeat"],
                 capture_output=True, text=True, check=False).stdout
             lines = [" ".join(line.split()) for line in out.splitlines()
                      if line.startswith(KEPT) or line.strip().startswith(("50%", "95%", "99%", "100%"))]
-            cpu = (cpu_seconds(proc.pid) - cpu_before) / args.requests * 1000
+            cpu = (harness.cpu_seconds([proc.pid]) - cpu_before) / args.requests * 1000
             print(f"concurrency {c}: " + " | ".join(lines) + f" | server CPU per heartbeat: {cpu:.2f} ms",
                   flush=True)
     finally:
