@@ -23,10 +23,12 @@ def _run(page) -> list[dict]:
 
 def axe_violations(page, name: str) -> list[str]:
     """The serious and critical violations axe-core finds on PAGE as it stands, in the
-    light then the dark scheme, one line each; prints NAME's count per impact."""
-    found = []
+    light then the dark scheme, one line each; prints NAME's count per impact. A page
+    that stays light in the dark scheme fails here: its dark run would check nothing new."""
+    found, backgrounds = [], set()
     for scheme in SCHEMES:
         page.emulate_media(color_scheme=scheme)
+        backgrounds.add(page.evaluate("getComputedStyle(document.body).backgroundColor"))
         violations = _run(page)
         counts = Counter(v["impact"] for v in violations)
         print(f"axe {name} ({scheme}): " + ", ".join(f"{impact} {counts[impact]}" for impact in IMPACTS))
@@ -36,4 +38,18 @@ def axe_violations(page, name: str) -> list[str]:
                              f"{[n['target'] for n in v['nodes']][:3]}")
                 print("   ", found[-1])
     page.emulate_media(color_scheme="light")  # Playwright's default, for what the test does next
+    assert len(backgrounds) == len(SCHEMES), f"{name}: the same background in every scheme {backgrounds}"
     return found
+
+
+def focus_ring_contrast(page) -> float:
+    """The contrast of the focused element's outline against the page's background: WCAG
+    1.4.11 (AA) asks 3:1 of what shows where the keyboard is."""
+    return page.evaluate("""() => {
+      const lum = css => css.match(/[\\d.]+/g).slice(0, 3).map(v => v / 255)
+        .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+        .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+      const [a, b] = [getComputedStyle(document.activeElement).outlineColor,
+                      getComputedStyle(document.body).backgroundColor].map(lum).sort((x, y) => y - x);
+      return (a + 0.05) / (b + 0.05);
+    }""")

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
-from tests.contacts.axe import PHONE, axe_violations
+from tests.contacts.axe import PHONE, SCHEMES, axe_violations, focus_ring_contrast
 from tests.contacts.test_browser import ARTIFACTS, _fix, _link_for, server  # noqa: F401 (fixture)
 from tests.personas import CANCEL_PIN, DURESS_PIN
 
@@ -99,6 +99,9 @@ def test_the_first_screen_answers_first_and_the_band_names_who_answered(server, 
     for _ in range(25):
         page.keyboard.press("Tab")
         assert not page.evaluate("document.activeElement.closest('#map') !== null")
+        for scheme in SCHEMES:  # and where it is shows, by day and at night
+            page.emulate_media(color_scheme=scheme)
+            assert focus_ring_contrast(page) >= 3, (scheme, page.evaluate("document.activeElement.outerHTML"))
     assert axe_violations(page, "live page, one contact cannot help") == []
 
     # "On my way" is not "police called": the band stays a warning for the others.
