@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"  # axe-core 4.14.1, from the npm registry (MPL-2.0)
+# axe-core 4.14.1 (MPL-2.0): package/axe.min.js and package/LICENSE of `npm pack axe-core@4.14.1`, unchanged.
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True,
          "locale": "fr-FR", "bypass_csp": True}  # bypass_csp: only to inject axe-core
 IMPACTS = ("critical", "serious", "moderate", "minor")
