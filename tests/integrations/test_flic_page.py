@@ -20,6 +20,7 @@ from balise.integrations.flic import checkins
 from balise.integrations.flic.models import CheckIn, FlicButton
 from balise.providers.console import read_outbox
 from balise.tracking.shortlinks import link_length
+from tests.contacts.axe import PHONE, axe_violations
 from tests.integrations.flic import claims, es256, page_behind, post, register, with_location
 from tests.personas import CANCEL_PIN, DURESS_PIN, staff_client
 from tests.spine.helpers import drain
@@ -223,6 +224,43 @@ def test_her_page_on_a_phone_without_javascript(live_server, chromium, world):
     # A connection opened by this test's queries while the browser ran stays open
     # otherwise, and PostgreSQL's test database could not be dropped.
     connections.close_all()
+
+
+@pytest.mark.usefixtures("transactional_db")
+def test_her_page_is_accessible_in_every_state(live_server, chromium, client, world):
+    """axe-core on her page as she reads it at night too: no alert, an alert answered,
+    after the duress code (it reads as a cancel), a check-in timer on, a dead link."""
+    from playwright.sync_api import expect
+
+    register(world)
+    context = chromium.new_context(**PHONE)
+    page = context.new_page()
+    url = live_server.url + page_url(webview_token())
+    page.goto(url)
+    expect(page.locator("h1")).to_have_text("Mon espace")
+    assert axe_violations(page, "her page") == []
+
+    post(client, es256(claims("click")))
+    acknowledge_alert(Alert.objects.get(), channel="page", contact=world.contacts[0], answer="on_my_way")
+    page.goto(url)
+    expect(page.locator("#answers")).to_contain_text("Proche 1 a vu votre alerte")
+    assert axe_violations(page, "her page, alert answered") == []
+
+    page.fill("#id_cancel-pin", DURESS_PIN)
+    page.get_by_role("button", name="Annuler mon alerte").tap()
+    expect(page.locator("#notice")).to_have_text("Votre alerte est annulée.")
+    assert axe_violations(page, "her page, after the duress code") == []
+
+    page.fill("#id_due_time", "23:30")
+    page.get_by_role("button", name="Lancer le minuteur").tap()
+    expect(page.locator("#checkin-due")).to_be_visible()
+    assert axe_violations(page, "her page, check-in timer on") == []
+
+    page.goto(live_server.url + "/integrations/flic/p/flp_nothing/")
+    expect(page.locator("main p")).to_contain_text("Ce lien ne fonctionne plus")
+    assert axe_violations(page, "her page, dead link") == []
+    context.close()
+    connections.close_all()  # as above: PostgreSQL's test database must be droppable
 
 
 def test_a_failing_timer_source_never_stops_dispatch(db, world, console, monkeypatch):

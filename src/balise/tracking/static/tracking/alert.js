@@ -10,7 +10,8 @@
   var map = null, layers = null;
 
   function text(id, value) { var el = $(id); if (el && el.textContent !== value) el.textContent = value || ""; }
-  function tpl(id) { return $(id).innerHTML; }
+  // The text, not innerHTML: that spells a no-break space (French "réseau :") "&nbsp;".
+  function tpl(id) { return $(id).content.textContent; }
 
   var tileErrors = 0, tilesLoaded = 0;
   function mapNote(id) {
