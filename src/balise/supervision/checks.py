@@ -67,9 +67,12 @@ def _devices(now: datetime) -> list[Condition]:
         found.append(Condition(Kind.SILENT, f"device:{d.pk}", d.association_id, d.pk, person_id=d.holder_id))
     for d in assigned.filter(battery_percent__lt=settings.SUPERVISION_LOW_BATTERY):
         found.append(Condition(Kind.LOW_BATTERY, f"device:{d.pk}", d.association_id, d.pk, person_id=d.holder_id))
+    lost_before = now - timedelta(minutes=settings.SUPERVISION_BUTTON_MINUTES)
+    # A phone's one button (no address: one episode per device).
+    for d in assigned.filter(button_lost_since__lt=lost_before).only("id", "association_id", "holder_id"):
+        found.append(Condition(Kind.BUTTON_LOST, f"button:{d.pk}", d.association_id, d.pk, person_id=d.holder_id))
     # What stations say of themselves (their last heartbeat).
     reporting = assigned.filter(Q(modem_state="unusable") | Q(microphone_state="unusable") | ~Q(buttons_state=[]))
-    lost_before = now - timedelta(minutes=settings.SUPERVISION_BUTTON_MINUTES)
     for d in reporting.only("id", "association_id", "holder_id", "modem_state", "microphone_state", "buttons_state"):
         if d.modem_state == "unusable":
             found.append(Condition(Kind.MODEM, f"device:{d.pk}", d.association_id, d.pk, person_id=d.holder_id))
