@@ -5,8 +5,6 @@ from __future__ import annotations
 import secrets
 
 from django.db import transaction
-from django.db.models import F, Value
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from balise.db import for_update
@@ -86,10 +84,10 @@ def record_heartbeat(device: Device, *, battery_percent=None, button_connected=N
         fields["battery_percent"] = battery_percent
     if button_connected is not None:
         fields["button_connected"] = button_connected
-        if buttons is None:
-            # Only one state (a phone): the episode starts at the first heartbeat that
-            # reports it disconnected, kept by the same UPDATE (no read of the row).
-            fields["button_lost_since"] = None if button_connected else Coalesce(F("button_lost_since"), Value(now))
+        if button_connected:
+            # A plain value in the same UPDATE (nothing read): a disconnection is counted
+            # from the last heartbeat that saw the button connected.
+            fields["button_seen_at"] = now
     if station_version:
         fields["station_version"] = station_version
     if modem is not None:
