@@ -71,6 +71,17 @@ def test_the_plans_are_shown_in_words_and_never_as_json(world):
         text = re.sub(r"<[^>]+>", " ", html)  # what she reads
         assert not {"after_s", "channel", "on_call", "consenting", "{"} & set(text.split())
     assert 'name="alert_plans"' not in change
+    assert plans_url(world.association) in change  # offered to those who may change them
+
+
+def test_a_read_only_member_reads_the_plans_in_words_and_is_offered_no_change(world):
+    Membership.objects.filter(user=world.staff).update(role=Membership.Role.VIEWER)
+    viewer = staff_client(world.staff, second_factor=False)
+    change = viewer.get(reverse("admin:associations_association_change", args=[world.association.pk]))
+    assert change.status_code == 200
+    assert "Quand l&#x27;alerte arrive : SMS aux proches qui ont accepté." in change.content.decode()
+    assert plans_url(world.association) not in change.content.decode()
+    assert viewer.get(plans_url(world.association)).status_code == 403
 
 
 def test_an_administrator_saves_a_plan_as_steps_in_the_stored_format(world):
@@ -129,6 +140,15 @@ def test_wrong_steps_are_form_errors_naming_the_step_and_the_field(world, over, 
     r = admin.post(plans_url(world.association), custom_prevention(world.association, **over))
     assert r.status_code == 400
     assert words in r.content.decode()
+    assert Association.objects.get(pk=world.association.pk).alert_plans == {}
+
+
+def test_a_test_plan_never_reaches_the_contacts(world):
+    admin = administrator(world)
+    data = {**as_shown(world.association), "test-mode": "custom", "test-initial-sms_to": "all"}
+    r = admin.post(plans_url(world.association), data)
+    assert r.status_code == 400
+    assert "Test — Un test ne joint que la permanence de l&#x27;association, jamais les proches." in r.content.decode()
     assert Association.objects.get(pk=world.association.pk).alert_plans == {}
 
 

@@ -6,15 +6,15 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import translation
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html_join
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from balise.alerts.models import Kind
 from balise.associations.models import Association, Membership
 from balise.associations.plan_form import PlanEditor, describe, full_plan
 from balise.associations.scoping import AssociationScopedAdmin, Role
-from balise.alerts.models import Kind
 
 
 @admin.register(Association)
@@ -36,9 +36,7 @@ class AssociationAdmin(AssociationScopedAdmin):
             (capfirst(label), _("its own plan") if kind in (association.alert_plans or {}) else _("the default plan"),
              format_html_join("", "<li>{}</li>", ((line,) for line in describe(full_plan(association, kind)))))
             for kind, label in Kind.choices))
-        return format_html('{}<p><a href="{}">{}</a></p>', sections,
-                           reverse("admin:associations_association_plans", args=[association.pk]),
-                           _("Change the alert plans"))
+        return sections  # (the link to change them is a button of the page, for those who may)
 
     def get_urls(self):
         return [path("<path:object_id>/plans/", self.admin_site.admin_view(self.plans_view),

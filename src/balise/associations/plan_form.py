@@ -268,7 +268,7 @@ class PlanEditor:
                 valid = False
                 continue
             try:
-                plans.parse_plan(section.rows(), plans.DEFAULT_PLANS[section.kind])
+                plans.validate_plan(section.kind, section.rows())
             except ValidationError as exc:
                 section.mode.add_error(None, exc)
                 valid = False

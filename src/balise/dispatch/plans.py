@@ -194,10 +194,20 @@ def plan_for(association, kind: str) -> Plan:
     return parse_plan(override, base) if override else base
 
 
+def validate_plan(kind: str, raw: dict) -> Plan:
+    """The plan of KIND an association's override makes (ValidationError if it is wrong)."""
+    plan = parse_plan(raw, DEFAULT_PLANS[kind])
+    if kind == "test":
+        sends = [*plan.initial, *(send for step in plan.chain for send in step.sends)]
+        if any(send.audience != "on_call" for send in sends):
+            raise ValidationError(_("A test reaches only the association's on-call line, never the contacts."))
+    return plan
+
+
 def validate_plans(value: dict) -> None:
     if not isinstance(value, dict):
         raise ValidationError(_("Alert plans must be an object keyed by alert kind."))
     for kind, raw in value.items():
         if kind not in DEFAULT_PLANS:
             raise ValidationError(_("Unknown alert kind: %(kind)s"), params={"kind": kind})
-        parse_plan(raw, DEFAULT_PLANS[kind])
+        validate_plan(kind, raw)
