@@ -177,3 +177,64 @@ def test_a_station_paired_but_never_heard_from_is_silent(world, settings):
     assert event.kind == "silent" and "jamais" in describe(event)
     heartbeat(world)  # switched on at last
     assert run_checks(timezone.now()) == (0, 1)
+
+
+def test_a_phones_button_disconnected_longer_than_the_setting_raises_once_and_clears_when_connected(world, settings):
+    """A phone says only `button_connected`: the same "button disconnected" episode as a
+    station's button, counted from the last heartbeat that saw it connected, one SMS per
+    episode."""
+    from balise.supervision.messages import notice_text
+
+    settings.SUPERVISION_BUTTON_MINUTES = 30
+    settings.SUPERVISION_SILENCE_SECONDS = 86400  # its heartbeats stop in this test's clock; not the point
+    Device.objects.filter(pk=world.device.pk).update(kind=Device.Kind.PHONE)
+    heartbeat(world, button_connected=True)
+    t0 = timezone.now()
+    heartbeat(world, button_connected=False)
+    assert run_checks(t0 + timedelta(minutes=29)) == (0, 0)
+    heartbeat(world, button_connected=False)  # still disconnected: counted from when it was last seen
+    assert run_checks(t0 + timedelta(minutes=31)) == (1, 0)
+    for minute in range(32, 36):  # not again every minute
+        heartbeat(world, button_connected=False)
+        assert run_checks(t0 + timedelta(minutes=minute)) == (0, 0)
+    event = SupervisionEvent.objects.get()
+    assert (event.kind, event.device_id, event.person_id) == ("button_lost", world.device.pk, world.person.pk)
+    notices = Delivery.objects.filter(purpose="supervision")
+    assert [(n.pk, n.recipient) for n in notices] == [(event.notice_id, world.association.on_call_number)]
+    text = notice_text(event)
+    assert "Camille" in text and "30 minutes" in text and "application" in text
+
+    heartbeat(world, button_connected=True)
+    assert run_checks(t0 + timedelta(minutes=40)) == (0, 1)
+    heartbeat(world, battery_percent=80)  # a heartbeat that does not say: nothing starts
+    assert run_checks(timezone.now() + timedelta(minutes=31)) == (0, 0)
+    # Disconnected again: a new episode, counted from this new drop.
+    t1 = timezone.now()
+    heartbeat(world, button_connected=False)
+    assert run_checks(t1 + timedelta(minutes=29)) == (0, 0)
+    assert run_checks(t1 + timedelta(minutes=31)) == (1, 0)
+    assert SupervisionEvent.objects.filter(kind="button_lost").count() == 2
+
+
+def test_a_phone_whose_button_was_never_connected_counts_from_its_pairing(world, settings):
+    from balise.devices.models import DeviceCredential
+
+    settings.SUPERVISION_BUTTON_MINUTES = 30
+    Device.objects.filter(pk=world.device.pk).update(kind=Device.Kind.PHONE)
+    heartbeat(world, button_connected=False)
+    assert run_checks(timezone.now()) == (0, 0)  # paired just now
+    DeviceCredential.objects.filter(device=world.device).update(created_at=timezone.now() - timedelta(minutes=31))
+    assert run_checks(timezone.now()) == (1, 0)
+    assert SupervisionEvent.objects.get().kind == "button_lost"
+
+
+def test_a_station_reporting_its_buttons_raises_no_second_episode_for_the_same_drop(world, settings):
+    """A station's heartbeat carries each button (its own episodes): its overall
+    `button_connected` starts no phone episode beside them."""
+    settings.SUPERVISION_BUTTON_MINUTES = 30
+    settings.SUPERVISION_SILENCE_SECONDS = 86400
+    heartbeat(world, buttons=[{"hardware_id": "AA:01", "connected": True}])
+    heartbeat(world, buttons=[{"hardware_id": "AA:01", "connected": False}])
+    assert Device.objects.get(pk=world.device.pk).button_connected is False
+    assert run_checks(timezone.now() + timedelta(minutes=31)) == (1, 0)
+    assert SupervisionEvent.objects.get().detail == "AA:01"

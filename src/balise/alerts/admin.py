@@ -6,6 +6,7 @@ from django.utils.translation import ngettext
 
 from balise.alerts.models import Acknowledgement, Alert
 from balise.associations.scoping import AssociationScopedAdmin, RolePermissions
+from balise.console.models import AuditEntry
 from balise.tracking.actions import NotAllowed, answer_alert
 
 
@@ -31,6 +32,7 @@ class AcknowledgementInline(RolePermissions, admin.TabularInline):
 
 @admin.register(Alert)
 class AlertAdmin(AssociationScopedAdmin):
+    view_action = AuditEntry.Action.VIEW_ALERT
     list_display = ("id", "kind", "state", "duress_mark", "person", "created_at", "acknowledged_at")
     list_filter = ("kind", "state", "duress")
     # Read-only: an alert changes through what happens to it (answers, the console's

@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from balise.associations.models import Membership
+from balise.console.admin_audit import AuditedAdmin
 
 Role = Membership.Role
 ALL_ROLES: tuple[str, ...] = tuple(Role.values)
@@ -109,9 +110,9 @@ class RolePermissions:
         return field
 
 
-class AssociationScopedAdmin(RolePermissions, admin.ModelAdmin):
+class AssociationScopedAdmin(AuditedAdmin, RolePermissions, admin.ModelAdmin):
     """Admin base: a staff member sees only rows of her own associations, and acts on
-    each with her role in its association.
+    each with her role in its association; what she changes reaches its audit log.
 
     `association_path` is the lookup from the model to its association.
     """

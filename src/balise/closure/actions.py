@@ -144,7 +144,7 @@ def erase_person(person_id: int, now: datetime) -> None:
         CheckIn.objects.filter(person=person).delete()
         FlicButton.objects.filter(device__in=alerts.values("device")).update(
             last_lat=None, last_lon=None, last_accuracy_m=None, last_located_at=None)
-        AuditEntry.objects.filter(person=person).update(detail="")
+        AuditEntry.objects.filter(person=person).update(detail="", changes=[])
         Movement.objects.filter(person=person).update(person=None)
         person.display_name = ERASED
         person.cancel_pin_hash = person.duress_pin_hash = ""

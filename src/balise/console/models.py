@@ -23,6 +23,11 @@ class AuditEntry(models.Model):
         PAIRING_CODE = "pairing_code", _("created a pairing code")
         REVOKE = "revoke", _("revoked a device")
         REVOKE_EVIDENCE_KEY = "revoke_evidence_key", _("revoked a device's evidence key")
+        # Made in the Django admin (balise.console.admin_audit).
+        ADMIN_ADD = "admin_add", _("added in the back-office")
+        ADMIN_CHANGE = "admin_change", _("changed in the back-office")
+        ADMIN_DELETE = "admin_delete", _("deleted in the back-office")
+        ADMIN_ACTION = "admin_action", _("ran a back-office action")
 
     association = models.ForeignKey("associations.Association", verbose_name=_("association"),
                                     on_delete=models.CASCADE, related_name="+")
@@ -36,6 +41,10 @@ class AuditEntry(models.Model):
                               blank=True, related_name="+")
     # A few plain words about what changed (never a PIN, a token or a phone number).
     detail = models.CharField(_("detail"), max_length=300, blank=True)
+    # Of an entry made in the Django admin: the model ("app_label.model") of the object
+    # (DETAIL is its name) and Django's change message, put in words when read.
+    model = models.CharField(_("kind of record"), max_length=100, blank=True)
+    changes = models.JSONField(_("changes"), default=list, blank=True)
 
     class Meta:
         verbose_name = _("audit entry")
@@ -47,6 +56,10 @@ class AuditEntry(models.Model):
                "protection": _("her protection dates"), "periodic test": _("her periodic tests")}
 
     def detail_text(self) -> str:
+        if self.model:
+            from balise.console.admin_audit import describe
+
+            return describe(self)
         if self.action != self.Action.EDIT_PERSON or not self.detail:
             return self.detail
         return ", ".join(str(self.CHANGED.get(part, part)) for part in self.detail.split(", "))

@@ -101,6 +101,10 @@ def record_heartbeat(who: Device | str, *, battery_percent=None, button_connecte
         fields["battery_percent"] = battery_percent
     if button_connected is not None:
         fields["button_connected"] = button_connected
+        if button_connected:
+            # A plain value in the same UPDATE (nothing read): a disconnection is counted
+            # from the last heartbeat that saw the button connected.
+            fields["button_seen_at"] = now
     if station_version:
         fields["station_version"] = station_version
     if modem is not None:

@@ -11,7 +11,7 @@ class DeviceAdmin(AssociationScopedAdmin):
     list_display = ("hardware_id", "kind", "status", "holder", "battery_percent", "button_connected", "last_seen_at")
     list_filter = ("kind", "status", "button_connected")
     search_fields = ("hardware_id",)
-    readonly_fields = ("battery_percent", "button_connected", "station_version", "last_seen_at")
+    readonly_fields = ("battery_percent", "button_connected", "button_seen_at", "station_version", "last_seen_at")
 
     def save_model(self, request, obj, form, change):
         """A token follows its holder (see balise.devices.actions.reassign): a device

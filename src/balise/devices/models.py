@@ -45,6 +45,9 @@ class Device(models.Model):
     modem_state = models.CharField(_("modem"), max_length=10, blank=True)
     microphone_state = models.CharField(_("microphone"), max_length=10, blank=True)
     buttons_state = models.JSONField(_("buttons"), default=list, blank=True)
+    # The last heartbeat that said its button was connected: for a device that reports
+    # only `button_connected` (a phone), the start of a disconnection (supervision).
+    button_seen_at = models.DateTimeField(_("button last seen connected"), null=True, blank=True)
     last_seen_at = models.DateTimeField(_("last seen"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
 

@@ -21,6 +21,9 @@ Overrides are JSON, per kind::
      ],
      "record": false}
 
+The default plans are written in the same format (DEFAULT_RAW); the back-office edits
+an association's overrides as steps (balise.associations.plan_form), never as JSON.
+
 "one_by_one" expands to one step per contact rank (the first after `after_s`, the others
 `wait_s` apart), `rounds` times; "repeat" repeats a step `repeat` times, `after_s` apart.
 """
@@ -66,12 +69,12 @@ class Plan:
     record: bool = False
 
 
-def one_by_one(channel: str, audience: str, *, after_s: int, wait_s: int = ONE_BY_ONE_WAIT_S, rounds: int = 1,
-               first_rank: int = 1) -> tuple[Step, ...]:
-    """One step per contact rank, FIRST_RANK..5, ROUNDS times (later rounds from rank 1)."""
+def one_by_one(channel: str, audience: str, *, after_s: int, wait_s: int = ONE_BY_ONE_WAIT_S,
+               rounds: int = 1) -> tuple[Step, ...]:
+    """One step per contact rank, 1..5, ROUNDS times."""
     steps: list[Step] = []
-    for round_ in range(rounds):
-        for rank in range(first_rank if round_ == 0 else 1, MAX_CONTACTS + 1):
+    for _round in range(rounds):
+        for rank in range(1, MAX_CONTACTS + 1):
             steps.append(Step(after_s if not steps else wait_s, (Send(channel, audience, rank),)))
     return tuple(steps)
 
@@ -80,37 +83,44 @@ def repeat(step: Step, times: int) -> tuple[Step, ...]:
     return (step,) * times
 
 
-ON_CALL = (Send("voice", "on_call"), Send("sms", "on_call"))
+def _send(channel: str, audience: str, rank: int | None = None) -> dict:
+    return {"channel": channel, "audience": audience, **({"rank": rank} if rank else {})}
 
-DEFAULT_PLANS: dict[str, Plan] = {
+
+ON_CALL = [_send("voice", "on_call"), _send("sms", "on_call")]
+
+# The default plans, in the stored format of an association's override (the back-office
+# form shows them as the starting point of one).
+DEFAULT_RAW: dict[str, dict] = {
     # SMS to every consenting contact; nobody acknowledged after 5 min: call them one by
     # one; then the association's on-call line.
-    "prevention": Plan(
-        initial=(Send("sms", "consenting"),),
-        chain=(
-            *one_by_one("voice", "consenting", after_s=300),
-            Step(ONE_BY_ONE_WAIT_S, ON_CALL),
-        ),
-    ),
-    # Calls one by one until someone presses 1, up to 3 rounds, then the on-call line.
-    # Every consenting contact also gets the SMS with the live map at once.
-    "emergency": Plan(
-        initial=(Send("voice", "consenting", 1), Send("sms", "consenting")),
-        chain=(
-            *one_by_one("voice", "consenting", after_s=ONE_BY_ONE_WAIT_S, rounds=3, first_rank=2),
-            Step(ONE_BY_ONE_WAIT_S, ON_CALL),
-        ),
-    ),
+    "prevention": {
+        "initial": [_send("sms", "consenting")],
+        "chain": [{"after_s": 300, "one_by_one": _send("voice", "consenting")},
+                  {"after_s": ONE_BY_ONE_WAIT_S, "sends": ON_CALL}],
+        "record": False,
+    },
+    # Calls one by one until someone presses 1, up to 3 rounds (the first from the 2nd
+    # contact: the 1st is called at once), then the on-call line. Every consenting contact
+    # also gets the SMS with the live map at once.
+    "emergency": {
+        "initial": [_send("voice", "consenting", 1), _send("sms", "consenting")],
+        "chain": [*({"after_s": ONE_BY_ONE_WAIT_S, "sends": [_send("voice", "consenting", rank)]}
+                    for rank in range(2, MAX_CONTACTS + 1)),
+                  {"after_s": ONE_BY_ONE_WAIT_S, "one_by_one": _send("voice", "consenting"), "rounds": 2},
+                  {"after_s": ONE_BY_ONE_WAIT_S, "sends": ON_CALL}],
+        "record": False,
+    },
     # Everyone at once, the on-call line from the start (called, and sent the SMS with the
     # live map that its call refers to), calls repeated every 2 minutes until someone
     # presses 1 (for an hour at most: by then staff are on it).
-    "alarm": Plan(
-        initial=(Send("voice", "all"), Send("sms", "all"), Send("voice", "on_call"), Send("sms", "on_call")),
-        chain=repeat(Step(120, (Send("voice", "all"), Send("voice", "on_call"))), 30),
-        record=True,
-    ),
+    "alarm": {
+        "initial": [_send("voice", "all"), _send("sms", "all"), *ON_CALL],
+        "chain": [{"after_s": 120, "sends": [_send("voice", "all"), _send("voice", "on_call")], "repeat": 30}],
+        "record": True,
+    },
     # A test goes through the whole chain but reaches only the association.
-    "test": Plan(initial=(Send("sms", "on_call"),)),
+    "test": {"initial": [_send("sms", "on_call")], "chain": [], "record": False},
 }
 
 # Sent at once when the cancel code was typed under duress: everybody, by every channel,
@@ -175,10 +185,23 @@ def parse_plan(raw: dict, base: Plan) -> Plan:
     return Plan(initial=initial, chain=chain, record=bool(raw.get("record", base.record)))
 
 
+DEFAULT_PLANS: dict[str, Plan] = {kind: parse_plan(raw, Plan(initial=())) for kind, raw in DEFAULT_RAW.items()}
+
+
 def plan_for(association, kind: str) -> Plan:
     base = DEFAULT_PLANS[kind]
     override = (association.alert_plans or {}).get(kind)
     return parse_plan(override, base) if override else base
+
+
+def validate_plan(kind: str, raw: dict) -> Plan:
+    """The plan of KIND an association's override makes (ValidationError if it is wrong)."""
+    plan = parse_plan(raw, DEFAULT_PLANS[kind])
+    if kind == "test":
+        sends = [*plan.initial, *(send for step in plan.chain for send in step.sends)]
+        if any(send.audience != "on_call" for send in sends):
+            raise ValidationError(_("A test reaches only the association's on-call line, never the contacts."))
+    return plan
 
 
 def validate_plans(value: dict) -> None:
@@ -187,4 +210,4 @@ def validate_plans(value: dict) -> None:
     for kind, raw in value.items():
         if kind not in DEFAULT_PLANS:
             raise ValidationError(_("Unknown alert kind: %(kind)s"), params={"kind": kind})
-        parse_plan(raw, DEFAULT_PLANS[kind])
+        validate_plan(kind, raw)

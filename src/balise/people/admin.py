@@ -3,6 +3,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from balise.associations.scoping import AssociationScopedAdmin, RolePermissions
+from balise.console.models import AuditEntry
 from balise.dispatch.models import Delivery
 from balise.people.models import Contact, Person
 from balise.tracking.actions import invite_contact
@@ -21,6 +22,7 @@ class ContactInline(RolePermissions, admin.TabularInline):
 
 @admin.register(Person)
 class PersonAdmin(AssociationScopedAdmin):
+    view_action = AuditEntry.Action.VIEW_PERSON
     list_display = ("display_name", "association", "language", "created_at")
     search_fields = ("display_name",)
     exclude = ("cancel_pin_hash", "duress_pin_hash")

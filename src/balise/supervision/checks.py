@@ -67,9 +67,18 @@ def _devices(now: datetime) -> list[Condition]:
         found.append(Condition(Kind.SILENT, f"device:{d.pk}", d.association_id, d.pk, person_id=d.holder_id))
     for d in assigned.filter(battery_percent__lt=settings.SUPERVISION_LOW_BATTERY):
         found.append(Condition(Kind.LOW_BATTERY, f"device:{d.pk}", d.association_id, d.pk, person_id=d.holder_id))
+    lost_before = now - timedelta(minutes=settings.SUPERVISION_BUTTON_MINUTES)
+    # A phone's one button (no address: one episode per device), disconnected since it was
+    # last seen connected, or since the phone was paired if it never was. (A station's
+    # buttons are each their own episode, below.)
+    paired_before_lost = Exists(DeviceCredential.objects.filter(device=OuterRef("pk"), revoked_at__isnull=True,
+                                                                created_at__lt=lost_before))
+    lost = Q(button_seen_at__lt=lost_before) | Q(button_seen_at__isnull=True) & Q(paired_before_lost)
+    for d in (assigned.filter(lost, button_connected=False, buttons_state=[])
+              .only("id", "association_id", "holder_id")):
+        found.append(Condition(Kind.BUTTON_LOST, f"button:{d.pk}", d.association_id, d.pk, person_id=d.holder_id))
     # What stations say of themselves (their last heartbeat).
     reporting = assigned.filter(Q(modem_state="unusable") | Q(microphone_state="unusable") | ~Q(buttons_state=[]))
-    lost_before = now - timedelta(minutes=settings.SUPERVISION_BUTTON_MINUTES)
     for d in reporting.only("id", "association_id", "holder_id", "modem_state", "microphone_state", "buttons_state"):
         if d.modem_state == "unusable":
             found.append(Condition(Kind.MODEM, f"device:{d.pk}", d.association_id, d.pk, person_id=d.holder_id))

@@ -40,6 +40,9 @@ def describe(event: SupervisionEvent) -> str:
     if event.kind == Kind.MICROPHONE:
         return _("The %(device)s of %(person)s reports its microphone unusable: no recording.") % {
             "device": device, "person": person}
+    if event.kind == Kind.BUTTON_LOST and not event.detail:  # a phone's button (it gives no address)
+        return _("The button of %(person)s has been disconnected from her %(device)s for more than %(minutes)d "
+                 "minutes.") % {"person": person, "device": device, "minutes": settings.SUPERVISION_BUTTON_MINUTES}
     if event.kind == Kind.BUTTON_LOST:
         return _("The button %(button)s of %(person)s has been disconnected from her station for more than "
                  "%(minutes)d minutes.") % {"button": event.detail, "person": person,

@@ -94,6 +94,8 @@ class FlicButtonAdmin(AssociationScopedAdmin):
                 form.add_error("serials", _("Another registration of the same buttons happened at the same time; "
                                             "try again."))
             else:
+                for button in FlicButton.objects.filter(device__hardware_id__in=done.created).select_related("device"):
+                    self.log_addition(request, button, [{"added": {}}])
                 count = len(done.created)
                 messages.success(request, ngettext("%(n)d button registered.", "%(n)d buttons registered.", count)
                                  % {"n": count})
