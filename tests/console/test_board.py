@@ -148,3 +148,24 @@ def test_the_back_office_list_shows_duress_in_red(world, django_user_model):
     with translation.override("fr"):
         html = staff_client(admin).get(reverse("admin:alerts_alert_changelist"), HTTP_ACCEPT_LANGUAGE="fr").content.decode()
     assert '<strong style="color:#b00020">CONTRAINTE</strong>' in html and "icon-yes.svg" not in html
+
+
+def test_the_next_escalation_step_reads_with_its_date_when_not_today(world):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from balise.console.present import escalation
+    from balise.dispatch.models import EscalationTimer
+
+    alert = raise_alert(world, "emergency")
+    timer = EscalationTimer.objects.filter(alert=alert, state=EscalationTimer.State.PENDING).order_by("due_at").first()
+    assert timer is not None
+    noon = timezone.localtime().replace(hour=12, minute=0, second=0)
+    EscalationTimer.objects.filter(pk=timer.pk).update(due_at=noon)
+    with translation.override("fr"):
+        today = escalation(alert)["next_clock"]
+        assert today == "12:00:00"
+        EscalationTimer.objects.filter(pk=timer.pk).update(due_at=timezone.now() + timedelta(days=1, hours=1))
+        later = escalation(alert)["next_clock"]
+    assert later != today and re.search(r"\d\d/\d\d/\d{4}", later), later

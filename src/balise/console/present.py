@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from balise.alerts.models import Acknowledgement, Alert, AlertEvent, LocationFix
@@ -136,8 +137,16 @@ def escalation(alert: Alert) -> dict:
     timer = (EscalationTimer.objects.filter(alert=alert, epoch=alert.epoch, state=EscalationTimer.State.PENDING)
              .order_by("due_at").first()) if alert.state == Alert.State.OPEN else None
     return {"step": min(alert.escalation_step, len(chain)), "steps": len(chain),
-            "next_at": timer.due_at if timer else None, "next_clock": clock(timer.due_at) if timer else "",
+            "next_at": timer.due_at if timer else None, "next_clock": _clock_or_day(timer.due_at) if timer else "",
             "stopped": alert.state != Alert.State.OPEN}
+
+
+def _clock_or_day(dt) -> str:
+    """The time alone for today; the date too otherwise (a step due tomorrow at 02:34
+    must not read as 02:34 tonight)."""
+    if timezone.localtime(dt).date() == timezone.localdate():
+        return clock(dt)
+    return moment(dt)
 
 
 def summary(alert: Alert) -> dict:
