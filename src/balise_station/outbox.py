@@ -105,14 +105,18 @@ CREATE TABLE IF NOT EXISTS evidence_sessions (
     session TEXT PRIMARY KEY,
     alert TEXT NOT NULL,
     started_ts REAL NOT NULL,
-    state TEXT NOT NULL DEFAULT 'recording',    -- recording | closed | interrupted (no close record)
+    state TEXT NOT NULL DEFAULT 'recording',    -- recording | suspended | closed | interrupted (no close record)
     records INTEGER NOT NULL DEFAULT 0,         -- records made
     delivered INTEGER NOT NULL DEFAULT 0,       -- records with a checked receipt
     last_receipt TEXT NOT NULL DEFAULT '',
     reason TEXT NOT NULL DEFAULT '',
-    ended_ts REAL
+    ended_ts REAL,
+    resume TEXT NOT NULL DEFAULT ''             -- the recorder's state after its last queued record
 );
 """
+
+# Columns added after a station's queue was created: (table, column, definition).
+ADDED_COLUMNS = (("evidence_sessions", "resume", "TEXT NOT NULL DEFAULT ''"),)
 
 
 @dataclass(frozen=True)
@@ -173,6 +177,9 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        for table, column, definition in ADDED_COLUMNS:
+            if column not in {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         with self._lock:
@@ -415,32 +422,47 @@ class Outbox:
                        (session, alert, self.clock()))
 
     def evidence_session_ended(self, session: str, state: str, reason: str) -> None:
-        """``closed`` (the close record is queued) or ``interrupted`` (it never will be)."""
+        """``closed`` (the close record is queued), ``suspended`` (stopped without one, to
+        be resumed at the next start) or ``interrupted`` (it never will be)."""
         with self._tx() as db:
             db.execute("UPDATE evidence_sessions SET state = ?, reason = ?, ended_ts = ?"
-                       " WHERE session = ? AND state = 'recording'", (state, reason[:64], self.clock(), session))
+                       " WHERE session = ? AND state IN ('recording', 'suspended')",
+                       (state, reason[:64], self.clock(), session))
 
-    def evidence_interrupted(self) -> list[str]:
-        """After a restart: sessions that were recording when the station stopped (no close record)."""
+    def evidence_session_resumed(self, session: str) -> None:
         with self._tx() as db:
-            rows = db.execute("SELECT session FROM evidence_sessions WHERE state = 'recording'").fetchall()
+            db.execute("UPDATE evidence_sessions SET state = 'recording', reason = '', ended_ts = NULL"
+                       " WHERE session = ?", (session,))
+
+    def evidence_unfinished(self) -> list[tuple[str, str, dict[str, Any], str]]:
+        """After a restart: (session, alert, recorder state, reason it stopped: '' after a
+        crash) of every session that was
+        recording or suspended when the station stopped, newest first. Those without a
+        state (a station of an older version) cannot be resumed: marked interrupted."""
+        with self._tx() as db:
+            rows = db.execute("SELECT session, alert, resume, reason FROM evidence_sessions WHERE state IN"
+                              " ('recording', 'suspended') ORDER BY started_ts DESC").fetchall()
             db.execute("UPDATE evidence_sessions SET state = 'interrupted', reason = 'station-restart',"
-                       " ended_ts = ? WHERE state = 'recording'", (self.clock(),))
-        return [r[0] for r in rows]
+                       " ended_ts = ? WHERE state IN ('recording', 'suspended') AND resume = ''", (self.clock(),))
+        return [(r["session"], r["alert"], json.loads(r["resume"]), r["reason"]) for r in rows if r["resume"]]
 
     def evidence_sessions(self, alert: str | None = None) -> list[dict[str, Any]]:
         where, args = ("WHERE alert = ?", (alert,)) if alert else ("", ())
         return [dict(r) for r in self._query(f"SELECT * FROM evidence_sessions {where} ORDER BY started_ts", args)]
 
-    def put_evidence(self, session: str, seq: int, kind: str, body: dict[str, Any]) -> None:
-        """Queues one sealed record (idempotent: the same (session, seq) twice is kept once)."""
+    def put_evidence(self, session: str, seq: int, kind: str, body: dict[str, Any],
+                     resume: dict[str, Any] | None = None) -> None:
+        """Queues one sealed record (idempotent: the same (session, seq) twice is kept once)
+        and, in the same transaction, the recorder's state after it (``resume``; none after
+        the close record), so that a restart goes on exactly from the last queued record."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO evidence (session, seq, kind, body, created_ts) VALUES (?, ?, ?, ?, ?)",
                 (session, seq, kind, json.dumps(body), self.clock()),
             )
             if cur.rowcount:
-                db.execute("UPDATE evidence_sessions SET records = records + 1 WHERE session = ?", (session,))
+                db.execute("UPDATE evidence_sessions SET records = records + 1, resume = ? WHERE session = ?",
+                           (json.dumps(resume) if resume else "", session))
 
     def evidence_heads(self, now: float) -> list[EvidenceRow]:
         """The oldest pending record of each session, when it is due: FIFO within a session,

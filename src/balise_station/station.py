@@ -364,11 +364,11 @@ class Station:
             self.sender.kick()
 
     def _recover(self) -> None:
-        """After a restart: pending alerts get their fallback timer back, open ones their tracking,
-        open alarms one new recording for all of them (the one cut by the restart stays
-        without a close record: the server's sweep marks it truncated)."""
-        for session in self.outbox.evidence_interrupted():
-            log.warning("recording %s was cut by a restart: its records go on to the server", session[:8])
+        """After a restart: pending alerts get their fallback timer back, open ones their
+        tracking, and open alarms their recording: the session the restart cut is resumed
+        (one for all of them), or closed if no alarm needs it any more."""
+        if (session := self.recordings.recover()) is not None:
+            log.warning("recording %s was cut by a restart: resumed if an alarm still needs it", session[:8])
         for row in self.outbox.alerts("state = 'pending' OR (state = 'delivered' AND closed = 0)"):
             if row.state == "pending":
                 self._spawn(self._fallback_after(row.client_id))
@@ -377,6 +377,7 @@ class Station:
             if (row.kind == "alarm" and self.cfg.evidence.enabled
                     and self.wall() < row.created_ts + self.cfg.evidence.max_duration_s):
                 self.recordings.start(row.client_id, row.created_ts)
+        self.recordings.close_unresumed()
 
     def _alert_closed(self, cid: str) -> None:
         """The alert left the server's open list: resolved, cancelled, or cancelled under
@@ -714,8 +715,11 @@ class Station:
     async def close(self) -> None:
         if self._poll_handle is not None:
             self._poll_handle.cancel()
-        self.recordings.stop_all("shutdown")
-        await asyncio.to_thread(self.recordings.join, 30.0)  # their close records reach the queue
+        # an alarm still open: the recording is suspended, and resumed at the next start
+        self.recordings.stop_all("shutdown", pause=any(
+            row is not None and not row.closed
+            for row in map(self.outbox.alert, self.recordings.active())))
+        await asyncio.to_thread(self.recordings.join, 30.0)  # their last records reach the queue
         await self.siren.stop()
         tasks = list(self._tasks)
         for t in tasks:

@@ -1,5 +1,5 @@
-"""One recording per station: a second alarm joins the open session, a restart opens one
-session for every alarm still open, and an alarm that leaves the server's open list
+"""One recording per station: a second alarm joins the open session, a restart resumes
+the session it cut (one for every alarm still open), and an alarm that leaves the server's open list
 (cancel or duress alike) is recorded and tracked silently for the after-close window."""
 
 from __future__ import annotations
@@ -84,11 +84,92 @@ def test_a_restart_opens_one_session_for_every_open_alarm(tmp_path) -> None:
     recs.stop_all("shutdown")
     recs.join(10)
     restarted, outbox = recordings(tmp_path, lambda: now[0])
-    assert outbox.evidence_interrupted() == []  # it had closed properly
+    assert restarted.recover() is None  # it had closed properly: nothing to resume
     after = {restarted.start(f"alert-{i}", now[0] + i) for i in range(7)}
     assert len(after) == 1 and len(outbox.evidence_sessions()) == 2
     restarted.stop_all("shutdown")
     restarted.join(10)
+
+
+def crash_copy(outbox: Outbox, path) -> None:
+    """What the disk holds if the station dies now: a consistent copy of its queue."""
+    import sqlite3
+
+    target = sqlite3.connect(path)
+    with outbox._lock:
+        outbox._db.backup(target)
+    target.close()
+
+
+def verified(records: list[dict], tmp_path) -> None:
+    """Every queued record through the server's intake (in memory), exported, verified."""
+    from balise_evidence import bag, verifier
+    from tests.evidence.memory import MemoryServer
+
+    server = MemoryServer(DEVICE, SEAL)
+    for body in records:
+        server.receive(body)
+    server.access("export")
+    report = verifier.verify_path(bag.build(server.export_input(), server.exporter, tmp_path / "case.zip"),
+                                  server.trusted)
+    assert report.status == 0, verifier.render(report)
+
+
+def test_a_crash_mid_recording_resumes_the_same_session_and_it_verifies(tmp_path) -> None:
+    """The station dies while recording: at the next start the alarm, still open, goes on
+    in the same session (next seq, next offset, the chain unbroken), not in a new one;
+    the records of both runs make one case that the verifier finds intact and complete."""
+    now = [1000.0]
+    recs, outbox = recordings(tmp_path, lambda: now[0])
+    session = recs.start("alert-1", now[0])
+    wait(lambda: outbox.evidence_sessions()[0]["records"] >= 4)
+    crash_copy(outbox, tmp_path / "after-crash.db")
+    recs.stop_all("shutdown")  # the first run's own thread ends; its copy is gone with the crash
+    recs.join(10)
+
+    (tmp_path / "restarted").mkdir()
+    (tmp_path / "after-crash.db").rename(tmp_path / "restarted" / "queue.db")
+    restarted, outbox = recordings(tmp_path / "restarted", lambda: now[0])
+    queued = outbox.evidence_sessions()[0]["records"]
+    assert restarted.recover() == session
+    assert restarted.start("alert-1", now[0]) == session and restarted.start("alert-2", now[0]) == session
+    wait(lambda: outbox.evidence_sessions()[0]["records"] >= queued + 3)
+    restarted.stop("alert-1", "alert-closed")
+    restarted.stop("alert-2", "alert-closed")
+    restarted.join(10)
+    [row] = outbox.evidence_sessions()
+    assert (row["session"], row["state"], row["reason"]) == (session, "closed", "alert-closed")
+    rows = outbox._query("SELECT seq, kind, body FROM evidence WHERE session = ? ORDER BY seq", (session,))
+    assert [r["seq"] for r in rows] == list(range(len(rows))) == list(range(row["records"]))
+    assert [r["kind"] for r in rows].count("open") == 1 and rows[-1]["kind"] == "close"
+    verified([json.loads(r["body"]) for r in rows], tmp_path)
+
+
+def test_a_shutdown_with_an_alarm_open_suspends_and_the_next_start_resumes_or_closes(tmp_path) -> None:
+    """A shutdown while the alarm is open ends the stream without a close record; the next
+    start resumes it, or, with no alarm left to record, closes it (reason shutdown)."""
+    now = [1000.0]
+    for resume in (True, False):
+        recs, outbox = recordings(tmp_path / str(resume), lambda: now[0])
+        session = recs.start("alert-1", now[0])
+        wait(lambda: outbox.evidence_sessions()[0]["records"] >= 3)
+        recs.stop_all("shutdown", pause=True)
+        recs.join(10)
+        assert outbox.evidence_sessions()[0]["state"] == "suspended" and not closes(outbox)
+        restarted = Recordings(outbox, recs.cfg, recs.microphone, lambda: DEVICE, lambda: SEAL.public_pem,
+                               wall=lambda: now[0], sleep=lambda s: time.sleep(min(s, 0.005)))
+        assert restarted.recover() == session
+        if resume:
+            assert restarted.start("alert-1", now[0]) == session
+            wait(lambda: outbox.evidence_sessions()[0]["records"] >= 6)
+            restarted.stop("alert-1", "alert-closed")
+            restarted.join(10)
+        restarted.close_unresumed()
+        [row] = outbox.evidence_sessions()
+        assert (row["state"], row["reason"]) == ("closed", "alert-closed" if resume else "shutdown")
+        assert [c["reason"] for c in closes(outbox)] == [row["reason"]]
+        rows = outbox._query("SELECT body FROM evidence WHERE session = ? ORDER BY seq", (session,))
+        verified([json.loads(r["body"]) for r in rows], tmp_path / str(resume))
 
 
 class ServerLikeApi(FakeDeviceApi):
