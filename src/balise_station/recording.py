@@ -6,9 +6,10 @@ instead of opening a parallel recording of the same room. A recording starts wit
 alarm (long press, or three presses on a press-only tag) and goes on after the siren
 is silenced: the siren is noise, the recording is evidence, and a button that stops
 it could be pressed by the aggressor. It also goes on after the alarm leaves the
-server's open list (the heartbeat's ``open_alerts``, or a 409 on its fixes): a cancel
-under the duress PIN looks exactly like a cancel, so every closed alarm is recorded for
-``alerts.after_close_s`` more (the station's after-close window). It stops when that
+server's open list (the heartbeat's ``open_alerts``, or a 409 on its fixes): every
+closed alarm is recorded for ``alerts.after_close_s`` more (the station's after-close
+window), and one cancelled under duress until the association closes it (the station
+learns it from the heartbeat's sealed recording hint: ``Station._hint``). It stops when that
 window has ended for every alert it records, at
 ``evidence.max_duration_s`` after the last alarm it joined, when the source ends, or
 when the station shuts down with no alarm left open; the close record (with that

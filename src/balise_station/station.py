@@ -14,7 +14,9 @@ What happens on a gesture, in this order:
 
 A single press while the siren sounds stops the siren (and raises no alert); the
 recording goes on. An alert the server no longer lists as open (heartbeat
-``open_alerts``) or closes (409 on its fixes) stops its fixes, siren and recording.
+``open_alerts``) or closes (409 on its fixes) stops its siren at once, its fixes and
+recording after the after-close window, or, under duress (the sealed recording hint),
+once the association has closed it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from balise_evidence import hint
 from balise_station import __version__
 from balise_station.api import DeviceApi
 from balise_station.buttons import ButtonSupervisor
@@ -57,6 +60,7 @@ KIND_BY_GESTURE = {
 }
 
 
+HELD_META = "recording_hint"
 CLOCK_FLOOR = datetime(2020, 1, 1, tzinfo=timezone.utc).timestamp()  # the server refuses earlier times
 
 
@@ -133,6 +137,11 @@ class Station:
         # alert -> end of its after-close window (alerts.after_close_s after it left the
         # server's open list): recording and fixes go on silently until then
         self._after_close: dict[str, float] = {}
+        # alerts that left the open list but that the server's sealed recording hint still
+        # lists (cancelled under duress, not yet closed by the association): recorded and
+        # tracked as open ones, without a window, siren off; kept across a restart
+        self._held: set[str] = set(self.outbox.meta(HELD_META, []))
+        self._tracked: set[str] = set()  # alerts whose fixes are being followed (_track)
         self._refreshing = False
         # evidence: device key, pinned server keys, microphone, recordings, upload lane
         self.device_key: Any = None
@@ -345,6 +354,13 @@ class Station:
 
     async def _track(self, cid: str, first: Fix | None) -> None:
         """Sends new fixes for the alert while it is open (server says closed, or track_for_s passed)."""
+        self._tracked.add(cid)
+        try:
+            await self._track_fixes(cid, first)
+        finally:
+            self._tracked.discard(cid)
+
+    async def _track_fixes(self, cid: str, first: Fix | None) -> None:
         alerts = self.cfg.alerts
         row = self.outbox.alert(cid)
         if row is None:
@@ -354,7 +370,8 @@ class Station:
             await asyncio.sleep(alerts.fix_interval_s)
             row = self.outbox.alert(cid)
             self._end_after_close()
-            if row is None or (row.closed and self.wall() >= self._after_close.get(cid, 0.0)):
+            if row is None or (row.closed and cid not in self._held
+                               and self.wall() >= self._after_close.get(cid, 0.0)):
                 return
             fix = self.hub.best()
             if fix is None or fix.source == "fixed" or (last is not None and fix.recorded_at <= last):
@@ -369,15 +386,26 @@ class Station:
         (one for all of them), or closed if no alarm needs it any more."""
         if (session := self.recordings.recover()) is not None:
             log.warning("recording %s was cut by a restart: resumed if an alarm still needs it", session[:8])
-        for row in self.outbox.alerts("state = 'pending' OR (state = 'delivered' AND closed = 0)"):
+        held = tuple(self._held)
+        marks = ",".join("?" * len(held))
+        for row in self.outbox.alerts(f"state = 'pending' OR (state = 'delivered' AND (closed = 0"
+                                      f" OR client_id IN ({marks})))", held):
             if row.state == "pending":
                 self._spawn(self._fallback_after(row.client_id))
-            if self.wall() < row.created_ts + self.cfg.alerts.track_for_s:
-                self._spawn(self._track(row.client_id, None))
-            if (row.kind == "alarm" and self.cfg.evidence.enabled
-                    and self.wall() < row.created_ts + self.cfg.evidence.max_duration_s):
-                self.recordings.start(row.client_id, row.created_ts)
+            self._follow(row.client_id)
         self.recordings.close_unresumed()
+
+    def _follow(self, cid: str) -> None:
+        """Tracking and (for an alarm) recording of an alert raised before, within their
+        bounds (alerts.track_for_s, evidence.max_duration_s after the alert)."""
+        row = self.outbox.alert(cid)
+        if row is None:
+            return
+        if cid not in self._tracked and self.wall() < row.created_ts + self.cfg.alerts.track_for_s:
+            self._spawn(self._track(cid, None))
+        if (row.kind == "alarm" and self.cfg.evidence.enabled
+                and self.wall() < row.created_ts + self.cfg.evidence.max_duration_s):
+            self.recordings.start(cid, row.created_ts)
 
     def _alert_closed(self, cid: str) -> None:
         """The alert left the server's open list: resolved, cancelled, or cancelled under
@@ -385,7 +413,36 @@ class Station:
         watch it). So for every one alike the siren stops at once, and the recording and the
         fixes go on silently for ``alerts.after_close_s``, then stop."""
         self._silence(cid)
-        self._after_close.setdefault(cid, self.wall() + self.cfg.alerts.after_close_s)
+        if cid not in self._held:
+            self._after_close.setdefault(cid, self.wall() + self.cfg.alerts.after_close_s)
+        self._end_after_close()
+
+    def _hint(self, text: Any) -> None:
+        """The heartbeat's recording hint (balise_evidence.hint), sealed to the evidence
+        key: the alerts under duress the association has not closed. Those listed are
+        recorded and tracked as open ones (siren off, no after-close window); one no longer
+        listed was closed by the association: its recording and tracking end now. Nothing
+        is logged or shown about it: whoever looks at the station sees an alert that left
+        the open list, and a recording that goes on."""
+        if not isinstance(text, str) or self.device_key is None:
+            return  # an older server, or no evidence key (then the after-close window stands)
+        try:
+            listed = set(hint.open_hint(self.device_key, text))
+        except ValueError:
+            log.error("heartbeat reply: a field could not be read with the station's key")
+            return
+        listed = {cid for cid in listed if self.outbox.alert(cid) is not None}
+        if listed == self._held:
+            return
+        added, released = listed - self._held, self._held - listed
+        self._held = listed
+        self.outbox.set_meta(HELD_META, sorted(listed))
+        for cid in added:  # as for an open alarm (a hint may come after its window ended)
+            self._after_close.pop(cid, None)
+            self._silence(cid)
+            self._follow(cid)
+        for cid in released:
+            self._after_close[cid] = self.wall()  # closed by the association: ends now
         self._end_after_close()
 
     def _end_after_close(self) -> None:
@@ -393,7 +450,7 @@ class Station:
         tracking loop sees it by itself); the recording writes its close record."""
         now = self.wall()
         for cid, until in self._after_close.items():
-            if now >= until:
+            if now >= until and cid not in self._held:
                 self.recordings.stop(cid, "alert-closed")
 
     def _silence(self, cid: str) -> None:
@@ -508,7 +565,7 @@ class Station:
 
     def _watching_alerts(self) -> bool:
         """An open alert (or a recording) whose closing on the server must be noticed soon."""
-        if self.recordings.active():
+        if self.recordings.active() or self._held:
             return True
         if any(until > self.wall() for until in self._after_close.values()):
             return True
@@ -560,6 +617,7 @@ class Station:
         interval = body.get("heartbeat_interval_s")
         if isinstance(interval, (int, float)) and 5 <= interval <= 86400:
             self.heartbeat_interval_s = float(interval)
+        self._hint(body.get("recording_hint"))
         listed = body.get("open_alerts")
         if not isinstance(listed, list):  # an older server: it says nothing about closing
             return
@@ -717,8 +775,8 @@ class Station:
             self._poll_handle.cancel()
         # an alarm still open: the recording is suspended, and resumed at the next start
         self.recordings.stop_all("shutdown", pause=any(
-            row is not None and not row.closed
-            for row in map(self.outbox.alert, self.recordings.active())))
+            cid in self._held or (row is not None and not row.closed)
+            for cid, row in ((c, self.outbox.alert(c)) for c in self.recordings.active())))
         await asyncio.to_thread(self.recordings.join, 30.0)  # their last records reach the queue
         await self.siren.stop()
         tasks = list(self._tasks)

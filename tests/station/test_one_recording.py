@@ -8,7 +8,7 @@ import json
 import threading
 import time
 
-from balise_evidence import crypto
+from balise_evidence import crypto, hint
 from balise_evidence.audio import GeneratedMicrophone
 from balise_station.config import EvidenceConfig
 from balise_station.outbox import Outbox
@@ -174,16 +174,32 @@ def test_a_shutdown_with_an_alarm_open_suspends_and_the_next_start_resumes_or_cl
 
 class ServerLikeApi(FakeDeviceApi):
     """Like the server: an alert cancelled under duress leaves open_alerts as a cancelled one
-    does, and its fixes get the same 409 as a closed alert's, but they are kept."""
+    does, and its fixes get the same 409 as a closed alert's, but they are kept. Once the
+    station registered its evidence key, every heartbeat reply carries the recording hint
+    sealed to it, listing the alerts under duress the association has not closed."""
+
+    SIGNER = crypto.Signer.generate()
 
     def __init__(self) -> None:
         self.duress: set[str] = set()
+        self.resolved: set[str] = set()  # closed by the association
+        self.device_public = None
         super().__init__()
 
     def _route(self, method, path, body):
+        if path == "/api/v1/evidence/device-key":
+            self.device_public = crypto.load_device_public_key(body["public_key_pem"])
+            return 201, {}
+        if path == "/api/v1/evidence/keys":
+            return 200, {"seal_public_pem": SEAL.public_pem, "seal_fingerprint": SEAL.fingerprint,
+                         "signing_public_pem": self.SIGNER.public_pem, "signing_fingerprint": self.SIGNER.fingerprint}
+        if path.startswith("/api/v1/evidence/"):
+            return 503, {"error": "unavailable", "retry": True}  # the records wait in the queue
         status, reply = super()._route(method, path, body)
         if path.rstrip("/").endswith("/heartbeat") and status == 200:
             reply["open_alerts"] = [a for a in reply["open_alerts"] if a["client_id"] not in self.duress]
+            if self.device_public is not None:
+                reply["recording_hint"] = hint.seal(self.device_public, sorted(self.duress - self.resolved))
         elif path.endswith("/fixes") and status == 200 and path.split("/")[-2] in self.duress:
             return 409, {"error": "alert_closed"}  # (super() stored them)
         return status, reply
@@ -244,9 +260,10 @@ def _after_close(tmp_path, how: str) -> tuple[set[str], dict, int, int]:
 
 
 def test_every_closed_alarm_keeps_recording_and_fixes_for_the_window_and_duress_looks_like_cancel(tmp_path) -> None:
-    """The station cannot tell a duress cancel from a cancel, and does not try: for both the
-    siren stops at once, fixes and recording go on silently for alerts.after_close_s, then
-    stop; both leave the same log lines and queue counts."""
+    """A station without an evidence key (recording disabled) cannot open the recording
+    hint, so it cannot tell a duress cancel from a cancel: for both the siren stops at
+    once, fixes and recording go on silently for alerts.after_close_s, then stop; both
+    leave the same log lines and queue counts."""
     said_cancel, queue_cancel, posted_cancel, kept_cancel = _after_close(tmp_path, "cancel")
     said_duress, queue_duress, posted_duress, kept_duress = _after_close(tmp_path, "duress")
     assert said_cancel == said_duress
@@ -257,3 +274,56 @@ def test_every_closed_alarm_keeps_recording_and_fixes_for_the_window_and_duress_
     # server kept every one of them for her contacts and the association
     assert posted_cancel >= 2 and kept_cancel == 0
     assert posted_duress >= 2 and kept_duress >= posted_duress
+
+
+def test_under_duress_recording_and_fixes_go_on_silently_until_the_association_closes(tmp_path) -> None:
+    """The duress PIN, typed elsewhere: to the station the alert left the open list like a
+    cancelled one, but the recording hint (only its evidence key opens it) still lists it.
+    The siren stops; recording and fixes go on past alerts.after_close_s, across a
+    restart, and end when the association closes the alert. A real cancel beside it ends
+    with its window."""
+    api = ServerLikeApi()
+    offset = [0.0]
+    cfg = write_config(tmp_path, api.url, "[evidence]\nmicrophone = \"generated\"\nsimulated_speed = 20\n"
+                                         "segment_seconds = 1\nmax_duration_s = 3600\n")
+    cfg.write_text(cfg.read_text().replace("[alerts]\n", "[alerts]\nopen_check_interval_s = 1\n"
+                                                          "track_for_s = 7200\n"))
+    wall = lambda: time.time() + offset[0]  # noqa: E731 (the station's clock, moved on by the test)
+
+    def fixes_sent(cid: str) -> int:
+        return len(api.posts(f"/api/v1/alerts/{cid}/fixes"))
+
+    async def first(station):
+        await wait_for(lambda: api.device_public is not None and station.server_keys is not None)
+        cid = station.raise_alert("alarm", "long")
+        cancelled = station.raise_alert("emergency", "double")
+        await wait_for(lambda: cid in station.recordings.active() and fixes_sent(cid) >= 1)
+        session = station.recordings.active()[cid]
+        assert station.siren.playing
+        api.duress.add(cid)  # she typed the duress PIN (on her phone, or a Flic page)
+        api.closed.add(cancelled)  # and the real PIN for the other one
+        await wait_for(lambda: not station.siren.playing and station.outbox.alert(cid).closed
+                       and station.outbox.alert(cancelled).closed, timeout=10)
+        offset[0] += 601  # past alerts.after_close_s (600)
+        sent = fixes_sent(cid)
+        await wait_for(lambda: fixes_sent(cid) >= sent + 2, timeout=10)  # each answered 409, kept
+        assert station.recordings.active() == {cid: session} and cid in station._tracked
+        await wait_for(lambda: cancelled not in station._tracked, timeout=10)  # the cancel: its window ended
+        assert not station.siren.playing and not closes(station.outbox)
+        return cid, session
+
+    cid, session = run_station(cfg, first, wall=wall)  # then a restart: suspended, not closed
+    assert api.fixes[cid] and len(api.fixes[cid]) >= 3
+
+    async def second(station):
+        await wait_for(lambda: station.recordings.active() == {cid: session}, timeout=10)  # resumed
+        sent = fixes_sent(cid)
+        await wait_for(lambda: fixes_sent(cid) >= sent + 2, timeout=10)
+        assert not station.siren.playing
+        api.resolved.add(cid)  # the association closes the alert
+        await wait_for(lambda: not station.recordings.active() and not _tracking(station), timeout=10)
+        return station.outbox.evidence_sessions()
+
+    [row] = run_station(cfg, second, wall=wall)
+    api.stop()
+    assert (row["session"], row["state"], row["reason"]) == (session, "closed", "alert-closed")

@@ -25,6 +25,7 @@ from balise.api.schemas import (
     HeartbeatOut,
 )
 from balise.devices.actions import record_heartbeat
+from balise.evidence.actions import recording_hint
 
 router = Router(tags=["device"])
 
@@ -191,6 +192,10 @@ def heartbeat(request, payload: HeartbeatIn):
         "open_alerts": [
             {"client_id": client_id, "kind": a.kind, "state": a.state} for client_id, a in open_alerts if not a.duress
         ],
+        # ...except this, which only the device's evidence key opens, the same size and
+        # fresh each time whatever it lists: the alerts under duress still open, which the
+        # device goes on recording and tracking, silently, until the association closes them
+        "recording_hint": recording_hint(request.auth, [str(c) for c, a in open_alerts if a.duress]),
     })
 
 

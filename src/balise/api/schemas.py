@@ -159,6 +159,7 @@ class HeartbeatOut(Schema):
     server_time: datetime
     heartbeat_interval_s: int
     open_alerts: list[OpenAlertOut]
+    recording_hint: str | None = None
 
 
 class PersonOut(Schema):
