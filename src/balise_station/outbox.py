@@ -13,7 +13,9 @@ checked; a record the server refuses for good is set aside (``state =
 'rejected'``, body kept), never deleted.
 
 The copy of the person's contacts and the record of the SMS the station sent
-itself through its modem live here too.
+itself through its modem live here too, and the incidents (episodes the server must
+hear of once it is reachable again: its outage, alerts or evidence it refused), one
+row per episode, not per retry.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -112,6 +115,14 @@ CREATE TABLE IF NOT EXISTS evidence_sessions (
     reason TEXT NOT NULL DEFAULT '',
     ended_ts REAL,
     resume TEXT NOT NULL DEFAULT ''             -- the recorder's state after its last queued record
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,                        -- the episode's id: the server counts a report once
+    kind TEXT NOT NULL,                         -- server_unreachable | alert_refused | evidence_rejected
+    started_ts REAL NOT NULL,
+    ended_ts REAL,                              -- NULL while it goes on
+    refs TEXT NOT NULL DEFAULT '[]',            -- what was refused (alert ids, session:seq), once each
+    reported INTEGER NOT NULL DEFAULT 0         -- a heartbeat carrying it was taken by the server
 );
 """
 
@@ -227,17 +238,21 @@ class Outbox:
 
     def alert_retry(self, client_id: str, next_ts: float, error: str) -> None:
         with self._tx() as db:
-            db.execute(
-                "UPDATE alerts SET attempts = attempts + 1, next_attempt_ts = ?, last_error = ?"
-                " WHERE client_id = ?",
-                (next_ts, error, client_id),
-            )
+            self._alert_retry(db, client_id, next_ts, error)
+
+    @staticmethod
+    def _alert_retry(db: sqlite3.Connection, client_id: str, next_ts: float, error: str) -> None:
+        db.execute("UPDATE alerts SET attempts = attempts + 1, next_attempt_ts = ?, last_error = ? WHERE client_id = ?",
+                   (next_ts, error, client_id))
 
     def alert_refused(self, client_id: str, next_ts: float, error: str) -> None:
         """The server refused the alert: it stays queued (the modem fallback and the next
         attempt still see it), marked refused for ``status``, and is tried again later and
-        at the next start (which is what follows a re-pairing)."""
-        self.alert_retry(client_id, next_ts, REFUSED + error)
+        at the next start (which is what follows a re-pairing). The refusal joins the
+        episode of refused alerts in progress (reported once it ends)."""
+        with self._tx() as db:
+            self._alert_retry(db, client_id, next_ts, REFUSED + error)
+            self._incident(db, "alert_refused", client_id)
 
     def alert_stripped(self, client_id: str) -> None:
         """Keeps only what the server cannot refuse (kind, gesture, id): a clock gone wrong
@@ -510,6 +525,7 @@ class Outbox:
                 return
             db.execute("UPDATE evidence SET state = 'rejected', last_error = ? WHERE id = ?", (error[:500], row_id))
             self._record_drop(db, "evidence", f"{row['session']}:{row['seq']}", status, error)
+            self._incident(db, "evidence_rejected", f"{row['session']}:{row['seq']}")
 
     def evidence(self, state: str = "pending") -> list[EvidenceRow]:
         return [_evidence(r) for r in self._query("SELECT * FROM evidence WHERE state = ? ORDER BY id", (state,))]
@@ -528,6 +544,47 @@ class Outbox:
             "recordings": q("SELECT COUNT(*) FROM evidence_sessions WHERE state = 'recording'")[0][0],
             "dropped": q("SELECT COUNT(*) FROM dropped")[0][0],
         }
+
+    # -- incidents ------------------------------------------------------------
+    def incident_started(self, kind: str) -> None:
+        """An episode begins (a no-op while one of that kind goes on)."""
+        with self._tx() as db:
+            self._incident(db, kind, "")
+
+    def incident_ended(self, kind: str, shorter_than_s: float = 0.0) -> None:
+        """The episode in progress ends; one shorter than ``shorter_than_s`` is forgotten."""
+        with self._tx() as db:
+            now = self.clock()
+            db.execute("DELETE FROM incidents WHERE kind = ? AND ended_ts IS NULL AND started_ts > ?",
+                       (kind, now - shorter_than_s))
+            db.execute("UPDATE incidents SET ended_ts = ? WHERE kind = ? AND ended_ts IS NULL", (now, kind))
+
+    def incidents_going_on(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT kind FROM incidents WHERE ended_ts IS NULL")}
+
+    def incidents_to_report(self, ending: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Episodes over and not yet taken by the server; those of the kinds ``ending`` end
+        now (refusals: what was refused so far is one episode, the next refusal a new one)."""
+        with self._tx() as db:
+            for kind in ending:
+                db.execute("UPDATE incidents SET ended_ts = ? WHERE kind = ? AND ended_ts IS NULL",
+                           (self.clock(), kind))
+            rows = db.execute("SELECT * FROM incidents WHERE ended_ts IS NOT NULL AND reported = 0"
+                              " ORDER BY started_ts").fetchall()
+        return [{"id": r["id"], "kind": r["kind"], "started_ts": r["started_ts"], "ended_ts": r["ended_ts"],
+                 "count": max(1, len(json.loads(r["refs"])))} for r in rows]
+
+    def incidents_reported(self, ids: list[str]) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE incidents SET reported = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def _incident(self, db: sqlite3.Connection, kind: str, ref: str) -> None:
+        row = db.execute("SELECT id, refs FROM incidents WHERE kind = ? AND ended_ts IS NULL", (kind,)).fetchone()
+        if row is None:
+            db.execute("INSERT INTO incidents (id, kind, started_ts, refs) VALUES (?, ?, ?, ?)",
+                       (str(uuid.uuid4()), kind, self.clock(), json.dumps([ref] if ref else [])))
+        elif ref and ref not in (refs := json.loads(row["refs"])):
+            db.execute("UPDATE incidents SET refs = ? WHERE id = ?", (json.dumps(refs + [ref]), row["id"]))
 
     def _record_drop(self, db: sqlite3.Connection, what: str, ref: str, status: int | None, error: str) -> None:
         db.execute(

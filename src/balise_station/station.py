@@ -102,6 +102,7 @@ class Station:
         self.sender.on_heartbeat_delivered = self._heartbeat_delivered
         self.sender.on_alert_closed = self._alert_closed
         self.sender.on_reachable = self._server_back
+        self.sender.on_incident_over = lambda: self._heartbeat_now.set()
         self.hub = LocationHub(cfg.location.max_age_s, fixed=cfg.location.fixed)
         self.siren = siren or Siren(make_sink(cfg.siren.output, cfg.siren.wav_path),
                                     cfg.siren.max_duration_s, cfg.siren.volume)
@@ -597,12 +598,24 @@ class Station:
             "microphone": ("absent" if not self.cfg.evidence.enabled  # evidence.microphone = "none"
                            else "ok" if self.microphone.make is not None else "unusable"),
             **({"modem": self._reported_modem_state()} if self.modem_state != "unknown" else {}),  # not probed: unsaid
+            **({"incidents": incidents} if (incidents := self._incidents()) else {}),
         }
+
+    def _incidents(self) -> list[dict[str, Any]]:
+        """Episodes over and not yet taken by the server (the server unreachable, alerts
+        or evidence it refused): in every heartbeat until one reaches it, then one
+        supervision event each. Evidence refusals so far make one episode."""
+        return [{"id": i["id"], "kind": i["kind"], "started": iso_now(lambda: i["started_ts"]),
+                 "ended": iso_now(lambda: i["ended_ts"]), "count": i["count"]}
+                for i in self.outbox.incidents_to_report(ending=("evidence_rejected",))
+                if i["started_ts"] >= CLOCK_FLOOR]  # a board that believes it is 1970 cannot date them
 
     def _reported_modem_state(self) -> str:
         return "unusable" if self._modem_failure_unreported else self.modem_state
 
     def _heartbeat_delivered(self, payload: dict[str, Any]) -> None:
+        if payload.get("incidents"):
+            self.outbox.incidents_reported([i["id"] for i in payload["incidents"]])
         if payload.get("modem") == "unusable" and self._modem_failure_unreported:
             self._modem_failure_unreported = False
             if self.modem_state != "unusable":

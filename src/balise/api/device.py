@@ -26,6 +26,7 @@ from balise.api.schemas import (
 )
 from balise.devices.actions import record_heartbeat
 from balise.evidence.actions import recording_hint
+from balise.supervision.reports import report_incidents
 
 router = Router(tags=["device"])
 
@@ -173,6 +174,8 @@ def heartbeat(request, payload: HeartbeatIn):
     record_heartbeat(request.auth, battery_percent=battery, button_connected=connected,
                      station_version=payload.station_version, modem=payload.modem, microphone=payload.microphone,
                      buttons=buttons)
+    if payload.incidents:
+        report_incidents(request.auth, payload.incidents)
     active = [Alert.State.OPEN, Alert.State.ACKNOWLEDGED]
     # Its open alerts, and its presses that joined an open alert (perhaps another
     # device's), which stay open with it: one statement, no model objects.
