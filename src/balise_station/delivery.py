@@ -99,8 +99,6 @@ class Sender:
             self.token_refused = result.status in TOKEN_REFUSED
         if result.ok:
             self.last_success_ts = self.clock()
-            if "alert_refused" in self._going_on:  # the server takes the station's word again
-                self._episode("alert_refused", False)
 
     def _episode(self, kind: str, starts: bool, shorter_than_s: float = 0.0) -> None:
         if starts:
@@ -125,6 +123,8 @@ class Sender:
                 server_id = result.body.get("id") if isinstance(result.body, dict) else None
                 self.outbox.alert_delivered(client_id, server_id if isinstance(server_id, int) else None)
                 log.info("alert %s delivered (HTTP %s, attempt %d)", client_id, result.status, row.attempts + 1)
+                if "alert_refused" in self._going_on and not self.outbox.counts()["alerts_refused"]:
+                    self._episode("alert_refused", False)  # every refused alert has reached the server
                 self._background_wake.set()  # its fixes can go now
                 if self.on_alert_delivered:
                     self.on_alert_delivered(client_id)

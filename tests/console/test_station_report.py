@@ -130,7 +130,7 @@ def test_each_reported_episode_is_one_event_told_once_even_when_the_report_comes
     with translation.override("fr"):
         texts = {kind: notice_text(e) for kind, e in events.items()}
     assert "n'a pas pu joindre le serveur" in texts["server_unreachable"] and "2 heures" in texts["server_unreachable"]
-    assert "a refusé 2 alertes" in texts["alert_refused"] and "Camille" in texts["alert_refused"]
+    assert "a refusé 2 alertes" in texts["alert_refused"] and "le serveur les a toutes" in texts["alert_refused"] and "Camille" in texts["alert_refused"]
     assert "1 enregistrement de preuve" in texts["evidence_rejected"]
     assert not any(str(world.device.pk) + ":" in t or "7c0b6f0e" in t for t in texts.values())
     assert run_checks(timezone.now()) == (0, 0)  # over already: nothing to raise or clear

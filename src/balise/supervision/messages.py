@@ -64,10 +64,10 @@ def _reported(event: SupervisionEvent, device: str, person: str) -> str:
         return _("The %(device)s of %(person)s could not reach the server from %(start)s to %(end)s (%(duration)s); "
                  "it reaches it again.") % {**words, "duration": timesince(event.raised_at, event.cleared_at)}
     if event.kind == Kind.ALERT_REFUSED:
-        return ngettext("The server refused %(count)d alert from the %(device)s of %(person)s between %(start)s "
-                        "and %(end)s; the station kept it and sends it again.",
-                        "The server refused %(count)d alerts from the %(device)s of %(person)s between %(start)s "
-                        "and %(end)s; the station kept them and sends them again.", count) % words
+        return ngettext("The server refused %(count)d alert from the %(device)s of %(person)s from %(start)s; "
+                        "the station kept it and the server took it at %(end)s.",
+                        "The server refused %(count)d alerts from the %(device)s of %(person)s from %(start)s; "
+                        "the station kept them and the server took them by %(end)s.", count) % words
     return ngettext("The server refused %(count)d evidence record from the %(device)s of %(person)s (%(end)s); "
                     "the station keeps it aside for the association.",
                     "The server refused %(count)d evidence records from the %(device)s of %(person)s (%(end)s); "
