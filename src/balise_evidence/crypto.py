@@ -32,6 +32,7 @@ Random = Callable[[int], bytes]
 
 SEAL_INFO = b"balise-evidence seal v1"
 CHAIN_START = b"balise-evidence chain v1"
+DEVICE_SEAL_INFO = b"balise-device seal v1"
 
 
 class CryptoError(Exception):
@@ -121,6 +122,35 @@ class DeviceKey(_KeyPair):
 
     def sign(self, data: bytes) -> bytes:
         return self.private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+    def open_sealed(self, blob: bytes, aad: bytes) -> bytes:
+        """What ``seal_to_device`` sealed to this key."""
+        try:
+            epk = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), blob[:65])
+        except ValueError as exc:
+            raise CryptoError("not sealed to a device key") from exc
+        key = _device_seal_kdf(self.private_key.exchange(ec.ECDH(), epk), blob[:65], self.public_key)
+        return open_blob(key, aad, blob[65:])
+
+
+def _p256_point(public_key: ec.EllipticCurvePublicKey) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
+
+def _device_seal_kdf(shared: bytes, epk: bytes, device_public: ec.EllipticCurvePublicKey) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=epk + _p256_point(device_public),
+                info=DEVICE_SEAL_INFO).derive(shared)
+
+
+def seal_to_device(device_public: ec.EllipticCurvePublicKey, data: bytes, aad: bytes,
+                   random: Random = os.urandom) -> bytes:
+    """ECIES to a device's P-256 key (ephemeral ECDH, HKDF-SHA256, AES-256-GCM): only the
+    device opens it. The device key also signs (ECDSA): the two uses share the key, each
+    with its own label (KDF info, AAD)."""
+    ephemeral = ec.generate_private_key(ec.SECP256R1())
+    epk = _p256_point(ephemeral.public_key())
+    key = _device_seal_kdf(ephemeral.exchange(ec.ECDH(), device_public), epk, device_public)
+    return epk + seal_blob(key, aad, data, random)
 
 
 def load_device_public_key(pem: str | bytes) -> ec.EllipticCurvePublicKey:

@@ -10,11 +10,18 @@ Usage (see docs/evidence.md, "Wiring the station")::
 The recorder keeps no key that decrypts what it has produced: the session root key is
 sealed to the server and dropped at once, and each segment key comes from a one-way
 chain whose previous links are forgotten.
+
+A session can be taken up again after the process stopped (``Recorder.resume``): after
+each record, ``state_after(seq)`` gives what the recorder needs to go on from that
+record (seq, the previous header's hash, the next chain link, the stream's length and
+running SHA-256). The caller stores it with the record, in one transaction. The resumed
+session goes on with the next seq, at the next byte offset, with a new Ogg logical
+stream chained after the previous one (RFC 3533: the stream stays one valid Ogg file).
+The stored chain link decrypts only segments not yet recorded.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,7 +29,8 @@ from typing import Callable, Iterator
 
 from . import crypto, records
 from .audio import RATE, Microphone, OpusEncoder
-from .canonical import sha256_hex
+from .canonical import b64d, b64e, sha256_hex
+from .midstate import ResumableSha256
 from .ogg import Cut, Segmenter
 from .records import SealedUpload
 
@@ -43,6 +51,9 @@ class Recorder:
     wall_us: Clock = lambda: time.time_ns() // 1000  # noqa: E731
     mono_us: Clock = lambda: time.monotonic_ns() // 1000  # noqa: E731
     random: crypto.Random = os.urandom
+    # keep, after each record, the state ``resume`` needs (it holds the next chain link:
+    # the caller takes it with ``state_after`` and stores it with the record)
+    resumable: bool = False
 
     def __post_init__(self) -> None:
         self._segmenter = Segmenter(self.segment_seconds)
@@ -50,9 +61,40 @@ class Recorder:
         self._seq = 0
         self._prev: str | None = None
         self._receipt: str | None = None
-        self._stream_hash = hashlib.sha256()
+        self._stream_hash = ResumableSha256()
         self._stream_len = 0
         self._closed = False
+        self._states: dict[int, dict] = {}  # seq -> the state right after that record
+
+    @classmethod
+    def resume(cls, device_key: crypto.DeviceKey, state: dict, **kwargs) -> "Recorder":
+        """The recorder of a session as ``state_after`` left it; ValueError if the state
+        is not one (or was made with another device key)."""
+        try:
+            if state["device_key"] != device_key.fingerprint:
+                raise ValueError("the session was recorded with another device key")
+            recorder = cls(device_key, None, alert=state["alert"], session=state["session"],
+                           segment_seconds=state["segment_seconds"], resumable=True, **kwargs)
+            recorder._seq, recorder._prev, recorder._receipt = int(state["seq"]), str(state["prev"]), state["receipt"]
+            recorder._chain = b64d(state["chain"])
+            recorder._stream_len = int(state["stream_len"])
+            recorder._stream_hash = ResumableSha256.from_state(state["stream_hash"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a recorder state ({exc})") from None
+        recorder._segmenter = Segmenter(recorder.segment_seconds, _offset=recorder._stream_len)
+        return recorder
+
+    @property
+    def is_open(self) -> bool:
+        return self._prev is not None and not self._closed
+
+    def state_after(self, seq: int) -> dict | None:
+        """What ``resume`` needs to go on after record ``seq`` (None after the close record).
+        The states of earlier records go with it: their chain links would decrypt it."""
+        state = self._states.pop(seq, None)
+        for earlier in [s for s in self._states if s < seq]:
+            del self._states[earlier]
+        return state
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -90,6 +132,14 @@ class Recorder:
         self._closed = True
         return uploads
 
+    def pause(self, final_bytes: bytes = b"") -> list[SealedUpload]:
+        """The end of the Ogg logical stream in progress (its trailer, the last segment),
+        without a close record: the session is resumed later (``resume``), or closed."""
+        uploads = self.feed(final_bytes)
+        uploads += [self._segment(cut) for cut in self._segmenter.finish()]
+        self._segmenter = Segmenter(self.segment_seconds, _offset=self._stream_len)
+        return uploads
+
     def note_receipt(self, receipt_sha256: str) -> None:
         """The hash of the latest server receipt seen; the next header carries it."""
         self._receipt = receipt_sha256
@@ -121,6 +171,12 @@ class Recorder:
     def _sign(self, header: dict, ciphertext: bytes | None = None) -> SealedUpload:
         upload = SealedUpload(header, self.device_key.sign(records.canonical(header)), ciphertext)
         self._prev = sha256_hex(upload.header_bytes)
+        if self.resumable and self._chain is not None:
+            self._states[upload.seq] = {
+                "session": self.session, "alert": self.alert, "segment_seconds": self.segment_seconds,
+                "device_key": self.device_key.fingerprint, "seq": upload.seq, "prev": self._prev,
+                "receipt": self._receipt, "chain": b64e(self._chain), "stream_len": self._stream_len,
+                "stream_hash": self._stream_hash.state()}
         return upload
 
 
@@ -135,10 +191,14 @@ class RecordingSession:
     sleep: Callable[[float], None] = time.sleep
 
     def run(self, should_stop: Callable[[], bool] = lambda: False,
-            reason: str | Callable[[], str] = "stopped") -> Iterator[SealedUpload]:
-        """``reason`` (or what it returns once ``should_stop`` said yes) goes in the close record."""
+            reason: str | Callable[[], str] = "stopped",
+            pause: Callable[[], bool] = lambda: False) -> Iterator[SealedUpload]:
+        """``reason`` (or what it returns once ``should_stop`` said yes) goes in the close
+        record; unless ``pause`` then says yes: the session ends without one, to be resumed.
+        A resumed recorder (already open) goes on with a new Ogg logical stream."""
         encoder = OpusEncoder()
-        yield self.recorder.open()
+        if not self.recorder.is_open:
+            yield self.recorder.open()
         ended = False
         while not should_stop():
             pcm = self.microphone.read(self.chunk_samples)
@@ -148,6 +208,9 @@ class RecordingSession:
             yield from self.recorder.feed(encoder.write(pcm))
             if self.realtime:
                 self.sleep(len(pcm) / 2 / RATE)
+        if not ended and pause():
+            yield from self.recorder.pause(encoder.close())
+            return
         why = "source-ended" if ended else (reason() if callable(reason) else reason)
         yield from self.recorder.close(encoder.close(), reason=why)
 

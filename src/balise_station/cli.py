@@ -23,6 +23,7 @@ from balise_station.config import BUTTON_KINDS, ConfigError, StationConfig, load
 from balise_station.gestures import ButtonMode, DecodedGesture, GestureDecoder, TraceError, parse_trace
 
 EXIT_OK, EXIT_DEGRADED, EXIT_USAGE = 0, 1, 2
+STATUS_CAPTURE_S = 0.5  # what `status` records to check the microphone (selftest records longer)
 
 
 class UsageError(Exception):
@@ -128,7 +129,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(_status_text(status, age))
     healthy = (running and status["buttons"] and all(b["connected"] for b in status["buttons"])
                and checks["token"] == "accepted" and checks["server"] == "reachable"
-               and checks["modem"] in ("ok", "absent") and checks["microphone"] in ("ok", "disabled")
+               and checks["modem"] in ("ok", "absent") and checks["microphone"] in ("ok", "disabled", "recording")
                and not status.get("queue", {}).get("alerts_refused"))
     return EXIT_OK if healthy else EXIT_DEGRADED
 
@@ -170,12 +171,15 @@ def _live_checks(cfg: StationConfig, status: dict[str, Any], running: bool) -> d
         out["modem"], out["modem_error"] = probe(m.port, m.baudrate, min(m.timeout_s, 3.0))
     if not cfg.evidence.enabled:
         out["microphone"] = "disabled"
+    elif running and ((status.get("evidence") or {}).get("recording_alerts") or status.get("queue", {}).get("recordings")):
+        out["microphone"] = "recording"  # the recording has the microphone: not disturbed by a test capture
     else:
-        from balise_station.recording import choose_microphone
+        from balise_station.kit import check_microphone
 
-        mic = choose_microphone(cfg.evidence)
-        out["microphone"] = "ok" if mic.make is not None else "unusable"
-        out["microphone_name"] = mic.name
+        # a short capture through the recorder's own seam: the input itself, not only the tool
+        check = check_microphone(cfg, STATUS_CAPTURE_S)
+        out["microphone"] = "ok" if check.ok else "unusable"
+        out["microphone_detail"] = check.detail
     return out
 
 
@@ -232,8 +236,9 @@ def _status_text(st: dict[str, Any], age: float) -> str:
     lines.append("modem: " + {"ok": "ok (answers AT)", "absent": "none configured"}.get(
         modem, f"UNUSABLE ({ck.get('modem_error') or 'no answer'})" if modem == "unusable" else modem))
     mic = ck["microphone"]
-    lines.append("microphone: " + ("disabled" if mic == "disabled" else f"ok ({ck.get('microphone_name')})"
-                                   if mic == "ok" else f"UNUSABLE ({ck.get('microphone_name')})"))
+    lines.append("microphone: " + {"disabled": "disabled", "recording": "in use by the recording in progress (not tested)",
+                                   "ok": f"ok ({ck.get('microphone_detail')})"}.get(
+        mic, f"UNUSABLE ({ck.get('microphone_detail')})"))
     ev = st.get("evidence") or {}
     recording = ev.get("recording_alerts") or []
     if ev and ev.get("enabled", True):

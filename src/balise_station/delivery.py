@@ -40,6 +40,8 @@ ALERT_BACKOFF = Backoff(0.25, 8.0)
 # new pairing mends it; until then the alert waits, and the modem fallback texts.
 TOKEN_REFUSED = (401, 403, 410)
 BACKGROUND_BACKOFF = Backoff(2.0, 300.0)
+# An outage shorter than this is not worth an SMS to the association's on-call line.
+OUTAGE_REPORT_S = 60.0
 
 
 class Sender:
@@ -64,8 +66,12 @@ class Sender:
         self.on_heartbeat_delivered: Callable[[dict], None] | None = None  # the payload the server took
         self.on_alert_closed: Callable[[str], None] | None = None  # the server said 409 to its fixes
         self.on_reachable: Callable[[], None] | None = None  # the server answers again after a failure
+        self.on_incident_over: Callable[[], None] | None = None  # an episode ended: the server must hear of it
         self.alerts_idle = asyncio.Event()  # no alert attempt in flight or due
         self.alerts_idle.set()
+        # episodes in progress (kept in the queue across restarts): the server hears of
+        # each once it is over, in a heartbeat (Station.heartbeat_payload)
+        self._going_on = outbox.incidents_going_on()
 
     def lock(self, client_id: str) -> asyncio.Lock:
         return self._locks.setdefault(client_id, asyncio.Lock())
@@ -82,6 +88,10 @@ class Sender:
         reachable = result.status is not None and result.status < 500
         if reachable != self.server_reachable:
             log.info("server %s", "reachable" if reachable else f"unreachable ({result.error})")
+            if not reachable:
+                self._episode("server_unreachable", True)
+            elif "server_unreachable" in self._going_on:
+                self._episode("server_unreachable", False, OUTAGE_REPORT_S)
             if reachable and self.server_reachable is False and self.on_reachable:
                 self.on_reachable()
         self.server_reachable = reachable
@@ -89,6 +99,16 @@ class Sender:
             self.token_refused = result.status in TOKEN_REFUSED
         if result.ok:
             self.last_success_ts = self.clock()
+
+    def _episode(self, kind: str, starts: bool, shorter_than_s: float = 0.0) -> None:
+        if starts:
+            self.outbox.incident_started(kind)
+            self._going_on.add(kind)
+        else:
+            self.outbox.incident_ended(kind, shorter_than_s)
+            self._going_on.discard(kind)
+            if self.on_incident_over:
+                self.on_incident_over()
 
     # -- alerts ---------------------------------------------------------------
     async def send_alert(self, client_id: str) -> ApiResult | None:
@@ -103,6 +123,8 @@ class Sender:
                 server_id = result.body.get("id") if isinstance(result.body, dict) else None
                 self.outbox.alert_delivered(client_id, server_id if isinstance(server_id, int) else None)
                 log.info("alert %s delivered (HTTP %s, attempt %d)", client_id, result.status, row.attempts + 1)
+                if "alert_refused" in self._going_on and not self.outbox.counts()["alerts_refused"]:
+                    self._episode("alert_refused", False)  # every refused alert has reached the server
                 self._background_wake.set()  # its fixes can go now
                 if self.on_alert_delivered:
                     self.on_alert_delivered(client_id)
@@ -116,6 +138,7 @@ class Sender:
                 else:
                     delay = self._delay(self.background_backoff, row.attempts, result)
                     self.outbox.alert_refused(client_id, self.clock() + delay, result.error)
+                    self._going_on.add("alert_refused")
                     log.error("alert %s refused by the server (%s): kept, tried again in %.0f s and after re-pairing",
                               client_id, result.error, delay)
             else:

@@ -190,7 +190,10 @@ def check_microphone(cfg: StationConfig, seconds: float = 2.0) -> Check:
     choice = choose_microphone(cfg.evidence)
     if choice.make is None:
         return Check("microphone", False, f"{choice.name}: no capture tool (install alsa-utils for arecord)")
-    mic = choice.make()
+    try:
+        mic = choice.make()
+    except (OSError, ValueError) as exc:
+        return Check("microphone", False, f"{choice.name} failed: {exc}")
     try:
         pcm = mic.read(int(seconds * RATE))
     except OSError as exc:

@@ -13,7 +13,9 @@ checked; a record the server refuses for good is set aside (``state =
 'rejected'``, body kept), never deleted.
 
 The copy of the person's contacts and the record of the SMS the station sent
-itself through its modem live here too.
+itself through its modem live here too, and the incidents (episodes the server must
+hear of once it is reachable again: its outage, alerts or evidence it refused), one
+row per episode, not per retry.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -105,14 +108,26 @@ CREATE TABLE IF NOT EXISTS evidence_sessions (
     session TEXT PRIMARY KEY,
     alert TEXT NOT NULL,
     started_ts REAL NOT NULL,
-    state TEXT NOT NULL DEFAULT 'recording',    -- recording | closed | interrupted (no close record)
+    state TEXT NOT NULL DEFAULT 'recording',    -- recording | suspended | closed | interrupted (no close record)
     records INTEGER NOT NULL DEFAULT 0,         -- records made
     delivered INTEGER NOT NULL DEFAULT 0,       -- records with a checked receipt
     last_receipt TEXT NOT NULL DEFAULT '',
     reason TEXT NOT NULL DEFAULT '',
-    ended_ts REAL
+    ended_ts REAL,
+    resume TEXT NOT NULL DEFAULT ''             -- the recorder's state after its last queued record
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,                        -- the episode's id: the server counts a report once
+    kind TEXT NOT NULL,                         -- server_unreachable | alert_refused | evidence_rejected
+    started_ts REAL NOT NULL,
+    ended_ts REAL,                              -- NULL while it goes on
+    refs TEXT NOT NULL DEFAULT '[]',            -- what was refused (alert ids, session:seq), once each
+    reported INTEGER NOT NULL DEFAULT 0         -- a heartbeat carrying it was taken by the server
 );
 """
+
+# Columns added after a station's queue was created: (table, column, definition).
+ADDED_COLUMNS = (("evidence_sessions", "resume", "TEXT NOT NULL DEFAULT ''"),)
 
 
 @dataclass(frozen=True)
@@ -173,6 +188,9 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        for table, column, definition in ADDED_COLUMNS:
+            if column not in {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         with self._lock:
@@ -220,17 +238,21 @@ class Outbox:
 
     def alert_retry(self, client_id: str, next_ts: float, error: str) -> None:
         with self._tx() as db:
-            db.execute(
-                "UPDATE alerts SET attempts = attempts + 1, next_attempt_ts = ?, last_error = ?"
-                " WHERE client_id = ?",
-                (next_ts, error, client_id),
-            )
+            self._alert_retry(db, client_id, next_ts, error)
+
+    @staticmethod
+    def _alert_retry(db: sqlite3.Connection, client_id: str, next_ts: float, error: str) -> None:
+        db.execute("UPDATE alerts SET attempts = attempts + 1, next_attempt_ts = ?, last_error = ? WHERE client_id = ?",
+                   (next_ts, error, client_id))
 
     def alert_refused(self, client_id: str, next_ts: float, error: str) -> None:
         """The server refused the alert: it stays queued (the modem fallback and the next
         attempt still see it), marked refused for ``status``, and is tried again later and
-        at the next start (which is what follows a re-pairing)."""
-        self.alert_retry(client_id, next_ts, REFUSED + error)
+        at the next start (which is what follows a re-pairing). The refusal joins the
+        episode of refused alerts in progress (reported once it ends)."""
+        with self._tx() as db:
+            self._alert_retry(db, client_id, next_ts, REFUSED + error)
+            self._incident(db, "alert_refused", client_id)
 
     def alert_stripped(self, client_id: str) -> None:
         """Keeps only what the server cannot refuse (kind, gesture, id): a clock gone wrong
@@ -415,32 +437,47 @@ class Outbox:
                        (session, alert, self.clock()))
 
     def evidence_session_ended(self, session: str, state: str, reason: str) -> None:
-        """``closed`` (the close record is queued) or ``interrupted`` (it never will be)."""
+        """``closed`` (the close record is queued), ``suspended`` (stopped without one, to
+        be resumed at the next start) or ``interrupted`` (it never will be)."""
         with self._tx() as db:
             db.execute("UPDATE evidence_sessions SET state = ?, reason = ?, ended_ts = ?"
-                       " WHERE session = ? AND state = 'recording'", (state, reason[:64], self.clock(), session))
+                       " WHERE session = ? AND state IN ('recording', 'suspended')",
+                       (state, reason[:64], self.clock(), session))
 
-    def evidence_interrupted(self) -> list[str]:
-        """After a restart: sessions that were recording when the station stopped (no close record)."""
+    def evidence_session_resumed(self, session: str) -> None:
         with self._tx() as db:
-            rows = db.execute("SELECT session FROM evidence_sessions WHERE state = 'recording'").fetchall()
+            db.execute("UPDATE evidence_sessions SET state = 'recording', reason = '', ended_ts = NULL"
+                       " WHERE session = ?", (session,))
+
+    def evidence_unfinished(self) -> list[tuple[str, str, dict[str, Any], str]]:
+        """After a restart: (session, alert, recorder state, reason it stopped: '' after a
+        crash) of every session that was
+        recording or suspended when the station stopped, newest first. Those without a
+        state (a station of an older version) cannot be resumed: marked interrupted."""
+        with self._tx() as db:
+            rows = db.execute("SELECT session, alert, resume, reason FROM evidence_sessions WHERE state IN"
+                              " ('recording', 'suspended') ORDER BY started_ts DESC").fetchall()
             db.execute("UPDATE evidence_sessions SET state = 'interrupted', reason = 'station-restart',"
-                       " ended_ts = ? WHERE state = 'recording'", (self.clock(),))
-        return [r[0] for r in rows]
+                       " ended_ts = ? WHERE state IN ('recording', 'suspended') AND resume = ''", (self.clock(),))
+        return [(r["session"], r["alert"], json.loads(r["resume"]), r["reason"]) for r in rows if r["resume"]]
 
     def evidence_sessions(self, alert: str | None = None) -> list[dict[str, Any]]:
         where, args = ("WHERE alert = ?", (alert,)) if alert else ("", ())
         return [dict(r) for r in self._query(f"SELECT * FROM evidence_sessions {where} ORDER BY started_ts", args)]
 
-    def put_evidence(self, session: str, seq: int, kind: str, body: dict[str, Any]) -> None:
-        """Queues one sealed record (idempotent: the same (session, seq) twice is kept once)."""
+    def put_evidence(self, session: str, seq: int, kind: str, body: dict[str, Any],
+                     resume: dict[str, Any] | None = None) -> None:
+        """Queues one sealed record (idempotent: the same (session, seq) twice is kept once)
+        and, in the same transaction, the recorder's state after it (``resume``; none after
+        the close record), so that a restart goes on exactly from the last queued record."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO evidence (session, seq, kind, body, created_ts) VALUES (?, ?, ?, ?, ?)",
                 (session, seq, kind, json.dumps(body), self.clock()),
             )
             if cur.rowcount:
-                db.execute("UPDATE evidence_sessions SET records = records + 1 WHERE session = ?", (session,))
+                db.execute("UPDATE evidence_sessions SET records = records + 1, resume = ? WHERE session = ?",
+                           (json.dumps(resume) if resume else "", session))
 
     def evidence_heads(self, now: float) -> list[EvidenceRow]:
         """The oldest pending record of each session, when it is due: FIFO within a session,
@@ -488,6 +525,7 @@ class Outbox:
                 return
             db.execute("UPDATE evidence SET state = 'rejected', last_error = ? WHERE id = ?", (error[:500], row_id))
             self._record_drop(db, "evidence", f"{row['session']}:{row['seq']}", status, error)
+            self._incident(db, "evidence_rejected", f"{row['session']}:{row['seq']}")
 
     def evidence(self, state: str = "pending") -> list[EvidenceRow]:
         return [_evidence(r) for r in self._query("SELECT * FROM evidence WHERE state = ? ORDER BY id", (state,))]
@@ -506,6 +544,47 @@ class Outbox:
             "recordings": q("SELECT COUNT(*) FROM evidence_sessions WHERE state = 'recording'")[0][0],
             "dropped": q("SELECT COUNT(*) FROM dropped")[0][0],
         }
+
+    # -- incidents ------------------------------------------------------------
+    def incident_started(self, kind: str) -> None:
+        """An episode begins (a no-op while one of that kind goes on)."""
+        with self._tx() as db:
+            self._incident(db, kind, "")
+
+    def incident_ended(self, kind: str, shorter_than_s: float = 0.0) -> None:
+        """The episode in progress ends; one shorter than ``shorter_than_s`` is forgotten."""
+        with self._tx() as db:
+            now = self.clock()
+            db.execute("DELETE FROM incidents WHERE kind = ? AND ended_ts IS NULL AND started_ts > ?",
+                       (kind, now - shorter_than_s))
+            db.execute("UPDATE incidents SET ended_ts = ? WHERE kind = ? AND ended_ts IS NULL", (now, kind))
+
+    def incidents_going_on(self) -> set[str]:
+        return {r[0] for r in self._query("SELECT kind FROM incidents WHERE ended_ts IS NULL")}
+
+    def incidents_to_report(self, ending: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Episodes over and not yet taken by the server; those of the kinds ``ending`` end
+        now (refusals: what was refused so far is one episode, the next refusal a new one)."""
+        with self._tx() as db:
+            for kind in ending:
+                db.execute("UPDATE incidents SET ended_ts = ? WHERE kind = ? AND ended_ts IS NULL",
+                           (self.clock(), kind))
+            rows = db.execute("SELECT * FROM incidents WHERE ended_ts IS NOT NULL AND reported = 0"
+                              " ORDER BY started_ts").fetchall()
+        return [{"id": r["id"], "kind": r["kind"], "started_ts": r["started_ts"], "ended_ts": r["ended_ts"],
+                 "count": max(1, len(json.loads(r["refs"])))} for r in rows]
+
+    def incidents_reported(self, ids: list[str]) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE incidents SET reported = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def _incident(self, db: sqlite3.Connection, kind: str, ref: str) -> None:
+        row = db.execute("SELECT id, refs FROM incidents WHERE kind = ? AND ended_ts IS NULL", (kind,)).fetchone()
+        if row is None:
+            db.execute("INSERT INTO incidents (id, kind, started_ts, refs) VALUES (?, ?, ?, ?)",
+                       (str(uuid.uuid4()), kind, self.clock(), json.dumps([ref] if ref else [])))
+        elif ref and ref not in (refs := json.loads(row["refs"])):
+            db.execute("UPDATE incidents SET refs = ? WHERE id = ?", (json.dumps(refs + [ref]), row["id"]))
 
     def _record_drop(self, db: sqlite3.Connection, what: str, ref: str, status: int | None, error: str) -> None:
         db.execute(

@@ -6,15 +6,23 @@ instead of opening a parallel recording of the same room. A recording starts wit
 alarm (long press, or three presses on a press-only tag) and goes on after the siren
 is silenced: the siren is noise, the recording is evidence, and a button that stops
 it could be pressed by the aggressor. It also goes on after the alarm leaves the
-server's open list (the heartbeat's ``open_alerts``, or a 409 on its fixes): a cancel
-under the duress PIN looks exactly like a cancel, so every closed alarm is recorded for
-``alerts.after_close_s`` more (the station's after-close window). It stops when that
+server's open list (the heartbeat's ``open_alerts``, or a 409 on its fixes): every
+closed alarm is recorded for ``alerts.after_close_s`` more (the station's after-close
+window), and one cancelled under duress until the association closes it (the station
+learns it from the heartbeat's sealed recording hint: ``Station._hint``). It stops when that
 window has ended for every alert it records, at
 ``evidence.max_duration_s`` after the last alarm it joined, when the source ends, or
-when the station shuts down; the close record (with that reason) is queued in every
-one of these cases. A station that crashed leaves its session without a close record
-(the server's sweep marks it truncated) and, if alarms are still open, starts one new
-session for all of them.
+when the station shuts down with no alarm left open; the close record (with that
+reason) is queued in every one of these cases.
+
+A restart does not open a new session: every record is queued together with the
+recorder's state after it (``Recorder.state_after``), so the next start takes the
+session up again (``recover``, then the first ``start``) with the next seq, at the next
+byte offset, the chain of headers and of segment keys going on. A station shut down
+while an alarm is open ends its Ogg stream and queues its last segment without a close
+record (``suspended``); one that crashed loses only the audio not yet cut into a
+segment. If no alarm needs recording any more at the next start, the session gets its
+close record then (``close_unresumed``).
 
 Every sealed record goes to the durable queue (``Outbox.put_evidence``) as soon
 as it is made; the upload lane sends it.
@@ -121,6 +129,7 @@ class _Active:
     alerts: set[str] = field(default_factory=set)  # every alert it records (opened or joined)
     stop: threading.Event = field(default_factory=threading.Event)
     reason: str = "stopped"
+    pause: bool = False  # stopped to be resumed at the next start: no close record
     thread: threading.Thread | None = None
 
 
@@ -141,6 +150,7 @@ class Recordings:
         self.sleep = sleep
         self._active: dict[str, _Active] = {}  # session id -> recording (one at a time)
         self._lock = threading.Lock()
+        self._unresumed: tuple[str, dict[str, Any], str] | None = None  # (alert, state, reason) of recover()
 
     def active(self) -> dict[str, str]:
         """alert client id -> session id, for every alert being recorded."""
@@ -179,11 +189,16 @@ class Recordings:
         except (OSError, ValueError) as exc:
             log.error("alert %s: microphone %s unavailable (%s): not recording", alert, self.microphone.name, exc)
             return None
-        recorder = Recorder(key, crypto.load_seal_public_key(seal), alert=alert,
-                            segment_seconds=self.cfg.segment_seconds)
+        recorder = self._take_unresumed(key)
+        if recorder is None:
+            recorder = Recorder(key, crypto.load_seal_public_key(seal), alert=alert,
+                                segment_seconds=self.cfg.segment_seconds, resumable=True)
+            self.outbox.evidence_session_started(recorder.session, alert)
+        else:
+            self.outbox.evidence_session_resumed(recorder.session)
+            log.warning("alert %s: recording %s resumed after the restart", alert, recorder.session[:8])
         active = _Active(alert, recorder.session, recorder, deadline=alarm_ts + self.cfg.max_duration_s,
                          alerts={alert})
-        self.outbox.evidence_session_started(recorder.session, alert)
         active.thread = threading.Thread(target=self._record, args=(active, mic),
                                          name=f"recording-{alert[:8]}", daemon=True)
         with self._lock:
@@ -214,12 +229,63 @@ class Recordings:
         for t in threads:
             t.join(timeout)
 
-    def stop_all(self, reason: str) -> None:
+    def stop_all(self, reason: str, pause: bool = False) -> None:
+        """``pause``: the station stops while an alarm still needs recording: no close
+        record, the next start resumes the session."""
         with self._lock:
             for active in self._active.values():
                 if not active.stop.is_set():
-                    active.reason = reason
+                    active.reason, active.pause = reason, pause
                     active.stop.set()
+
+    # -- across a restart ------------------------------------------------------------
+    def recover(self) -> str | None:
+        """At start: the session the station was recording when it stopped (or crashed),
+        kept for the first ``start``. One recording at a time, so at most one; an older one
+        left over gets its close record at once."""
+        unfinished = self.outbox.evidence_unfinished()
+        for session, alert, state, reason in unfinished[1:]:
+            self._close_from(session, state, reason)
+        if not unfinished:
+            return None
+        session, alert, state, reason = unfinished[0]
+        self._unresumed = (session, state, reason)
+        return session
+
+    def close_unresumed(self) -> None:
+        """No alarm needed the recovered session: its close record goes now."""
+        if self._unresumed is not None:
+            session, state, reason = self._unresumed
+            self._unresumed = None
+            self._close_from(session, state, reason)
+
+    def _take_unresumed(self, key: crypto.DeviceKey) -> Recorder | None:
+        if self._unresumed is None:
+            return None
+        session, state, _reason = self._unresumed
+        self._unresumed = None
+        try:
+            return Recorder.resume(key, state)
+        except ValueError as exc:
+            log.error("recording %s cannot be resumed (%s): a new one starts", session[:8], exc)
+            self.outbox.evidence_session_ended(session, "interrupted", "station-restart")
+            return None
+
+    def _close_from(self, session: str, state: dict[str, Any], reason: str) -> None:
+        key = self.device_key()
+        try:
+            if key is None:
+                raise ValueError("no device key")
+            recorder = Recorder.resume(key, state)
+            for upload in recorder.close(reason=reason or "station-restart"):
+                self.outbox.put_evidence(upload.session, upload.seq, upload.kind, upload.to_json())
+        except ValueError as exc:
+            log.error("recording %s cut by the restart cannot be closed (%s)", session[:8], exc)
+            self.outbox.evidence_session_ended(session, "interrupted", "station-restart")
+            return
+        self.outbox.evidence_session_ended(session, "closed", reason or "station-restart")
+        self.on_record()
+        log.info("recording %s closed after the restart", session[:8])
 
     def note_receipt(self, session: str, receipt_sha256: str) -> None:
         """The next header of that session (if still recording) carries the latest receipt."""
@@ -240,11 +306,14 @@ class Recordings:
                                    sleep=lambda s: self.sleep(s / speed))
         state, reason = "interrupted", "error"
         try:
-            for upload in session.run(should_stop, lambda: active.reason):
-                self.outbox.put_evidence(upload.session, upload.seq, upload.kind, upload.to_json())
+            for upload in session.run(should_stop, lambda: active.reason, lambda: active.pause):
+                self.outbox.put_evidence(upload.session, upload.seq, upload.kind, upload.to_json(),
+                                         active.recorder.state_after(upload.seq))
                 self.on_record()
                 if upload.kind == "close":
                     state, reason = "closed", upload.header.get("reason", active.reason)
+            if state != "closed":
+                state, reason = "suspended", active.reason
         except Exception:
             log.exception("alert %s: recording failed", active.alert)
         finally:

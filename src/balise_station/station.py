@@ -14,7 +14,9 @@ What happens on a gesture, in this order:
 
 A single press while the siren sounds stops the siren (and raises no alert); the
 recording goes on. An alert the server no longer lists as open (heartbeat
-``open_alerts``) or closes (409 on its fixes) stops its fixes, siren and recording.
+``open_alerts``) or closes (409 on its fixes) stops its siren at once, its fixes and
+recording after the after-close window, or, under duress (the sealed recording hint),
+once the association has closed it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from balise_evidence import hint
 from balise_station import __version__
 from balise_station.api import DeviceApi
 from balise_station.buttons import ButtonSupervisor
@@ -57,6 +60,7 @@ KIND_BY_GESTURE = {
 }
 
 
+HELD_META = "recording_hint"
 CLOCK_FLOOR = datetime(2020, 1, 1, tzinfo=timezone.utc).timestamp()  # the server refuses earlier times
 
 
@@ -98,6 +102,7 @@ class Station:
         self.sender.on_heartbeat_delivered = self._heartbeat_delivered
         self.sender.on_alert_closed = self._alert_closed
         self.sender.on_reachable = self._server_back
+        self.sender.on_incident_over = lambda: self._heartbeat_now.set()
         self.hub = LocationHub(cfg.location.max_age_s, fixed=cfg.location.fixed)
         self.siren = siren or Siren(make_sink(cfg.siren.output, cfg.siren.wav_path),
                                     cfg.siren.max_duration_s, cfg.siren.volume)
@@ -133,6 +138,11 @@ class Station:
         # alert -> end of its after-close window (alerts.after_close_s after it left the
         # server's open list): recording and fixes go on silently until then
         self._after_close: dict[str, float] = {}
+        # alerts that left the open list but that the server's sealed recording hint still
+        # lists (cancelled under duress, not yet closed by the association): recorded and
+        # tracked as open ones, without a window, siren off; kept across a restart
+        self._held: set[str] = set(self.outbox.meta(HELD_META, []))
+        self._tracked: set[str] = set()  # alerts whose fixes are being followed (_track)
         self._refreshing = False
         # evidence: device key, pinned server keys, microphone, recordings, upload lane
         self.device_key: Any = None
@@ -345,6 +355,13 @@ class Station:
 
     async def _track(self, cid: str, first: Fix | None) -> None:
         """Sends new fixes for the alert while it is open (server says closed, or track_for_s passed)."""
+        self._tracked.add(cid)
+        try:
+            await self._track_fixes(cid, first)
+        finally:
+            self._tracked.discard(cid)
+
+    async def _track_fixes(self, cid: str, first: Fix | None) -> None:
         alerts = self.cfg.alerts
         row = self.outbox.alert(cid)
         if row is None:
@@ -354,7 +371,8 @@ class Station:
             await asyncio.sleep(alerts.fix_interval_s)
             row = self.outbox.alert(cid)
             self._end_after_close()
-            if row is None or (row.closed and self.wall() >= self._after_close.get(cid, 0.0)):
+            if row is None or (row.closed and cid not in self._held
+                               and self.wall() >= self._after_close.get(cid, 0.0)):
                 return
             fix = self.hub.best()
             if fix is None or fix.source == "fixed" or (last is not None and fix.recorded_at <= last):
@@ -364,19 +382,31 @@ class Station:
             self.sender.kick()
 
     def _recover(self) -> None:
-        """After a restart: pending alerts get their fallback timer back, open ones their tracking,
-        open alarms one new recording for all of them (the one cut by the restart stays
-        without a close record: the server's sweep marks it truncated)."""
-        for session in self.outbox.evidence_interrupted():
-            log.warning("recording %s was cut by a restart: its records go on to the server", session[:8])
-        for row in self.outbox.alerts("state = 'pending' OR (state = 'delivered' AND closed = 0)"):
+        """After a restart: pending alerts get their fallback timer back, open ones their
+        tracking, and open alarms their recording: the session the restart cut is resumed
+        (one for all of them), or closed if no alarm needs it any more."""
+        if (session := self.recordings.recover()) is not None:
+            log.warning("recording %s was cut by a restart: resumed if an alarm still needs it", session[:8])
+        held = tuple(self._held)
+        marks = ",".join("?" * len(held))
+        for row in self.outbox.alerts(f"state = 'pending' OR (state = 'delivered' AND (closed = 0"
+                                      f" OR client_id IN ({marks})))", held):
             if row.state == "pending":
                 self._spawn(self._fallback_after(row.client_id))
-            if self.wall() < row.created_ts + self.cfg.alerts.track_for_s:
-                self._spawn(self._track(row.client_id, None))
-            if (row.kind == "alarm" and self.cfg.evidence.enabled
-                    and self.wall() < row.created_ts + self.cfg.evidence.max_duration_s):
-                self.recordings.start(row.client_id, row.created_ts)
+            self._follow(row.client_id)
+        self.recordings.close_unresumed()
+
+    def _follow(self, cid: str) -> None:
+        """Tracking and (for an alarm) recording of an alert raised before, within their
+        bounds (alerts.track_for_s, evidence.max_duration_s after the alert)."""
+        row = self.outbox.alert(cid)
+        if row is None:
+            return
+        if cid not in self._tracked and self.wall() < row.created_ts + self.cfg.alerts.track_for_s:
+            self._spawn(self._track(cid, None))
+        if (row.kind == "alarm" and self.cfg.evidence.enabled
+                and self.wall() < row.created_ts + self.cfg.evidence.max_duration_s):
+            self.recordings.start(cid, row.created_ts)
 
     def _alert_closed(self, cid: str) -> None:
         """The alert left the server's open list: resolved, cancelled, or cancelled under
@@ -384,7 +414,36 @@ class Station:
         watch it). So for every one alike the siren stops at once, and the recording and the
         fixes go on silently for ``alerts.after_close_s``, then stop."""
         self._silence(cid)
-        self._after_close.setdefault(cid, self.wall() + self.cfg.alerts.after_close_s)
+        if cid not in self._held:
+            self._after_close.setdefault(cid, self.wall() + self.cfg.alerts.after_close_s)
+        self._end_after_close()
+
+    def _hint(self, text: Any) -> None:
+        """The heartbeat's recording hint (balise_evidence.hint), sealed to the evidence
+        key: the alerts under duress the association has not closed. Those listed are
+        recorded and tracked as open ones (siren off, no after-close window); one no longer
+        listed was closed by the association: its recording and tracking end now. Nothing
+        is logged or shown about it: whoever looks at the station sees an alert that left
+        the open list, and a recording that goes on."""
+        if not isinstance(text, str) or self.device_key is None:
+            return  # an older server, or no evidence key (then the after-close window stands)
+        try:
+            listed = set(hint.open_hint(self.device_key, text))
+        except ValueError:
+            log.error("heartbeat reply: a field could not be read with the station's key")
+            return
+        listed = {cid for cid in listed if self.outbox.alert(cid) is not None}
+        if listed == self._held:
+            return
+        added, released = listed - self._held, self._held - listed
+        self._held = listed
+        self.outbox.set_meta(HELD_META, sorted(listed))
+        for cid in added:  # as for an open alarm (a hint may come after its window ended)
+            self._after_close.pop(cid, None)
+            self._silence(cid)
+            self._follow(cid)
+        for cid in released:
+            self._after_close[cid] = self.wall()  # closed by the association: ends now
         self._end_after_close()
 
     def _end_after_close(self) -> None:
@@ -392,7 +451,7 @@ class Station:
         tracking loop sees it by itself); the recording writes its close record."""
         now = self.wall()
         for cid, until in self._after_close.items():
-            if now >= until:
+            if now >= until and cid not in self._held:
                 self.recordings.stop(cid, "alert-closed")
 
     def _silence(self, cid: str) -> None:
@@ -507,7 +566,7 @@ class Station:
 
     def _watching_alerts(self) -> bool:
         """An open alert (or a recording) whose closing on the server must be noticed soon."""
-        if self.recordings.active():
+        if self.recordings.active() or self._held:
             return True
         if any(until > self.wall() for until in self._after_close.values()):
             return True
@@ -539,12 +598,24 @@ class Station:
             "microphone": ("absent" if not self.cfg.evidence.enabled  # evidence.microphone = "none"
                            else "ok" if self.microphone.make is not None else "unusable"),
             **({"modem": self._reported_modem_state()} if self.modem_state != "unknown" else {}),  # not probed: unsaid
+            **({"incidents": incidents} if (incidents := self._incidents()) else {}),
         }
+
+    def _incidents(self) -> list[dict[str, Any]]:
+        """Episodes over and not yet taken by the server (the server unreachable, alerts
+        or evidence it refused): in every heartbeat until one reaches it, then one
+        supervision event each. Evidence refusals so far make one episode."""
+        return [{"id": i["id"], "kind": i["kind"], "started": iso_now(lambda: i["started_ts"]),
+                 "ended": iso_now(lambda: i["ended_ts"]), "count": i["count"]}
+                for i in self.outbox.incidents_to_report(ending=("evidence_rejected",))
+                if i["started_ts"] >= CLOCK_FLOOR]  # a board that believes it is 1970 cannot date them
 
     def _reported_modem_state(self) -> str:
         return "unusable" if self._modem_failure_unreported else self.modem_state
 
     def _heartbeat_delivered(self, payload: dict[str, Any]) -> None:
+        if payload.get("incidents"):
+            self.outbox.incidents_reported([i["id"] for i in payload["incidents"]])
         if payload.get("modem") == "unusable" and self._modem_failure_unreported:
             self._modem_failure_unreported = False
             if self.modem_state != "unusable":
@@ -559,6 +630,7 @@ class Station:
         interval = body.get("heartbeat_interval_s")
         if isinstance(interval, (int, float)) and 5 <= interval <= 86400:
             self.heartbeat_interval_s = float(interval)
+        self._hint(body.get("recording_hint"))
         listed = body.get("open_alerts")
         if not isinstance(listed, list):  # an older server: it says nothing about closing
             return
@@ -714,8 +786,11 @@ class Station:
     async def close(self) -> None:
         if self._poll_handle is not None:
             self._poll_handle.cancel()
-        self.recordings.stop_all("shutdown")
-        await asyncio.to_thread(self.recordings.join, 30.0)  # their close records reach the queue
+        # an alarm still open: the recording is suspended, and resumed at the next start
+        self.recordings.stop_all("shutdown", pause=any(
+            cid in self._held or (row is not None and not row.closed)
+            for cid, row in ((c, self.outbox.alert(c)) for c in self.recordings.active())))
+        await asyncio.to_thread(self.recordings.join, 30.0)  # their last records reach the queue
         await self.siren.stop()
         tasks = list(self._tasks)
         for t in tasks:

@@ -62,6 +62,12 @@ def kinds(open_only: bool = True) -> list[str]:
      "buttons"),
     ({"buttons": [{"hardware_id": f"AA:{i:02d}", "connected": True} for i in range(11)]}, "buttons"),
     ({"buttons": {"hardware_id": "AA:BB", "connected": True}}, "buttons"),
+    ({"incidents": [{"id": "7c0b6f0e-0000-4000-8000-000000000001", "kind": "server_unreachable",
+                     "started": "2026-11-30T10:00:00Z", "ended": "2026-11-30T09:00:00Z"}]}, "ended"),
+    ({"incidents": [{"id": "7c0b6f0e-0000-4000-8000-000000000001", "kind": "rebooted",
+                     "started": "2026-11-30T10:00:00Z", "ended": "2026-11-30T10:00:00Z"}]}, "kind"),
+    ({"incidents": [{"id": "7c0b6f0e-0000-4000-8000-000000000001", "kind": "alert_refused", "count": 0,
+                     "started": "2026-11-30T10:00:00Z", "ended": "2026-11-30T10:00:00Z"}]}, "count"),
 ])
 def test_a_wrong_station_report_is_refused_naming_the_field(world, body, field):
     r = heartbeat(world, expect=422, **body)
@@ -99,6 +105,37 @@ def test_an_unusable_part_raises_once_and_clears_when_it_works_again(world, part
     heartbeat(world, **{part: "ok"})
     assert run_checks(now + timedelta(minutes=5)) == (0, 1)
     assert kinds() == []
+
+
+# -- episodes the station reports once the server hears it again -----------------------------
+
+def test_each_reported_episode_is_one_event_told_once_even_when_the_report_comes_again(world):
+    start = timezone.now() - timedelta(hours=3)
+    incidents = [
+        {"id": "7c0b6f0e-0000-4000-8000-000000000001", "kind": "server_unreachable",
+         "started": start.isoformat(), "ended": (start + timedelta(hours=2, minutes=5)).isoformat()},
+        {"id": "7c0b6f0e-0000-4000-8000-000000000002", "kind": "alert_refused", "count": 2,
+         "started": start.isoformat(), "ended": (start + timedelta(minutes=40)).isoformat()},
+        {"id": "7c0b6f0e-0000-4000-8000-000000000003", "kind": "evidence_rejected", "count": 1,
+         "started": start.isoformat(), "ended": start.isoformat()},
+    ]
+    heartbeat(world, incidents=incidents)
+    heartbeat(world, incidents=incidents)  # a heartbeat sent again: nothing more
+    events = {e.kind: e for e in SupervisionEvent.objects.all()}
+    assert sorted(events) == ["alert_refused", "evidence_rejected", "server_unreachable"]
+    outage = events["server_unreachable"]
+    assert (outage.raised_at, outage.cleared_at) == (start, start + timedelta(hours=2, minutes=5))
+    assert all(e.device_id == world.device.pk and e.cleared_at is not None for e in events.values())
+    assert notices(notice__recipient=world.association.on_call_number).count() == 3
+    with translation.override("fr"):
+        texts = {kind: notice_text(e) for kind, e in events.items()}
+    assert "n'a pas pu joindre le serveur" in texts["server_unreachable"] and "2 heures" in texts["server_unreachable"]
+    assert "a refusé 2 alertes" in texts["alert_refused"] and "le serveur les a toutes" in texts["alert_refused"] and "Camille" in texts["alert_refused"]
+    assert "1 enregistrement de preuve" in texts["evidence_rejected"]
+    assert not any(str(world.device.pk) + ":" in t or "7c0b6f0e" in t for t in texts.values())
+    assert run_checks(timezone.now()) == (0, 0)  # over already: nothing to raise or clear
+    r = heartbeat(world)
+    assert "incidents" not in r.json()
 
 
 def test_an_absent_modem_is_no_alarm(world):

@@ -162,3 +162,44 @@ def test_a_press_after_duress_raises_a_new_alert_as_after_a_cancel(client, world
     (status_a, body_a, _), (status_b, body_b, _) = answers
     assert status_a == status_b == 200 and body_a == body_b
     assert body_b["joined_to"] is None and body_b["state"] == "open"
+
+
+def test_only_the_device_key_opens_the_recording_hint_and_it_ends_when_the_association_closes(client, world,
+                                                                                            monkeypatch):
+    """The station goes on recording and tracking an alert under duress until the
+    association closes it: the heartbeat carries which, sealed to its evidence key. To
+    anyone without that key the two stories still read the same: the same bytes apart
+    from the hint, a hint of the same size, fresh each time."""
+    from balise.alerts.actions import resolve_alert
+    from balise.evidence.actions import register_device_key
+    from balise_evidence import crypto, hint
+
+    key = crypto.DeviceKey.generate()
+    register_device_key(world.device, key.public_pem)
+
+    def heartbeat() -> tuple[dict, list[str]]:
+        body = json.loads(_heartbeat(client, world, monkeypatch))
+        return body, hint.open_hint(key, body.pop("recording_hint"))
+
+    cancelled_id, _ = _press(client, world)
+    _post(client, world, f"/alerts/{cancelled_id}/cancel", {"pin": CANCEL_PIN})
+    after_cancel, listed_cancel = heartbeat()
+    raw_cancel = _heartbeat(client, world, monkeypatch)
+    duress_id, duress = _press(client, world)
+    _post(client, world, f"/alerts/{duress_id}/cancel", {"pin": DURESS_PIN})
+    after_duress, listed_duress = heartbeat()
+    raw_duress = _heartbeat(client, world, monkeypatch)
+
+    assert after_cancel == after_duress  # open_alerts, times: nothing else differs
+    assert listed_cancel == [] and listed_duress == [duress_id]
+    assert len(raw_cancel) == len(raw_duress) and raw_duress != _heartbeat(client, world, monkeypatch)
+    sealed = json.loads(raw_duress)["recording_hint"]
+    for other in (crypto.DeviceKey.generate(), None):
+        try:
+            hint.open_hint(other, sealed) if other else hint.open_hint(key, sealed[:-8] + "AAAAAAA=")
+        except ValueError:
+            continue
+        raise AssertionError("the hint opened without the device key")
+
+    resolve_alert(duress, note="closed by the association")
+    assert heartbeat()[1] == []

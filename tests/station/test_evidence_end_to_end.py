@@ -16,6 +16,7 @@ import httpx
 
 from balise_station.config import load_config
 from balise_station.gestures import ButtonMode, Edge
+from balise_station.outbox import Outbox
 from balise_station.siren import PacedSink, Siren
 from balise_station.station import Station
 from real_server import DEMO_PHONES, SRC, Server
@@ -164,19 +165,7 @@ def test_long_press_records_uploads_through_an_outage_and_the_export_verifies(tm
     assert case["recording"] == "closed"
     assert_complete_chain(records, row["records"])
 
-    out = tmp_path / "case.zip"
-    exported = balise(server, "evidence", "export", case["reference"], "--user", "demo",
-                      "--reason", "transmission au parquet", "--legal-reference", "PV 2026/1", "-o", str(out))
-    assert exported.returncode == 0, exported.stderr
-    # the expert's path: the platform's key log, pinned out of band
-    key_log = tmp_path / "key-log.json"
-    assert balise(server, "evidence", "key-log", "-o", str(key_log)).returncode == 0
-    pin = [line.split(": ", 1)[1] for line in balise(server, "evidence", "keys").stdout.splitlines()
-           if line.startswith("key_log_pin: ")][0]
-    assert balise(server, "evidence", "verify", str(out)).returncode == 4  # not anchored: never INTÈGRE
-    verdict = balise(server, "evidence", "verify", str(out), "--trust-log", str(key_log), "--pin", pin)
-    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
-    assert "INTÈGRE ET COMPLET" in verdict.stdout
+    exported_and_verified(server, case, tmp_path)
 
 
 def station_cli(*args: str) -> subprocess.CompletedProcess:
@@ -184,7 +173,10 @@ def station_cli(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=60)
 
 
-def test_a_station_restarted_mid_upload_resumes_and_records_again(tmp_path, server: Server):
+def test_a_station_restarted_mid_recording_resumes_the_same_session_and_it_verifies(tmp_path, server: Server):
+    """Restarted while the alarm is open (and the server away): the next start resumes the
+    recording in the same session, so the server holds one case whose chain runs
+    unbroken across the restart, and its export verifies."""
     cfg_path = station_config(tmp_path, server)
 
     async def first() -> tuple[str, str]:
@@ -200,30 +192,54 @@ def test_a_station_restarted_mid_upload_resumes_and_records_again(tmp_path, serv
             await wait_for(lambda: station.outbox.counts()["evidence_pending"] >= 3)
             return cid, session
         finally:
-            await station.close()  # a restart: the recording is closed ("shutdown"), the rest stays queued
+            await station.close()  # the alarm is open: suspended, no close record; the rest stays queued
 
     cid, session = asyncio.run(first())
+    assert [(s["session"], s["state"]) for s in station_sessions(cfg_path)] == [(session, "suspended")]
     server.start(demo=False)
 
     offset = [0.0]
 
-    async def second() -> list[dict]:
+    async def second() -> dict:
         station = make_station(cfg_path, offset)
         await station.start()
         try:
-            await wait_for(lambda: delivered(station, session) == station.outbox.evidence_sessions(cid)[0]["records"],
-                           timeout=40)
-            assert cid in station.recordings.active(), "the alarm is still open: a new recording"
-            await after_the_window(station, server, cid, station.recordings.active()[cid], offset)
-            await wait_for(lambda: station.outbox.counts()["evidence_pending"] == 0, timeout=30)
-            return station.outbox.evidence_sessions(cid)
+            assert station.recordings.active().get(cid) == session, "the same session, resumed"
+            await after_the_window(station, server, cid, session, offset)
+            await wait_for(lambda: station.outbox.counts()["evidence_pending"] == 0, timeout=40)
+            [row] = station.outbox.evidence_sessions(cid)
+            return row
         finally:
             await station.close()
 
-    before, after = asyncio.run(second())
-    assert (before["session"], before["state"], before["reason"]) == (session, "closed", "shutdown")
-    assert (after["state"], after["reason"]) == ("closed", "alert-closed")
-    for row in (before, after):
-        case, records = server_records(server, row["session"])
-        assert case["recording"] == "closed"
-        assert_complete_chain(records, row["records"])
+    row = asyncio.run(second())
+    assert (row["session"], row["state"], row["reason"]) == (session, "closed", "alert-closed")
+    case, records = server_records(server, session)
+    assert case["recording"] == "closed"
+    assert_complete_chain(records, row["records"])
+    exported_and_verified(server, case, tmp_path)
+
+
+def station_sessions(cfg_path: Path) -> list[dict]:
+    outbox = Outbox(load_config(cfg_path, env={}).db_path)
+    try:
+        return outbox.evidence_sessions()
+    finally:
+        outbox.close()
+
+
+def exported_and_verified(server: Server, case: dict, tmp_path: Path) -> None:
+    """The case exported by the association, checked on the expert's path."""
+    out = tmp_path / "case.zip"
+    exported = balise(server, "evidence", "export", case["reference"], "--user", "demo",
+                      "--reason", "transmission au parquet", "--legal-reference", "PV 2026/1", "-o", str(out))
+    assert exported.returncode == 0, exported.stderr
+    # the expert's path: the platform's key log, pinned out of band
+    key_log = tmp_path / "key-log.json"
+    assert balise(server, "evidence", "key-log", "-o", str(key_log)).returncode == 0
+    pin = [line.split(": ", 1)[1] for line in balise(server, "evidence", "keys").stdout.splitlines()
+           if line.startswith("key_log_pin: ")][0]
+    assert balise(server, "evidence", "verify", str(out)).returncode == 4  # not anchored: never INTÈGRE
+    verdict = balise(server, "evidence", "verify", str(out), "--trust-log", str(key_log), "--pin", pin)
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+    assert "INTÈGRE ET COMPLET" in verdict.stdout

@@ -126,6 +126,72 @@ def test_a_modem_failure_that_healed_offline_still_reaches_the_server(tmp_path, 
         run(cfg, body, modem)
 
 
+# -- the microphone ------------------------------------------------------------------
+def _running_status(cfg_path: Path, **extra) -> None:
+    """What a running, healthy station last wrote (its pid: this process, alive)."""
+    import os
+    import time
+
+    cfg = load_config(cfg_path, env={})
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    cfg.status_path.write_text(json.dumps({
+        "pid": os.getpid(), "version": "test", "updated_ts": time.time(), "started_ts": time.time(),
+        "buttons": [{"name": "sim", "hardware_id": "simulated:sim", "kind": "simulated", "connected": True}],
+        "last_server_success_ts": time.time(), **extra}))
+
+
+def _silent_wav(path: Path) -> Path:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\0\0" * 16000)
+    return path
+
+
+def test_status_records_a_moment_to_check_the_microphone_and_fails_on_a_dead_input(
+        tmp_path, device_api: FakeDeviceApi, capsys, monkeypatch) -> None:
+    (tmp_path / "token").write_text(TOKEN)
+    cfg = write_config(tmp_path, device_api.url)
+    cfg.write_text(cfg.read_text().replace('microphone = "none"', 'microphone = "generated"'))
+    _running_status(cfg)
+    assert main(["status", "--config", str(cfg)]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "microphone: ok (0.5 s recorded with generated, level " in out
+
+    # an input that gives only zeros (muted, unplugged): unusable, and status says so in its exit
+    _silent_wav(tmp_path / "silence.wav")
+    cfg.write_text(cfg.read_text().replace('microphone = "generated"',
+                                           'microphone = "wav"\nwav_path = "silence.wav"'))
+    assert main(["status", "--config", str(cfg)]) == 1
+    assert "microphone: UNUSABLE (wav: 0.5 s recorded, but only silence (muted input?))" in capsys.readouterr().out
+
+    # no capture tool at all
+    cfg.write_text(cfg.read_text().replace('microphone = "wav"', 'microphone = "arecord"')
+                   .replace('wav_path = "silence.wav"\n', ""))
+    monkeypatch.setattr("balise_station.recording.shutil.which", lambda tool: None)
+    assert main(["status", "--config", str(cfg)]) == 1
+    assert "microphone: UNUSABLE (arecord (not found): no capture tool" in capsys.readouterr().out
+
+
+def test_status_leaves_the_microphone_to_a_recording_in_progress(tmp_path, device_api: FakeDeviceApi,
+                                                                 capsys, monkeypatch) -> None:
+    (tmp_path / "token").write_text(TOKEN)
+    cfg = write_config(tmp_path, device_api.url)
+    cfg.write_text(cfg.read_text().replace('microphone = "none"', 'microphone = "generated"'))
+    _running_status(cfg, evidence={"enabled": True, "enrolled": True, "recording_alerts": ["a-1"]})
+
+    def not_now(*args):
+        raise AssertionError("the microphone was opened during a recording")
+
+    monkeypatch.setattr("balise_station.kit.check_microphone", not_now)
+    assert main(["status", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "microphone: in use by the recording in progress (not tested)" in out and "RECORDING (1)" in out
+
+
 # -- the server ----------------------------------------------------------------------
 def test_a_lost_server_is_noticed_within_the_check_interval_and_timeout(tmp_path, device_api: FakeDeviceApi) -> None:
     defaults = load_config(write_config(tmp_path, device_api.url, token_line=f'token = "{TOKEN}"').with_name(

@@ -27,6 +27,8 @@ from balise.api.schemas import (
     HeartbeatOut,
 )
 from balise.devices.actions import record_heartbeat
+from balise.evidence.actions import recording_hint
+from balise.supervision.reports import report_incidents
 
 router = Router(tags=["device"])
 
@@ -183,6 +185,9 @@ def heartbeat_answer(who, payload: HeartbeatIn) -> dict | None:
                             microphone=payload.microphone, buttons=buttons)
     if beat is None:
         return None
+    if payload.incidents:
+        report_incidents(beat, payload.incidents)
+    open_alerts = _open_alerts(beat)
     return {
         "server_time": timezone.now(),
         "heartbeat_interval_s": HEARTBEAT_INTERVAL_S,
@@ -191,22 +196,26 @@ def heartbeat_answer(who, payload: HeartbeatIn) -> dict | None:
         # tells them apart: the station treats every alarm that leaves this list alike
         # (siren off at once, recording and fixes on for its after-close window).
         "open_alerts": [{"client_id": client_id, "kind": kind, "state": state}
-                        for client_id, kind, state in _open_alerts(beat)],
+                        for client_id, kind, state, duress in open_alerts if not duress],
+        # ...except this, which only the device's evidence key opens, the same size and
+        # fresh each time whatever it lists: the alerts under duress still open, which the
+        # device goes on recording and tracking, silently, until the association closes them
+        "recording_hint": recording_hint(beat.pk, [str(c) for c, _, _, duress in open_alerts if duress]),
     }
 
 
-def _open_alerts(beat) -> list[tuple[uuid.UUID, str, str]]:
-    """(client id, kind, state) of the open alerts of the device AND of its holder (see
-    _alerts_of), and of its presses that joined an open alert (perhaps another device's),
-    which stay open with it; duress ones left out. One statement, compiled once: the ORM
-    spent more time building this query than the database answering it."""
+def _open_alerts(beat) -> list[tuple[uuid.UUID, str, str, bool]]:
+    """(client id, kind, state, duress) of the open alerts of the device AND of its holder
+    (see _alerts_of), and of its presses that joined an open alert (perhaps another
+    device's), which stay open with it. One statement, compiled once: the ORM spent more
+    time building this query than the database answering it."""
     if beat.holder_id is None:
         return []
     active = [Alert.State.OPEN, Alert.State.ACKNOWLEDGED]
     with connection.cursor() as cursor:
-        cursor.execute(_open_alerts_sql(connection.vendor), [beat.device_id, beat.holder_id, *active] * 2)
-        return [(value if isinstance(value, uuid.UUID) else uuid.UUID(value), kind, state)
-                for value, kind, state in cursor.fetchall()]
+        cursor.execute(_open_alerts_sql(connection.vendor), [beat.pk, beat.holder_id, *active] * 2)
+        return [(value if isinstance(value, uuid.UUID) else uuid.UUID(value), kind, state, bool(duress))
+                for value, kind, state, duress in cursor.fetchall()]
 
 
 @functools.cache
@@ -218,12 +227,12 @@ def _open_alerts_sql(vendor: str) -> str:
         return q(meta.get_field(name).column)
 
     def open_of(device: str) -> str:  # (the alert is `a`; DEVICE the column naming the device)
-        return (f"{device} = %s AND a.{column(alert, 'person')} = %s"
-                f" AND a.{column(alert, 'state')} IN (%s, %s) AND NOT a.{column(alert, 'duress')}")
+        return f"{device} = %s AND a.{column(alert, 'person')} = %s AND a.{column(alert, 'state')} IN (%s, %s)"
 
-    own = (f"SELECT a.{column(alert, 'client_id')}, a.{column(alert, 'kind')}, a.{column(alert, 'state')}"
+    shown = f"a.{column(alert, 'kind')}, a.{column(alert, 'state')}, a.{column(alert, 'duress')}"
+    own = (f"SELECT a.{column(alert, 'client_id')}, {shown}"
            f" FROM {q(alert.db_table)} a WHERE {open_of('a.' + column(alert, 'device'))}")
-    presses = (f"SELECT j.{column(joined, 'client_id')}, a.{column(alert, 'kind')}, a.{column(alert, 'state')}"
+    presses = (f"SELECT j.{column(joined, 'client_id')}, {shown}"
                f" FROM {q(joined.db_table)} j JOIN {q(alert.db_table)} a"
                f" ON a.{q(alert.pk.column)} = j.{column(joined, 'alert')}"
                f" WHERE {open_of('j.' + column(joined, 'device'))}")

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from django.conf import settings
 from django.utils import timezone as django_timezone
 from ninja import Schema
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 # What the server accepts at its edge; docs/device-api.md states the same ranges.
 EARLIEST = datetime(2020, 1, 1, tzinfo=timezone.utc)
@@ -133,6 +133,24 @@ class ButtonIn(Schema):
 PartState = Literal["ok", "unusable", "absent"]
 
 
+class IncidentIn(Schema):
+    """An episode a station lived through, reported once the server hears it again (and in
+    every heartbeat until one is taken): the server unreachable, alerts or evidence
+    records it refused. ``id`` (the station's) makes a report sent again count once."""
+
+    id: uuid.UUID
+    kind: Literal["server_unreachable", "alert_refused", "evidence_rejected"]
+    started: Moment
+    ended: Moment
+    count: Annotated[int, Field(ge=1, le=1_000_000), JSON_NUMBER] = 1  # alerts or records refused
+
+    @model_validator(mode="after")
+    def _ended_after_it_started(self):
+        if self.ended < self.started:
+            raise ValueError("ended must not be before started")
+        return self
+
+
 class HeartbeatIn(Schema):
     battery_percent: Percent | None = None
     button_connected: Flag | None = None
@@ -140,6 +158,7 @@ class HeartbeatIn(Schema):
     buttons: list[ButtonIn] | None = Field(default=None, max_length=10)
     modem: PartState | None = None
     microphone: PartState | None = None
+    incidents: list[IncidentIn] | None = Field(default=None, max_length=20)
 
     @field_validator("buttons")
     @classmethod
@@ -159,6 +178,7 @@ class HeartbeatOut(Schema):
     server_time: datetime
     heartbeat_interval_s: int
     open_alerts: list[OpenAlertOut]
+    recording_hint: str | None = None
 
 
 class PersonOut(Schema):

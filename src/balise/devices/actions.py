@@ -79,9 +79,11 @@ def button_states(previous, reported: list[dict], now) -> list[dict]:
 
 @dataclass(frozen=True)
 class Beat:
-    """The device a heartbeat came from, as the answer needs it."""
+    """The device a heartbeat came from, as what follows needs it (named as a Device's
+    fields: supervision's reports take either)."""
 
-    device_id: int
+    pk: int
+    association_id: int
     holder_id: int | None
 
 
@@ -121,14 +123,14 @@ def record_heartbeat(who: Device | str, *, battery_percent=None, button_connecte
                  f" WHERE {_q('token_hash')} = %s AND {_q('revoked_at')} IS NULL)"
                  f" AND {_q('status')} NOT IN ({', '.join(['%s'] * len(SILENCED))})")
         params = [hash_token(who), *SILENCED]
-    row = _update_device(fields, where, params, returning=("id", "holder_id", "buttons_state"))
+    row = _update_device(fields, where, params, returning=("id", "association_id", "holder_id", "buttons_state"))
     if row is None:
         return None
-    device_id, holder_id, previous = row
+    device_id, association_id, holder_id, previous = row
     if buttons is not None:
         previous = Device._meta.get_field("buttons_state").from_db_value(previous, None, connection)
         _update_device({"buttons_state": button_states(previous, buttons, now)}, f"{_q('id')} = %s", [device_id])
-    return Beat(device_id, holder_id)
+    return Beat(device_id, association_id, holder_id)
 
 
 def _q(name: str) -> str:

@@ -25,7 +25,7 @@ from balise.alerts.models import Alert
 from balise.associations.models import Membership
 from balise.associations.scoping import association_ids
 from balise.db import for_update
-from balise_evidence import bag, crypto, intake, ledger, tsa, verifier
+from balise_evidence import bag, crypto, hint, intake, ledger, tsa, verifier
 from balise_evidence.canonical import b64e
 
 from . import conf, keyring
@@ -147,6 +147,16 @@ def _device_key(device) -> DeviceKey:
     if key is None:
         raise EvidenceError("no_device_key", _("register the device's evidence key first"), 409, "header.device_key")
     return key
+
+
+def recording_hint(device, duress_client_ids: list[str]) -> str | None:
+    """The alerts the device must go on recording and tracking although it was told they
+    are closed (cancelled under duress, not yet closed by the association), sealed to its
+    evidence key (balise_evidence.hint); None for a device without one."""
+    key = DeviceKey.objects.filter(device=device, revoked_at__isnull=True).only("public_key_pem").first()
+    if key is None:
+        return None
+    return hint.seal(crypto.load_device_public_key(key.public_key_pem), duress_client_ids)
 
 
 def _open_case(device, device_key: DeviceKey, header: dict) -> Case:

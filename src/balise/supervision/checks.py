@@ -47,6 +47,9 @@ class Condition:
     detail: str = ""
     # Who the SMS goes to when not the association's on-call line (her test reminder).
     recipient: str = ""
+    # An episode reported after the fact (supervision.reports): when it began and ended.
+    raised_at: datetime | None = None
+    cleared_at: datetime | None = None
 
 
 def _short(text: str) -> str:
@@ -172,7 +175,7 @@ def _raise(condition: Condition, now: datetime) -> SupervisionEvent | None:
             event = SupervisionEvent.objects.create(
                 association_id=condition.association_id, kind=condition.kind, subject=condition.subject,
                 device_id=condition.device_id, contact_id=condition.contact_id, person_id=condition.person_id,
-                detail=condition.detail, raised_at=now)
+                detail=condition.detail, raised_at=condition.raised_at or now, cleared_at=condition.cleared_at)
             number = condition.recipient or Association.objects.filter(
                 pk=condition.association_id).values_list("on_call_number", flat=True).first()
             if number:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.utils import translation
-from django.utils.translation import gettext as _
+from django.utils.timesince import timesince
+from django.utils.translation import gettext as _, ngettext
 
 from balise.dispatch.messages import to_gsm7
 from balise.labels import moment
@@ -52,7 +53,28 @@ def describe(event: SupervisionEvent) -> str:
             "provider": event.detail}
     if event.kind == Kind.TEST_REMINDER:
         return _("Test reminder sent to %(person)s.") % {"person": person}
+    if event.kind in (Kind.SERVER_UNREACHABLE, Kind.ALERT_REFUSED, Kind.EVIDENCE_REJECTED):
+        return _reported(event, device, person)
     return _("Technical alarm.")
+
+
+def _reported(event: SupervisionEvent, device: str, person: str) -> str:
+    """An episode a station reported once the server heard it again (supervision.reports)."""
+    count = int(event.detail) if event.detail.isdigit() else 1
+    words = {"device": device, "person": person, "count": count, "start": moment(event.raised_at),
+             "end": moment(event.cleared_at)}
+    if event.kind == Kind.SERVER_UNREACHABLE:
+        return _("The %(device)s of %(person)s could not reach the server from %(start)s to %(end)s (%(duration)s); "
+                 "it reaches it again.") % {**words, "duration": timesince(event.raised_at, event.cleared_at)}
+    if event.kind == Kind.ALERT_REFUSED:
+        return ngettext("The server refused %(count)d alert from the %(device)s of %(person)s from %(start)s; "
+                        "the station kept it and the server took it at %(end)s.",
+                        "The server refused %(count)d alerts from the %(device)s of %(person)s from %(start)s; "
+                        "the station kept them and the server took them by %(end)s.", count) % words
+    return ngettext("The server refused %(count)d evidence record from the %(device)s of %(person)s (%(end)s); "
+                    "the station keeps it aside for the association.",
+                    "The server refused %(count)d evidence records from the %(device)s of %(person)s (%(end)s); "
+                    "the station keeps them aside for the association.", count) % words
 
 
 def reminder_text() -> str:

@@ -18,6 +18,10 @@ class SupervisionEvent(models.Model):
         MICROPHONE = "microphone", _("microphone unusable")
         BUTTON_LOST = "button_lost", _("button disconnected")
         PROVIDER = "provider", _("provider failing")
+        # Episodes a station reports once the server hears it again (already over).
+        SERVER_UNREACHABLE = "server_unreachable", _("server unreachable from a station")
+        ALERT_REFUSED = "alert_refused", _("alerts refused by the server")
+        EVIDENCE_REJECTED = "evidence_rejected", _("evidence records refused by the server")
         # Not a technical alarm: the discreet reminder to the person to test her button,
         # open until her test alert arrives (the result) or the next reminder is due.
         TEST_REMINDER = "test_reminder", _("test reminder")
