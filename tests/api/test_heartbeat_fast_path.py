@@ -162,3 +162,23 @@ def test_a_station_s_buttons_keep_the_time_they_changed(world):
         {"hardware_id": "AA", "connected": False, "since": NOW.isoformat()},
         {"hardware_id": "BB", "connected": True, "since": later.isoformat()},
     ]
+
+
+def test_a_station_under_duress_gets_its_recording_hint_on_the_fast_path(client, world):
+    """The hint (balise.evidence.actions.recording_hint) is fresh each time: compared
+    opened, not byte for byte."""
+    from balise.evidence.actions import register_device_key
+    from balise_evidence import crypto, hint
+    from tests.personas import DURESS_PIN
+
+    key = crypto.DeviceKey.generate()
+    register_device_key(world.device, key.public_pem)
+    duress = post(client, world, "/alerts", alert_body(kind="alarm")).json()["client_id"]
+    assert post(client, world, f"/alerts/{duress}/cancel", {"pin": DURESS_PIN}).status_code == 200
+    fast, plain, handed = _both(world, {})
+    assert handed == 0 and fast[0] == plain[0] == 200
+    fast_body, plain_body = json.loads(fast[2]), json.loads(plain[2])
+    assert fast_body["open_alerts"] == plain_body["open_alerts"] == []
+    assert hint.open_hint(key, fast_body["recording_hint"]) == hint.open_hint(key, plain_body["recording_hint"]) == [
+        duress]
+    assert len(fast[2]) == len(plain[2])
