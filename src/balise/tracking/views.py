@@ -1,8 +1,10 @@
-"""Contact pages: the live alert page (/a/<token>) and the consent page (/c/<token>).
+"""Contact pages: the live alert page (/s/<token>, the short link of the contact's SMS)
+and the consent page (/c/<token>).
 
-The token in the URL is the only credential: it is signed, scoped to one alert and one
-contact (or to one contact for the consent page), and checked on every request. A bad,
-altered, foreign or expired token gets the same plain page, with nothing about anyone.
+The token in the URL is the only credential: random and stored hashed for the live
+page (balise.tracking.shortlinks), signed for the consent page; scoped to one alert and
+one contact (or to one contact), and checked on every request. A bad, foreign, unknown
+or expired token gets the same plain page (404), with nothing about anyone.
 Tokens never reach the logs: error responses are marked as already logged, and pages
 send no Referer to tile servers or maps apps.
 
@@ -33,6 +35,7 @@ from balise.people.models import Contact
 from balise.people.phones import readable_phone
 from balise.tracking import actions
 from balise.tracking.present import link_expired, page_state, version
+from balise.tracking.shortlinks import read_short_token, short_url
 from balise.tracking.tokens import make_consent_token, read_consent_token, read_token
 
 # An SSE stream checks for changes this often, sends the whole state at least this
@@ -68,8 +71,8 @@ def _private(response, *, csp: bool = True):
     return response
 
 
-def _error(request, status: int = 404):
-    return _private(render(request, "tracking/invalid.html", status=status))
+def _error(request):
+    return _private(render(request, "tracking/invalid.html", status=404))
 
 
 def _language(contact) -> str:
@@ -77,20 +80,24 @@ def _language(contact) -> str:
     return contact.language if contact is not None else settings.LANGUAGE_CODE
 
 
-def _resolve(token: str):
-    """(alert, contact or None, expired) for a valid token, else None."""
-    scope = read_token(token)
-    if scope is None:
-        return None
+def _page_of(scope):
+    """(alert, contact or None) of a link's scope, None when it no longer opens anything
+    (a contact removed from her list, the alert closed for too long)."""
     alert = Alert.objects.select_related("person", "association").filter(pk=scope.alert_id).first()
-    if alert is None:
+    if alert is None or link_expired(alert, timezone.now()):
         return None
     contact = None
     if scope.contact_id is not None:
         contact = Contact.objects.filter(pk=scope.contact_id, person_id=alert.person_id).first()
         if contact is None:
             return None
-    return alert, contact, link_expired(alert, timezone.now())
+    return alert, contact
+
+
+def _resolve(token: str):
+    """(alert, contact or None) of a live short link, else None (unknown and expired alike)."""
+    scope = read_short_token(token)
+    return _page_of(scope) if scope is not None else None
 
 
 @require_GET
@@ -98,9 +105,7 @@ def alert_page(request, token: str):
     found = _resolve(token)
     if found is None:
         return _error(request)
-    alert, contact, expired = found
-    if expired:
-        return _error(request, 410)
+    alert, contact = found
     translation.activate(_language(contact))
     state = page_state(alert, contact)
     context = {
@@ -111,6 +116,19 @@ def alert_page(request, token: str):
         "answered": request.GET.get("answered") == "1",
     }
     return _private(render(request, "tracking/alert.html", context))
+
+
+@require_GET
+def legacy_page(request, token: str):
+    """/a/<signed [alert id, contact id]>, the page's address before short links served it
+    (a page still open, a link sent by an earlier release): on to a short link of its own
+    while the signed link is valid (TRACKING_LINK_MAX_AGE at most; then this view can go)."""
+    scope = read_token(token)
+    found = _page_of(scope) if scope is not None else None
+    if found is None:
+        return _error(request)
+    alert, contact = found
+    return _private(redirect(short_url(alert, contact.pk if contact else None)))
 
 
 def _answer_choices():
@@ -127,9 +145,9 @@ def _answer_choices():
 def alert_state(request, token: str):
     """The polling fallback: the page's state as JSON."""
     found = _resolve(token)
-    if found is None or found[2]:
-        return _private(JsonResponse({"error": "invalid_link"}, status=404 if found is None else 410), csp=False)
-    alert, contact, _expired = found
+    if found is None:
+        return _private(JsonResponse({"error": "invalid_link"}, status=404), csp=False)
+    alert, contact = found
     with translation.override(_language(contact)):
         return _private(JsonResponse(page_state(alert, contact)), csp=False)
 
@@ -139,11 +157,11 @@ def alert_state(request, token: str):
 def alert_answer(request, token: str):
     found = _resolve(token)
     wants_json = "application/json" in request.headers.get("Accept", "")
-    if found is None or found[2]:
+    if found is None:
         if wants_json:
-            return _private(JsonResponse({"error": "invalid_link"}, status=404 if found is None else 410), csp=False)
-        return _error(request, 404 if found is None else 410)
-    alert, contact, _expired = found
+            return _private(JsonResponse({"error": "invalid_link"}, status=404), csp=False)
+        return _error(request)
+    alert, contact = found
     translation.activate(_language(contact))
     answer = request.POST.get("answer", "")
     if answer not in actions.CONTACT_ANSWERS:
@@ -220,9 +238,9 @@ async def _async_stream(watcher: _Watcher):
 def alert_events(request, token: str):
     """Server-sent events: the page's state each time it changes, while the alert is open."""
     found = _resolve(token)
-    if found is None or found[2]:
-        return _private(HttpResponse(status=404 if found is None else 410), csp=False)
-    alert, contact, _expired = found
+    if found is None:
+        return _private(HttpResponse(status=404), csp=False)
+    alert, contact = found
     watcher = _Watcher(alert.pk, contact)
     # Under ASGI (balise serve) the stream is async and holds no thread; under WSGI a
     # thread per stream.
@@ -255,21 +273,6 @@ def _consent_context(contact) -> dict:
     return {"contact": contact, "person": contact.person,
             "association_phone": readable_phone(contact.person.association.on_call_number)}
 
-
-
-@require_GET
-def short_link(request, token: str):
-    """/s/<token>, the link of an SMS: on to the contact's live page (see shortlinks)."""
-    from balise.tracking.shortlinks import read_short_token
-    from balise.tracking.tokens import tracking_url
-
-    found = read_short_token(token)
-    if found is None:
-        return _error(request)
-    scope, expired = found
-    if expired:
-        return _error(request, 410)
-    return _private(redirect(tracking_url(scope.alert_id, scope.contact_id)))
 
 
 @require_GET
