@@ -16,7 +16,7 @@ from balise.alerts.models import Alert
 from balise.dispatch.dispatcher import Dispatcher
 from balise.dispatch.models import Delivery
 from balise.people.actions import add_contact
-from balise.tracking.models import ShortLink
+from balise.tracking.models import LinkFailure, ShortLink
 from balise.tracking.shortlinks import mint
 from balise.tracking.tokens import SALT, make_consent_token
 from tests.contacts.helpers import page_link, raise_alert
@@ -97,6 +97,7 @@ def test_duress_shows_the_truth_to_contacts(client, world):
 
 
 def test_altered_foreign_unknown_and_expired_links_get_the_same_plain_error(client, world, other_world, settings):
+    settings.TRACKING_LINK_MAX_FAILURES = 1000  # (many wrong links from one source: see the next test)
     alert = raise_alert(world, "prevention")
     token = link(alert, world.contacts[0]).rsplit("/", 1)[1]
     # altered: one character changed; a legacy signed link on the short path
@@ -143,6 +144,30 @@ def test_a_legacy_signed_link_leads_to_a_short_link_until_it_expires(client, wor
     assert_plain_error(client.get(f"/a/{signed[:-1]}x"), 404, world)
     settings.TRACKING_LINK_MAX_AGE = -1  # signed links older than this are refused
     assert_plain_error(client.get(f"/a/{signed}"), 404, world)
+
+
+def test_guessing_links_is_slowed_down_per_source(client, world, settings):
+    settings.TRACKING_LINK_MAX_FAILURES = 3
+    alert = raise_alert(world, "prevention")
+    path = link(alert, world.contacts[0])
+    for _ in range(5):
+        assert client.get(path).status_code == 200  # opening her own link costs nothing
+    for guess in ("Zz23456782", "Zz23456783", "Zz23456784"):
+        assert client.get(f"/s/{guess}").status_code == 404
+    # past the limit, this source is refused whatever it sends, her own link too
+    refused = client.get(path)
+    assert_plain_error(refused, 429, world)
+    assert "réessayez dans quelques minutes" in refused.content.decode() and "112" in refused.content.decode()
+    state = client.get(f"{path}/state")
+    assert (state.status_code, state.json()) == (429, {"error": "too_many_attempts"})
+    assert client.post(f"{path}/answer", {"answer": "on_my_way"}).status_code == 429
+    assert not alert.acknowledgements.exists()
+    # another source is not held back (no cap on everyone: that would shut every contact out)
+    assert client.get(path, REMOTE_ADDR="192.0.2.7").status_code == 200
+    # the source is kept as a hash, and forgotten once the window has passed
+    assert not LinkFailure.objects.filter(source__contains="127.0.0.1").exists()
+    LinkFailure.objects.update(at=timezone.now() - timedelta(minutes=16))
+    assert client.get(path).status_code == 200
 
 
 def test_contact_a_cannot_answer_as_contact_b(client, world):

@@ -26,8 +26,12 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from balise.alerts.models import Alert
 from balise.devices.models import hash_token
-from balise.tracking.models import ShortLink
+from balise.people.models import Contact
+from balise.throttle import count_failure, too_many
+from balise.tracking.models import LinkFailure, ShortLink
+from balise.tracking.present import link_expired
 from balise.tracking.tokens import LinkScope
 
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz"
@@ -71,3 +75,38 @@ def read_short_token(token: str, now: datetime | None = None) -> LinkScope | Non
     link = (ShortLink.objects.filter(token_hash=hash_token(token), expires_at__gt=now or timezone.now())
             .values_list("alert_id", "contact_id").first())
     return LinkScope(*link) if link else None
+
+
+def page_of(scope: LinkScope, now: datetime | None = None):
+    """(alert, contact or None) of a link's scope, None when it no longer opens anything:
+    the alert closed too long ago (present.link_expired), a contact not hers."""
+    alert = Alert.objects.select_related("person", "association").filter(pk=scope.alert_id).first()
+    if alert is None or link_expired(alert, now or timezone.now()):
+        return None
+    contact = None
+    if scope.contact_id is not None:
+        contact = Contact.objects.filter(pk=scope.contact_id, person_id=alert.person_id).first()
+        if contact is None:
+            return None
+    return alert, contact
+
+
+class TooManyAttempts(Exception):
+    """This source opened too many unknown or expired links lately (see open_link)."""
+
+
+FAILURE_WINDOW = timedelta(minutes=15)
+
+
+def open_link(token: str, source: str, now: datetime | None = None):
+    """(alert, contact or None) that the short link TOKEN opens, None for an unknown or
+    expired one, which counts against SOURCE (balise.throttle.source_key): past
+    TRACKING_LINK_MAX_FAILURES within FAILURE_WINDOW, TooManyAttempts whatever the token."""
+    now = now or timezone.now()
+    if too_many(LinkFailure, source, now, FAILURE_WINDOW, settings.TRACKING_LINK_MAX_FAILURES):
+        raise TooManyAttempts
+    scope = read_short_token(token, now)
+    found = page_of(scope, now) if scope is not None else None
+    if found is None:
+        count_failure(LinkFailure, source, now)
+    return found

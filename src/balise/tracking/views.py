@@ -31,11 +31,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from balise.alerts.models import Acknowledgement, Alert
-from balise.people.models import Contact
 from balise.people.phones import readable_phone
+from balise.staff.network import client_ip
+from balise.throttle import source_key
 from balise.tracking import actions
 from balise.tracking.present import link_expired, page_state, version
-from balise.tracking.shortlinks import read_short_token, short_url
+from balise.tracking.shortlinks import TooManyAttempts, open_link, page_of, short_url
 from balise.tracking.tokens import make_consent_token, read_consent_token, read_token
 
 # An SSE stream checks for changes this often, sends the whole state at least this
@@ -71,8 +72,9 @@ def _private(response, *, csp: bool = True):
     return response
 
 
-def _error(request):
-    return _private(render(request, "tracking/invalid.html", status=404))
+def _error(request, status: int = 404):
+    template = "tracking/too_many.html" if status == 429 else "tracking/invalid.html"
+    return _private(render(request, template, status=status))
 
 
 def _language(contact) -> str:
@@ -80,31 +82,27 @@ def _language(contact) -> str:
     return contact.language if contact is not None else settings.LANGUAGE_CODE
 
 
-def _page_of(scope):
-    """(alert, contact or None) of a link's scope, None when it no longer opens anything
-    (a contact removed from her list, the alert closed for too long)."""
-    alert = Alert.objects.select_related("person", "association").filter(pk=scope.alert_id).first()
-    if alert is None or link_expired(alert, timezone.now()):
-        return None
-    contact = None
-    if scope.contact_id is not None:
-        contact = Contact.objects.filter(pk=scope.contact_id, person_id=alert.person_id).first()
-        if contact is None:
-            return None
-    return alert, contact
+def _resolve(request, token: str):
+    """(alert, contact or None) of a live short link, else the status to answer: 404 for
+    an unknown or expired link (alike), 429 for a source that tried too many of them."""
+    try:
+        found = open_link(token, source_key(client_ip(request)))
+    except TooManyAttempts:
+        return 429
+    return found if found is not None else 404
 
 
-def _resolve(token: str):
-    """(alert, contact or None) of a live short link, else None (unknown and expired alike)."""
-    scope = read_short_token(token)
-    return _page_of(scope) if scope is not None else None
+def _refused(status: int):
+    """What the page's scripts get instead of its state (see _resolve)."""
+    error = "too_many_attempts" if status == 429 else "invalid_link"
+    return _private(JsonResponse({"error": error}, status=status), csp=False)
 
 
 @require_GET
 def alert_page(request, token: str):
-    found = _resolve(token)
-    if found is None:
-        return _error(request)
+    found = _resolve(request, token)
+    if isinstance(found, int):
+        return _error(request, found)
     alert, contact = found
     translation.activate(_language(contact))
     state = page_state(alert, contact)
@@ -124,7 +122,7 @@ def legacy_page(request, token: str):
     (a page still open, a link sent by an earlier release): on to a short link of its own
     while the signed link is valid (TRACKING_LINK_MAX_AGE at most; then this view can go)."""
     scope = read_token(token)
-    found = _page_of(scope) if scope is not None else None
+    found = page_of(scope) if scope is not None else None
     if found is None:
         return _error(request)
     alert, contact = found
@@ -144,9 +142,9 @@ def _answer_choices():
 @require_GET
 def alert_state(request, token: str):
     """The polling fallback: the page's state as JSON."""
-    found = _resolve(token)
-    if found is None:
-        return _private(JsonResponse({"error": "invalid_link"}, status=404), csp=False)
+    found = _resolve(request, token)
+    if isinstance(found, int):
+        return _refused(found)
     alert, contact = found
     with translation.override(_language(contact)):
         return _private(JsonResponse(page_state(alert, contact)), csp=False)
@@ -155,12 +153,10 @@ def alert_state(request, token: str):
 @csrf_exempt
 @require_POST
 def alert_answer(request, token: str):
-    found = _resolve(token)
+    found = _resolve(request, token)
     wants_json = "application/json" in request.headers.get("Accept", "")
-    if found is None:
-        if wants_json:
-            return _private(JsonResponse({"error": "invalid_link"}, status=404), csp=False)
-        return _error(request)
+    if isinstance(found, int):
+        return _refused(found) if wants_json else _error(request, found)
     alert, contact = found
     translation.activate(_language(contact))
     answer = request.POST.get("answer", "")
@@ -237,9 +233,9 @@ async def _async_stream(watcher: _Watcher):
 @require_GET
 def alert_events(request, token: str):
     """Server-sent events: the page's state each time it changes, while the alert is open."""
-    found = _resolve(token)
-    if found is None:
-        return _private(HttpResponse(status=404), csp=False)
+    found = _resolve(request, token)
+    if isinstance(found, int):
+        return _private(HttpResponse(status=found), csp=False)
     alert, contact = found
     watcher = _Watcher(alert.pk, contact)
     # Under ASGI (balise serve) the stream is async and holds no thread; under WSGI a
