@@ -15,6 +15,9 @@ for a batch of messages (mint): in the alert's own transaction for the messages 
 to this process's dispatcher (balise.dispatch.outbox), else by the dispatcher that
 renders them. Links sent before random tokens (nine letters or digits derived from the
 alert) were stored the same way, and keep working until they expire.
+
+Guessing is slowed down per source (open_link, balise.throttle), never for everyone at
+once: that would let anyone shut the contacts out of their pages during an alert.
 """
 
 from __future__ import annotations
