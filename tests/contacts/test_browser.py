@@ -162,6 +162,6 @@ def test_live_page_follows_the_alert_and_the_answers(server, chromium, world):
 def test_a_bad_link_shows_a_plain_page_in_the_browser(server, chromium, world):
     base, _outbox = server
     page = chromium.new_page(viewport={"width": 360, "height": 640})
-    response = page.goto(f"{base}/a/forged-token")
+    response = page.goto(f"{base}/s/forged-token")
     assert response.status == 404
     assert "17" in page.inner_text("body") and "Camille" not in page.content()
