@@ -77,27 +77,22 @@ def test_the_association_link_a_closed_alert_and_an_expired_link_are_accessible(
     context.close()
 
 
-def test_the_busy_page_is_accessible(live_server, chromium, world, monkeypatch):
-    """The page a contact gets while the database is locked (balise.busy)."""
+@pytest.mark.parametrize("refusal", ["busy", "too_many_attempts"])
+def test_the_busy_and_too_many_attempts_pages_are_accessible(live_server, chromium, world, monkeypatch, settings,
+                                                             refusal):
+    """What a contact gets instead of her page while the database is locked (balise.busy),
+    or from a source that opened too many wrong links (balise.tracking.shortlinks)."""
     alert = raise_in_process(world, "emergency")
-    monkeypatch.setattr(views, "page_state", _locked)
+    if refusal == "busy":
+        monkeypatch.setattr(views, "page_state", _locked)
+    else:
+        settings.TRACKING_LINK_MAX_FAILURES = 0
+    status, words = {"busy": (503, "réessayez dans quelques secondes"),
+                     "too_many_attempts": (429, "réessayez dans quelques minutes")}[refusal]
     context = chromium.new_context(**PHONE)
     page = context.new_page()
     response = page.goto(f"{live_server.url}{page_link(alert, world.contacts[0])}")
-    assert response.status == 503 and "Camille" not in page.content()
-    assert "réessayez dans quelques secondes" in page.inner_text("h1")
-    assert axe_violations(page, "busy (503)") == []
-    context.close()
-
-
-def test_the_too_many_attempts_page_is_accessible(live_server, chromium, world, settings):
-    """What a source that opened too many wrong links gets (balise.tracking.shortlinks)."""
-    settings.TRACKING_LINK_MAX_FAILURES = 0
-    alert = raise_in_process(world, "emergency")
-    context = chromium.new_context(**PHONE)
-    page = context.new_page()
-    response = page.goto(f"{live_server.url}{page_link(alert, world.contacts[0])}")
-    assert response.status == 429 and "Camille" not in page.content()
-    assert "réessayez dans quelques minutes" in page.inner_text("h1")
-    assert axe_violations(page, "too many attempts (429)") == []
+    assert response.status == status and "Camille" not in page.content()
+    assert words in page.inner_text("h1")
+    assert axe_violations(page, f"{refusal} ({status})") == []
     context.close()
