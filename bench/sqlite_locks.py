@@ -3,7 +3,7 @@
 Starts `balise serve` (ASGI, with its dispatcher) on a fresh SQLite file named by a
 sqlite:/// DATABASE_URL, as the browser tests do, and drives it for --duration seconds
 with what a live alert brings at once: devices posting alerts then batches of fixes,
-contacts answering from their links (POST /a/<token>/answer) while their live pages
+contacts answering from their links (POST /s/<token>/answer) while their live pages
 listen (SSE). Prints the answers by status code and the server's "database unavailable"
 lines (a 503 with Retry-After: a lock held longer than the busy timeout, or a
 transaction refused at once).
@@ -70,13 +70,13 @@ async def drive(base: str, tokens: list[str], duration: float, statuses: collect
                     continue
                 alert_id = r.json()["id"]
                 contacts = await asyncio.to_thread(_contact_tokens, alert_id, Contact)
-                streams = [asyncio.create_task(_listen(client, f"{base}/a/{t}/events", stop)) for t in contacts[:2]]
+                streams = [asyncio.create_task(_listen(client, f"{base}/s/{t}/events", stop)) for t in contacts[:2]]
                 for round_ in range(3):
                     now = datetime.now(timezone.utc).isoformat()
                     await post("fixes", f"{base}/api/v1/alerts/{client_id}/fixes", headers=headers,
                                json={"fixes": [_fix(now), _fix(now)]})
                     t = contacts[round_ % len(contacts)]
-                    await post("answer", f"{base}/a/{t}/answer", data={"answer": "on_my_way"},
+                    await post("answer", f"{base}/s/{t}/answer", data={"answer": "on_my_way"},
                                headers={"Accept": "application/json"})
                 for task in streams:
                     task.cancel()
@@ -86,10 +86,11 @@ async def drive(base: str, tokens: list[str], duration: float, statuses: collect
 
 def _contact_tokens(alert_id: int, Contact) -> list[str]:
     from balise.alerts.models import Alert
-    from balise.tracking.tokens import make_token
+    from balise.tracking.shortlinks import short_url
 
-    person = Alert.objects.get(pk=alert_id).person_id
-    return [make_token(alert_id, c) for c in Contact.objects.filter(person_id=person).values_list("pk", flat=True)]
+    alert = Alert.objects.get(pk=alert_id)
+    return [short_url(alert, c).rsplit("/", 1)[1]
+            for c in Contact.objects.filter(person_id=alert.person_id).values_list("pk", flat=True)]
 
 
 async def _listen(client, url: str, stop: float) -> None:

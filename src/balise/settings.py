@@ -301,6 +301,9 @@ ALERT_BUDGET_ASSOCIATION = env_budget("BALISE_ALERT_BUDGET_ASSOCIATION", "1000/5
 TRACKING_LINK_TTL_AFTER_CLOSE = env_int("BALISE_TRACKING_LINK_TTL_AFTER_CLOSE", 24 * 3600)
 # ... and never live longer than this in total.
 TRACKING_LINK_MAX_AGE = env_int("BALISE_TRACKING_LINK_MAX_AGE", 7 * 24 * 3600)
+# Unknown or expired links allowed per source within 15 minutes before contact pages
+# answer "too many attempts" to it (balise.tracking.shortlinks).
+TRACKING_LINK_MAX_FAILURES = env_int("BALISE_TRACKING_LINK_MAX_FAILURES", 30)
 
 # Contact pages (balise.tracking): consent links last this long; the map's tile server
 # ({z}/{x}/{y} template, empty for none: the page works without tiles); offline place

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.utils import timezone
 
@@ -12,6 +13,7 @@ from balise.alerts.actions import FixIn, create_alert
 from balise.alerts.models import Alert
 from balise.dispatch.dispatcher import Dispatcher
 from balise.dispatch.models import Delivery, EscalationTimer
+from balise.tracking.shortlinks import short_url
 from tests.spine.helpers import RecordingProvider, drain
 
 LYON = (45.7578, 4.8320)
@@ -28,6 +30,12 @@ def raise_alert(world, kind: str, *, lat: float = LYON[0], lon: float = LYON[1],
     )
     assert created
     return alert
+
+
+def page_link(alert: Alert, contact=None) -> str:
+    """The path of a new short link to CONTACT's live page of ALERT (None: the on-call line's),
+    as the SMS carry it."""
+    return urlsplit(short_url(alert, contact.pk if contact else None)).path
 
 
 class Rig:

@@ -1,7 +1,7 @@
 """axe-core on the contact pages that test_screens does not reach, on a phone in the
 light and the dark scheme: the consent page once accepted and once declined, the
-association's own link to the live page, a closed alert's page, an expired link, and
-the busy page (503). Any serious or critical violation fails; `pytest -s` prints the
+association's own link to the live page, a closed alert's page, an expired link, the
+busy page (503) and the "too many attempts" page (429). Any serious or critical violation fails; `pytest -s` prints the
 counts per page and scheme."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from balise.alerts.actions import resolve_alert
 from balise.alerts.models import Alert
 from balise.people.models import Contact
 from balise.tracking import views
-from balise.tracking.tokens import make_consent_token, make_token
+from balise.tracking.tokens import make_consent_token
 from tests.contacts.axe import PHONE, axe_violations
+from tests.contacts.helpers import page_link
 from tests.contacts.helpers import raise_alert as raise_in_process
 from tests.contacts.test_browser import _link_for, server  # noqa: F401 (fixture)
 from tests.contacts.test_busy_database import _locked
@@ -70,20 +71,28 @@ def test_the_association_link_a_closed_alert_and_an_expired_link_are_accessible(
     Alert.objects.filter(client_id=client_id).update(
         closed_at=timezone.now() - timedelta(seconds=settings.TRACKING_LINK_TTL_AFTER_CLOSE + 60))
     response = page.goto(contact_link)
-    assert response.status == 410 and "Camille" not in page.content()
+    assert response.status == 404 and "Camille" not in page.content()
     expect(page.locator("h1")).to_have_text("Ce lien n'est pas valide ou a expiré.")
     assert axe_violations(page, "expired link") == []
     context.close()
 
 
-def test_the_busy_page_is_accessible(live_server, chromium, world, monkeypatch):
-    """The page a contact gets while the database is locked (balise.busy)."""
+@pytest.mark.parametrize("refusal", ["busy", "too_many_attempts"])
+def test_the_busy_and_too_many_attempts_pages_are_accessible(live_server, chromium, world, monkeypatch, settings,
+                                                             refusal):
+    """What a contact gets instead of her page while the database is locked (balise.busy),
+    or from a source that opened too many wrong links (balise.tracking.shortlinks)."""
     alert = raise_in_process(world, "emergency")
-    monkeypatch.setattr(views, "page_state", _locked)
+    if refusal == "busy":
+        monkeypatch.setattr(views, "page_state", _locked)
+    else:
+        settings.TRACKING_LINK_MAX_FAILURES = 0
+    status, words = {"busy": (503, "réessayez dans quelques secondes"),
+                     "too_many_attempts": (429, "réessayez dans quelques minutes")}[refusal]
     context = chromium.new_context(**PHONE)
     page = context.new_page()
-    response = page.goto(f"{live_server.url}/a/{make_token(alert.pk, world.contacts[0].pk)}")
-    assert response.status == 503 and "Camille" not in page.content()
-    assert "réessayez dans quelques secondes" in page.inner_text("h1")
-    assert axe_violations(page, "busy (503)") == []
+    response = page.goto(f"{live_server.url}{page_link(alert, world.contacts[0])}")
+    assert response.status == status and "Camille" not in page.content()
+    assert words in page.inner_text("h1")
+    assert axe_violations(page, f"{refusal} ({status})") == []
     context.close()

@@ -8,8 +8,7 @@ import logging
 from django.db import OperationalError
 
 from balise.tracking import actions
-from balise.tracking.tokens import make_token
-from tests.contacts.helpers import raise_alert
+from tests.contacts.helpers import page_link, raise_alert
 
 
 def _locked(*args, **kwargs):
@@ -18,7 +17,7 @@ def _locked(*args, **kwargs):
 
 def test_an_answer_on_a_busy_database_is_a_503_to_retry(client, world, monkeypatch, caplog):
     alert = raise_alert(world, "prevention")
-    url = f"/a/{make_token(alert.pk, world.contacts[0].pk)}/answer"
+    url = f"{page_link(alert, world.contacts[0])}/answer"
     monkeypatch.setattr(actions, "answer_alert", _locked)
     with caplog.at_level(logging.WARNING):
         as_json = client.post(url, {"answer": "on_my_way"}, HTTP_ACCEPT="application/json")
@@ -41,6 +40,6 @@ def test_other_errors_are_not_taken_for_a_busy_database(client, world, monkeypat
 
     monkeypatch.setattr(actions, "answer_alert", broken)
     client.raise_request_exception = False
-    r = client.post(f"/a/{make_token(alert.pk, world.contacts[0].pk)}/answer", {"answer": "on_my_way"},
+    r = client.post(f"{page_link(alert, world.contacts[0])}/answer", {"answer": "on_my_way"},
                     HTTP_ACCEPT="application/json")
     assert r.status_code == 500

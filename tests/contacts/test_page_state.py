@@ -14,6 +14,7 @@ from balise.alerts.models import Alert
 from balise.dispatch import messages
 from balise.dispatch.messages import first_sms, septets, sms_parts
 from balise.dispatch.models import Delivery
+from balise.inbound.actions import call_event
 from balise.tracking import present
 from balise.tracking.actions import answer_alert
 from balise.tracking.places import Place, bearing_deg
@@ -112,6 +113,38 @@ def test_the_carriers_delivery_reports_are_shown(world):
     assert text.startswith(f"Alert SMS delivered to {names[0]}; sent to {names[2]}, ")
     assert text.endswith(f"(no delivery report yet); not delivered to {names[1]}.")
     assert "SMS d'alerte délivré à " + names[0] in state(alert, world.contacts[0], "fr")["reached_text"]
+
+
+def test_the_calls_outcomes_are_shown(world):
+    """Each contact's latest call as the provider's callbacks recorded it: ringing,
+    answered by a person, voicemail, no answer, busy, failed."""
+    alert = raise_alert(world, "emergency")
+    first = Delivery.objects.get(alert=alert, channel="voice")  # the first contact; the others as escalation calls them
+
+    def call_to(contact):
+        return Delivery.objects.create(alert=alert, contact=contact, recipient=contact.phone, channel="voice",
+                                       purpose=Delivery.Purpose.ESCALATION, state=Delivery.State.SENT)
+
+    calls = [first, *(call_to(c) for c in world.contacts[1:])]
+    for call, (status, answered_by) in zip(calls, [("in-progress", "human"), ("completed", "machine_start"),
+                                                    ("no-answer", ""), ("busy", ""), ("ringing", "")]):
+        assert call_event(str(call.pk), status=status, answered_by=answered_by) == "recorded"
+    names = [c.name for c in world.contacts]
+    french = state(alert, world.contacts[0], "fr")["reached_text"]
+    assert (f"Appel à {names[0]} : décroché. Appel à {names[1]} : messagerie vocale. "
+            f"Appel à {names[2]} : pas de réponse. Appel à {names[3]} : occupé. Appel à {names[4]} : sonne.") in french
+    english = state(alert, world.contacts[0])["reached_text"]
+    assert f"Call to {names[0]}: answered. Call to {names[1]}: voicemail. Call to {names[2]}: no answer." in english
+    # A call the provider refused, then the next call to her: her latest call is what counts.
+    Delivery.objects.filter(pk=calls[4].pk).update(state=Delivery.State.FAILED)
+    assert f"Call to {names[4]}: failed." in state(alert, world.contacts[0])["reached_text"]
+    later = call_to(world.contacts[4])
+    assert call_event(str(later.pk), status="in-progress", answered_by="human") == "recorded"
+    assert f"Call to {names[4]}: answered." in state(alert, world.contacts[0])["reached_text"]
+    # and the page hears of it: its fingerprint changes with a call's news
+    before = present.version(alert.pk)
+    call_event(str(calls[2].pk), status="in-progress", answered_by="human")
+    assert present.version(alert.pk) != before
 
 
 NAMES = ["Camille", "Marie-Christine Delacroix-Fontaine", "Anne-Charlotte de La Tour d'Auvergne-Lauraguais"]

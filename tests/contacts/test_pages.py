@@ -16,14 +16,15 @@ from balise.alerts.models import Alert
 from balise.dispatch.dispatcher import Dispatcher
 from balise.dispatch.models import Delivery
 from balise.people.actions import add_contact
-from balise.tracking.tokens import SALT, make_consent_token, make_token
-from tests.contacts.helpers import raise_alert
+from balise.tracking.models import LinkFailure, ShortLink
+from balise.tracking.shortlinks import mint
+from balise.tracking.tokens import SALT, make_consent_token
+from tests.contacts.helpers import page_link, raise_alert
 from tests.personas import CANCEL_PIN
 from tests.spine.helpers import RecordingProvider, drain
 
 
-def link(alert, contact):
-    return f"/a/{make_token(alert.pk, contact.pk if contact else None)}"
+link = page_link
 
 
 def assert_plain_error(response, status, world):
@@ -95,33 +96,78 @@ def test_duress_shows_the_truth_to_contacts(client, world):
     assert state["status"] == "duress" and state["active"]
 
 
-def test_tampered_foreign_and_expired_links_get_a_plain_error(client, world, other_world, settings):
+def test_altered_foreign_unknown_and_expired_links_get_the_same_plain_error(client, world, other_world, settings):
+    settings.TRACKING_LINK_MAX_FAILURES = 1000  # (many wrong links from one source: see the next test)
     alert = raise_alert(world, "prevention")
-    token = make_token(alert.pk, world.contacts[0].pk)
-    # tampered: one character changed, or a forged payload
-    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
-    forged = signing.dumps([alert.pk, world.contacts[0].pk], salt="another-salt", compress=True)
-    # foreign: a contact of another person, with a valid signature
-    foreign = make_token(alert.pk, other_world.contacts[0].pk)
-    for bad in (tampered, forged, foreign, "x", "a" * 300):
+    token = link(alert, world.contacts[0]).rsplit("/", 1)[1]
+    # altered: one character changed; a legacy signed link on the short path
+    altered = token[:-1] + ("A" if token[-1] != "A" else "B")
+    signed = signing.dumps([alert.pk, world.contacts[0].pk], salt=SALT, compress=True)
+    # foreign: a stored link whose contact is another person's
+    foreign = mint([(alert.pk, other_world.contacts[0].pk)])[0].rsplit("/", 1)[1]
+    for bad in (altered, signed, foreign, "x", "a" * 300):
         for suffix in ("", "/state", "/events"):
-            r = client.get(f"/a/{bad}{suffix}")
+            r = client.get(f"/s/{bad}{suffix}")
             assert r.status_code == 404, (bad, suffix)
             assert b"Camille" not in r.content
-        r = client.post(f"/a/{bad}/answer", {"answer": "on_my_way"})
+        r = client.post(f"/s/{bad}/answer", {"answer": "on_my_way"})
         assert_plain_error(r, 404, world)
-    assert_plain_error(client.get(f"/a/{foreign}"), 404, world)
+    assert_plain_error(client.get(f"/s/{foreign}"), 404, world)
     assert not alert.acknowledgements.exists()
-    # expired: closed longer ago than the TTL
+    # expired: closed longer ago than the TTL (the same page: nothing says it ever worked)
     settings.TRACKING_LINK_TTL_AFTER_CLOSE = 3600
     cancel_alert(alert, CANCEL_PIN)
-    assert client.get(f"/a/{token}").status_code == 200  # still readable just after closing
+    assert client.get(f"/s/{token}").status_code == 200  # still readable just after closing
     Alert.objects.filter(pk=alert.pk).update(closed_at=timezone.now() - timedelta(hours=2))
-    assert_plain_error(client.get(f"/a/{token}"), 410, world)
-    assert client.get(f"/a/{token}/state").status_code == 410
+    unknown = client.get("/s/Zz23456789")
+    assert_plain_error(client.get(f"/s/{token}"), 404, world)
+    assert client.get(f"/s/{token}").content == unknown.content
+    assert client.get(f"/s/{token}/state").status_code == 404
     # and too old, whatever the alert
-    settings.TRACKING_LINK_MAX_AGE = -1
-    assert_plain_error(client.get(f"/a/{make_token(alert.pk, world.contacts[1].pk)}"), 404, world)
+    Alert.objects.filter(pk=alert.pk).update(closed_at=timezone.now())
+    assert client.get(f"/s/{token}").status_code == 200
+    ShortLink.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert_plain_error(client.get(f"/s/{token}"), 404, world)
+    assert client.get(f"/s/{token}").content == unknown.content
+
+
+def test_a_legacy_signed_link_leads_to_a_short_link_until_it_expires(client, world, settings):
+    """/a/<signed [alert id, contact id]>, what earlier releases opened the page at (a page
+    still open during the upgrade reloads there): on to a short link of its own."""
+    alert = raise_alert(world, "prevention")
+    signed = signing.dumps([alert.pk, world.contacts[0].pk], salt=SALT, compress=True)
+    r = client.get(f"/a/{signed}")
+    assert r.status_code == 302
+    path = r["Location"].split(settings.SITE_URL, 1)[1]
+    assert path.startswith("/s/") and str(alert.pk) not in path and ":" not in path
+    assert "Camille" in client.get(path).content.decode()
+    assert_plain_error(client.get(f"/a/{signed[:-1]}x"), 404, world)
+    settings.TRACKING_LINK_MAX_AGE = -1  # signed links older than this are refused
+    assert_plain_error(client.get(f"/a/{signed}"), 404, world)
+
+
+def test_guessing_links_is_slowed_down_per_source(client, world, settings):
+    settings.TRACKING_LINK_MAX_FAILURES = 3
+    alert = raise_alert(world, "prevention")
+    path = link(alert, world.contacts[0])
+    for _ in range(5):
+        assert client.get(path).status_code == 200  # opening her own link costs nothing
+    for guess in ("Zz23456782", "Zz23456783", "Zz23456784"):
+        assert client.get(f"/s/{guess}").status_code == 404
+    # past the limit, this source is refused whatever it sends, her own link too
+    refused = client.get(path)
+    assert_plain_error(refused, 429, world)
+    assert "réessayez dans quelques minutes" in refused.content.decode() and "112" in refused.content.decode()
+    state = client.get(f"{path}/state")
+    assert (state.status_code, state.json()) == (429, {"error": "too_many_attempts"})
+    assert client.post(f"{path}/answer", {"answer": "on_my_way"}).status_code == 429
+    assert not alert.acknowledgements.exists()
+    # another source is not held back (no cap on everyone: that would shut every contact out)
+    assert client.get(path, REMOTE_ADDR="192.0.2.7").status_code == 200
+    # the source is kept as a hash, and forgotten once the window has passed
+    assert not LinkFailure.objects.filter(source__contains="127.0.0.1").exists()
+    LinkFailure.objects.update(at=timezone.now() - timedelta(minutes=16))
+    assert client.get(path).status_code == 200
 
 
 def test_contact_a_cannot_answer_as_contact_b(client, world):
@@ -132,11 +178,11 @@ def test_contact_a_cannot_answer_as_contact_b(client, world):
 
 def test_tokens_never_reach_the_logs(client, world, caplog):
     alert = raise_alert(world, "prevention")
-    token = make_token(alert.pk, world.contacts[0].pk)
+    token = link(alert, world.contacts[0]).rsplit("/", 1)[1]
     with caplog.at_level("DEBUG"):
-        client.get(f"/a/{token}x")
-        client.get(f"/a/{token}")
-        client.post(f"/a/{token}x/answer", {"answer": "on_my_way"})
+        client.get(f"/s/{token}x")
+        client.get(f"/s/{token}")
+        client.post(f"/s/{token}x/answer", {"answer": "on_my_way"})
     assert token not in caplog.text
 
 
@@ -243,7 +289,8 @@ def test_consent_links_bad_or_for_a_changed_number_are_refused(client, newcomer)
     world, contact = newcomer
     token = make_consent_token(contact)
     assert client.get(f"/c/{token}x").status_code == 404
-    assert client.get(f"/c/{make_token(1, contact.pk)}").status_code == 404  # an alert link is not a consent link
+    signed = signing.dumps([1, contact.pk], salt=SALT, compress=True)
+    assert client.get(f"/c/{signed}").status_code == 404  # an alert link is not a consent link
     contact.phone = "+33698765433"
     contact.save()
     r = client.get(f"/c/{token}")

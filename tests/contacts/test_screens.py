@@ -245,6 +245,6 @@ def test_the_consent_page_names_its_sender_and_what_declining_means(server, chro
     assert world.association.name in sender and "04 72 00 00 00" in sender
     assert "vous parviendront quand même" in page.inner_text("#refuse-means")
     assert axe_violations(page, "consent form") == []
-    page.goto(f"{base}/a/not-a-valid-link")
+    page.goto(f"{base}/s/not-a-valid-link")
     assert axe_violations(page, "unknown link") == []
     context.close()

@@ -7,7 +7,6 @@ import json
 import re
 import time
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -16,6 +15,7 @@ from django.utils import timezone
 
 from balise.devices.models import Device
 from balise.integrations.flic.models import FlicButton, FlicSettings
+from balise.tracking.shortlinks import ALPHABET
 
 SERIAL = "BC44-B06243"
 BUTTON_UUID = "336c33540c134a929824e41c0bd3c377"
@@ -79,16 +79,14 @@ def ago(seconds: float) -> datetime:
     return timezone.now() - timedelta(seconds=seconds)
 
 
-SHORT_LINK = re.compile(r"https?://[^/\s]+(/s/[0-9A-Za-z]{9})(?=\s)")
+SHORT_LINK = re.compile(rf"https?://[^/\s]+(/s/[{ALPHABET}]{{10}})(?=\s)")
 
 
 def page_behind(client, sms_text: str) -> str:
-    """The contact's live page that the short link of SMS_TEXT opens (the first SMS
+    """The contact's live page, served at the short link of SMS_TEXT (the first SMS
     carries a place name and the link; the coordinates are on the page)."""
     found = SHORT_LINK.search(sms_text)
     assert found, sms_text
-    opened = client.get(found.group(1))
-    assert opened.status_code == 302, opened.status_code
-    page = client.get(urlsplit(opened["Location"]).path)
+    page = client.get(found.group(1))
     assert page.status_code == 200
     return page.content.decode()

@@ -3,26 +3,31 @@
 The first SMS of every alert fits one GSM 7-bit part (160 septets) in French and in
 English, with the longest realistic names (person, place, site address): who, what,
 where when it fits, the short link and what to do. Every other SMS template is counted
-too. The short link is nine letters or digits, stored hashed, opening the contact's
-live page until it expires."""
+too. The short link is a random token of ten letters or digits, stored hashed, at
+which the contact's live page is served until it expires."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from datetime import timedelta
 
 import pytest
+from django.apps import apps
+from django.core import signing
+from django.db import models
 from django.utils import timezone, translation
 
-from balise.alerts.models import Acknowledgement
+from balise.alerts.models import Acknowledgement, Alert
 from balise.dispatch import messages
 from balise.dispatch.messages import GSM7, first_sms, render, septets, sms_parts
 from balise.tracking.actions import answer_alert
 from balise.tracking.models import ShortLink
 from balise.tracking.places import Place
-from balise.tracking.shortlinks import read_short_token, short_url
-from tests.contacts.helpers import raise_alert
+from balise.tracking.shortlinks import ALPHABET, read_short_token, short_url
+from balise.tracking.tokens import SALT
+from tests.contacts.helpers import Rig, raise_alert
 from tests.personas import make_world
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +37,7 @@ SITE = "https://alerte.france-victimes-69.fr"  # (a longer address leaves less r
 NAMES = ["Camille", "Marie-Christine Delacroix-Fontaine", "Anne-Charlotte de La Tour d'Auvergne-Lauraguais"]
 LONGEST_PLACE = Place("Saint-Remy-en-Bouzemont-Saint-Genest-et-Isson", "Grand Est", "FR", 0.4)
 KINDS = ["prevention", "emergency", "alarm", "test"]
-LINK = re.compile(re.escape(SITE) + r"/s/([0-9A-Za-z]{9})(?=\s)")
+LINK = re.compile(re.escape(SITE) + rf"/s/([{ALPHABET}]{{10}})(?=\s)")
 
 
 @pytest.fixture
@@ -123,25 +128,70 @@ def test_every_sms_template_is_counted(site, far_away):
     assert sms_parts("ê") == 1 and sms_parts("ê" * 71) == 2  # UCS-2: 70, then 67 per part
 
 
-def test_a_short_link_opens_the_contacts_page_and_stores_only_its_hash(site, client):
-    world, alert = alert_of("Camille")
+def stored_anywhere(text: str) -> list[str]:
+    """The columns of any table that hold TEXT."""
+    found = []
+    for model in apps.get_models():
+        for field in model._meta.concrete_fields:
+            if isinstance(field, (models.CharField, models.TextField)) and \
+                    model._default_manager.filter(**{f"{field.attname}__contains": text}).exists():
+                found.append(f"{model._meta.label}.{field.name}")
+    return found
+
+
+def test_the_sms_link_is_a_random_stored_hashed_token_at_which_the_page_is_served(site, client, world):
+    rig = Rig()
+    try:
+        alert = raise_alert(world, "emergency")
+        rig.drain()
+        texts = {m.to: m.text for m in rig.sent(alert, channel="sms")}
+    finally:
+        rig.close()
     contact = world.contacts[0]
-    url = short_url(alert, contact.pk)
-    token = url.rsplit("/", 1)[1]
-    assert re.fullmatch(r"[0-9A-Za-z]{9}", token)
-    assert short_url(alert, contact.pk) == url  # the same link in every message to her
-    assert short_url(alert, world.contacts[1].pk) != url
-    (row,) = ShortLink.objects.filter(alert=alert, contact=contact)
-    assert token not in row.token_hash and len(row.token_hash) == 64
-    opened = client.get(f"/s/{token}")
-    assert opened.status_code == 302 and opened["Location"].startswith(f"{SITE}/a/")
-    page = client.get(opened["Location"][len(SITE):])
-    assert page.status_code == 200 and "Camille" in page.content.decode()
-    assert client.get(f"/s/{token[:-1]}x").status_code == 404
+    token = LINK.search(texts[contact.phone]).group(1)
+    assert len(token) == 10 and set(token) <= set(ALPHABET)
+    assert len({LINK.search(t).group(1) for t in texts.values()}) == len(texts)  # a link per message
+    # stored hashed: the raw token is nowhere in the database
+    assert stored_anywhere(token) == []
+    row = ShortLink.objects.get(token_hash=hashlib.sha256(token.encode()).hexdigest())
+    assert (row.alert_id, row.contact_id) == (alert.pk, contact.pk)
+    # the page is served at the link itself: the address she keeps has no id, no signed blob
+    page = client.get(f"/s/{token}", follow=True)
+    assert page.status_code == 200 and page.redirect_chain == [] and "Camille" in page.content.decode()
+    assert page.request["PATH_INFO"] == f"/s/{token}" and ":" not in token
+    with pytest.raises(signing.BadSignature):
+        signing.loads(token, salt=SALT)
+    # her answer from the page comes back to the same address
+    answered = client.post(f"/s/{token}/answer", {"answer": "on_my_way"})
+    assert answered.status_code == 302 and answered["Location"] == f"/s/{token}?answered=1"
+    assert alert.acknowledgements.get().contact == contact
+    # unknown and expired: the same plain "not valid or expired" page, 404
+    unknown = client.get(f"/s/{token[:-1]}{'a' if token[-1] != 'a' else 'b'}")
+    assert unknown.status_code == 404 and "Camille" not in unknown.content.decode()
     assert client.get("/s/not-a-token-at-all").status_code == 404
     ShortLink.objects.filter(pk=row.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert client.get(f"/s/{token}").status_code == 410
-    assert read_short_token(token)[1] is True
+    expired = client.get(f"/s/{token}")
+    assert expired.status_code == 404 and expired.content == unknown.content
+    assert read_short_token(token) is None
+
+
+def test_links_sent_before_random_tokens_open_the_page_until_they_expire(site, client, world):
+    """The nine-character links of earlier releases (derived, stored as their SHA-256)."""
+    alert = raise_alert(world, "emergency")
+    old = "aB3dE0gH1"
+    ShortLink.objects.create(token_hash=hashlib.sha256(old.encode()).hexdigest(), alert=alert,
+                             contact=world.contacts[1], expires_at=timezone.now() + timedelta(days=1))
+    page = client.get(f"/s/{old}")
+    assert page.status_code == 200 and "Camille" in page.content.decode()
+    Alert.objects.filter(pk=alert.pk).update(state=Alert.State.RESOLVED, closed_at=timezone.now() - timedelta(days=2))
+    assert client.get(f"/s/{old}").status_code == 404  # the page's own rule: a day after closing
+
+
+def test_each_message_gets_its_own_link_to_the_same_page(site, world):
+    alert = raise_alert(world, "emergency")
+    first, second = short_url(alert, world.contacts[0].pk), short_url(alert, world.contacts[0].pk)
+    assert first != second
+    assert read_short_token(first.rsplit("/", 1)[1]) == read_short_token(second.rsplit("/", 1)[1])
 
 
 def test_first_sms_keeps_the_link_and_what_to_do_even_with_a_very_long_address(site, far_away, settings):

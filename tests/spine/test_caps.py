@@ -19,9 +19,12 @@ from django.utils import timezone
 from balise.alerts import budget
 from balise.alerts.actions import FixIn, acknowledge_alert, cancel_alert, create_alert, resolve_alert
 from balise.alerts.models import Alert, AlertBudget, AlertEvent, JoinedPress
+from balise.dispatch import wakeup
+from balise.dispatch.dispatcher import Dispatcher
 from balise.dispatch.messages import render
 from balise.dispatch.models import Delivery, EscalationTimer
 from tests.personas import DURESS_PIN, another_holder, make_world
+from tests.spine.helpers import RecordingProvider
 
 ON_CALL = "+33472000000"
 
@@ -271,11 +274,20 @@ def test_the_bucket_holds_across_connections(settings, clock):
 def test_raising_an_alert_stays_a_few_statements(world):
     """The latency-critical path: one read (a retry, an alert to join), the two budget
     UPDATEs in a transaction of their own (the association's row is not held during the
-    alert's), then the alert's transaction."""
+    alert's), then the alert's transaction, its messages handed to this process's
+    dispatcher (balise serve; its loop does not run here)."""
     resolve_alert(raise_alert(world.device))  # the buckets exist, as they do in steady state
     device = type(world.device).objects.select_related("holder", "association").get(pk=world.device.pk)
-    with CaptureQueriesContext(connection) as ctx:
-        raise_alert(device)
+    here = Dispatcher(name="here", providers=[RecordingProvider()], workers=1)
+    here.pool.shutdown()
+    here.accepting = True
+    wakeup.local_dispatcher = here
+    try:
+        with CaptureQueriesContext(connection) as ctx:
+            raise_alert(device)
+    finally:
+        wakeup.local_dispatcher = None
+        here.close()
     # (PostgreSQL writes the read, a UNION of the retry and the alert to join, as "(SELECT ...)")
     statements = [q["sql"].lstrip("(").split()[0] for q in ctx.captured_queries
                   if not q["sql"].startswith(("SAVEPOINT", "RELEASE", "BEGIN", "COMMIT", "NOTIFY"))]

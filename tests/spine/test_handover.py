@@ -18,6 +18,8 @@ from balise.dispatch import wakeup
 from balise.dispatch.dispatcher import Dispatcher, run_in_thread
 from balise.dispatch.models import Delivery
 from balise.providers.base import OutgoingMessage, SendResult
+from balise.tracking.models import ShortLink
+from balise.tracking.shortlinks import read_short_token
 from tests.spine.helpers import RecordingProvider, drain
 from tests.spine.loopback import wait_until
 
@@ -66,6 +68,10 @@ def test_deliveries_are_leased_in_the_alerts_transaction_and_sent_at_once(world)
         thread.join(10)
     assert sorted(m.key for m in provider.sent) == sorted(str(d.id) for d in rows)
     assert all(m.text for m in provider.sent)
+    # The SMS carry the links made in the alert's transaction: the dispatcher made none.
+    links = [m.text.split("/s/")[1].split()[0] for m in provider.sent if m.channel == "sms"]
+    assert links and all(read_short_token(t) for t in links)
+    assert ShortLink.objects.filter(alert=alert).count() == len(links)
     assert AlertEvent.objects.filter(alert=alert, kind="delivery_sent").count() == len(rows)
     assert wakeup.local_dispatcher is None
 
@@ -92,4 +98,7 @@ def test_a_hand_over_lost_with_its_process_is_claimed_when_the_lease_expires(wor
     drain(survivor)
     assert sorted(m.key for m in provider.sent) == sorted(rows), "each sent once, with its own key"
     assert {(d.state, d.attempts) for d in Delivery.objects.filter(alert=alert)} == {("sent", 2)}
+    # Their links died with the lost process (only their hashes were stored): new ones, that open her page.
+    links = [m.text.split("/s/")[1].split()[0] for m in provider.sent if m.channel == "sms"]
+    assert links and all(read_short_token(t).alert_id == alert.pk for t in links)
     survivor._shutdown()  # (as run() does when it stops: its threads give their connections back)

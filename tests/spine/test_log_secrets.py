@@ -17,9 +17,8 @@ from django.test import Client
 
 from balise.asgi import application  # (sets logging up again: before the log is captured)
 from balise.logfilter import MaskSecrets, mask
-from balise.tracking.shortlinks import short_token
-from balise.tracking.tokens import make_call_token, make_consent_token, make_token
-from tests.contacts.helpers import deliveries, raise_alert, signed_post
+from balise.tracking.tokens import make_call_token, make_consent_token
+from tests.contacts.helpers import deliveries, page_link, raise_alert, signed_post
 from tests.spine.loopback import free_port, wait_until
 
 PYTEST_HANDLERS = ("_pytest.",)
@@ -88,13 +87,13 @@ FLIC_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJmbGljIn0.c2lnbmF0dXJlLW9mLWZsaWM"
 PAIRING_CODE = "KQ7WXRM4TZ"
 
 
-def _secrets(world, alert, call_token: str) -> list[str]:
+def _secrets(world, link: str, call_token: str) -> list[str]:
     phones = []
     for contact in world.contacts:
         national = "0" + contact.phone[3:]  # +33612345601 -> 0612345601
         phones += [contact.phone, national, " ".join([national[:2], *re.findall("..", national[2:])])]
-    return [make_token(alert.pk, world.contacts[0].pk), make_consent_token(world.contacts[0]), call_token,
-            world.token, short_token(alert, world.contacts[0].pk), FLIC_KEY, FLIC_JWT, PAIRING_CODE, *phones]
+    return [link, make_consent_token(world.contacts[0]), call_token, world.token, FLIC_KEY, FLIC_JWT, PAIRING_CODE,
+            *phones]
 
 
 def _run_uvicorn(port: int):
@@ -112,34 +111,33 @@ def test_error_paths_log_no_token_and_no_phone_number(world, written_log, monkey
     settings.ALLOWED_HOSTS = ["*"]
     alert = raise_alert(world, "emergency")
     call = deliveries(alert, channel="voice").get()
-    link, consent, call_token = make_token(alert.pk, world.contacts[0].pk), make_consent_token(world.contacts[0]), make_call_token(call.pk)
+    link = page_link(alert, world.contacts[0]).rsplit("/", 1)[1]  # the live page's short link
+    consent, call_token = make_consent_token(world.contacts[0]), make_call_token(call.pk)
     phone = world.contacts[0].phone
     client = Client(raise_request_exception=False)
     strict = Client(enforce_csrf_checks=True)
     status = {}
 
     # 404: unknown paths under real tokens
-    for path in (f"/a/{link}/nope", f"/c/{consent}/nope", f"/inbound/voice/{call_token}/nope"):
+    for path in (f"/s/{link}/nope", f"/c/{consent}/nope", f"/inbound/voice/{call_token}/nope"):
         status[path] = client.get(path).status_code
-    short = short_token(alert, world.contacts[0].pk)
-    status["short-404"] = client.get(f"/s/{short}/nope").status_code
     status["flic-private-404"] = client.get(f"/integrations/flic/p/{FLIC_KEY}/nope").status_code
     status["flic-private-bad"] = client.get(f"/integrations/flic/p/{FLIC_KEY}/").status_code
     status["flic-webview-bad"] = client.get(f"/integrations/flic/page/?token={FLIC_JWT}").status_code
     status["pair-bad-code"] = client.post("/api/v1/pair", {"code": PAIRING_CODE}, content_type="application/json").status_code
     # 405
-    status["put"] = client.put(f"/a/{link}").status_code
+    status["put"] = client.put(f"/s/{link}").status_code
     status["get-callback"] = client.get(f"/inbound/voice/{call_token}").status_code
     status["get-status"] = client.get(f"/inbound/status/{call_token}").status_code
     # CSRF failures
-    status["csrf-a"] = strict.post(f"/a/{link}", {"phone": phone}).status_code
+    status["csrf-a"] = strict.post(f"/s/{link}", {"phone": phone}).status_code
     status["csrf-recording"] = strict.post(f"/inbound/voice/{call_token}/recording").status_code
     # bad signatures
     status["unsigned-call"] = client.post(f"/inbound/voice/{call_token}", {"Digits": "1"}).status_code
     status["unsigned-status"] = client.post(f"/inbound/status/{call_token}", {"MessageStatus": "delivered"}).status_code
     status["unsigned-sms"] = client.post("/inbound/sms", {"From": phone, "Body": "OK"}).status_code
     # invalid tokens, in the path and in a query
-    status["bad-link"] = client.get(f"/a/{link}x?token={link}").status_code
+    status["bad-link"] = client.get(f"/s/{link}x?token={link}").status_code
     status["bad-consent"] = client.get(f"/c/{consent}x").status_code
     status["bad-device"] = client.post("/api/v1/alerts", "{}", content_type="application/json",
                                        HTTP_AUTHORIZATION=f"Bearer {world.token}x").status_code
@@ -148,7 +146,7 @@ def test_error_paths_log_no_token_and_no_phone_number(world, written_log, monkey
 
     # 500s inside views, with the secrets in the exception's message
     def boom(*args, **kwargs):
-        raise RuntimeError(f"cannot reach {phone} (06 12 34 56 01) for /a/{link} with Bearer {world.token}")
+        raise RuntimeError(f"cannot reach {phone} (06 12 34 56 01) for /s/{link} with Bearer {world.token}")
 
     def pairing_boom(code, *args, **kwargs):
         raise RuntimeError(f"cannot pair {{'code': '{code}'}} from /integrations/flic/p/{FLIC_KEY}/ ({FLIC_KEY})")
@@ -158,44 +156,43 @@ def test_error_paths_log_no_token_and_no_phone_number(world, written_log, monkey
     monkeypatch.setattr("balise.inbound.actions.sms_reply", boom)
     monkeypatch.setattr("balise.tracking.views._resolve", boom)
     status["500-sms"] = signed_post(client, "/inbound/sms", {"From": phone, "Body": "OK"}).status_code
-    status["500-page"] = client.get(f"/a/{link}").status_code
+    status["500-page"] = client.get(f"/s/{link}").status_code
 
     # uvicorn's access log and error log, from a real server
     port = free_port()
     server, thread = _run_uvicorn(port)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            status["uvicorn-404"] = http.get(f"/a/{link}/nope").status_code
+            status["uvicorn-404"] = http.get(f"/s/{link}/nope").status_code
             status["uvicorn-consent"] = http.get(f"/c/{consent}/nope?token={consent}").status_code
-            status["uvicorn-short"] = http.get(f"/s/{short}/nope").status_code
             status["uvicorn-flic"] = http.get(f"/integrations/flic/page/?token={FLIC_JWT}").status_code
-            status["uvicorn-500"] = http.get(f"/a/{link}", headers={"Authorization": f"Bearer {world.token}"}).status_code
+            status["uvicorn-500"] = http.get(f"/s/{link}", headers={"Authorization": f"Bearer {world.token}"}).status_code
     finally:
         server.should_exit = True
         thread.join(timeout=60)
 
     assert status == {
-        f"/a/{link}/nope": 404, f"/c/{consent}/nope": 404, f"/inbound/voice/{call_token}/nope": 404,
+        f"/s/{link}/nope": 404, f"/c/{consent}/nope": 404, f"/inbound/voice/{call_token}/nope": 404,
         "put": 405, "get-callback": 405, "csrf-a": 403, "csrf-recording": 403, "unsigned-call": 403,
         "unsigned-sms": 403, "bad-link": 404, "bad-consent": 404, "bad-device": 401, "device-bad-body": 400,
         "500-sms": 500, "500-page": 500, "uvicorn-404": 404, "uvicorn-consent": 404, "uvicorn-500": 500,
-        "short-404": 404, "flic-private-404": 404, "flic-private-bad": 404, "flic-webview-bad": 401,
+        "flic-private-404": 404, "flic-private-bad": 404, "flic-webview-bad": 401,
         "pair-bad-code": 400, "get-status": 405, "unsigned-status": 403, "500-pair": 500,
-        "uvicorn-short": 404, "uvicorn-flic": 401,
+        "uvicorn-flic": 401,
     }, status
     text = written_log.getvalue()
     # the paths were logged (masked), so the check below is not vacuous
-    for logged in ("Not Found: /a/***/nope", "Not Found: /c/***/nope", "Method Not Allowed (PUT): /a/***",
-                   "Forbidden (CSRF cookie not set.): /a/***", "Internal Server Error: /inbound/sms",
-                   "Internal Server Error: /a/***", "RuntimeError: cannot reach [phone] ([phone]) for /a/***",
-                   "refused a callback without a valid signature", '"GET /a/***/nope HTTP/1.1" 404',
-                   '"GET /c/***/nope?token=*** HTTP/1.1" 404', "Not Found: /s/***/nope",
+    for logged in ("Not Found: /s/***/nope", "Not Found: /c/***/nope", "Method Not Allowed (PUT): /s/***",
+                   "Forbidden (CSRF cookie not set.): /s/***", "Internal Server Error: /inbound/sms",
+                   "Internal Server Error: /s/***", "RuntimeError: cannot reach [phone] ([phone]) for /s/***",
+                   "refused a callback without a valid signature", '"GET /s/***/nope HTTP/1.1" 404',
+                   '"GET /c/***/nope?token=*** HTTP/1.1" 404',
                    "Not Found: /integrations/flic/p/***/nope", "Method Not Allowed (GET): /inbound/status/***",
                    "Internal Server Error: /api/v1/pair", "cannot pair {'code': '***'} from /integrations/flic/p/***/",
-                   '"GET /s/***/nope HTTP/1.1" 404', '"GET /integrations/flic/page/?token=*** HTTP/1.1" 401'):
+                   '"GET /integrations/flic/page/?token=*** HTTP/1.1" 401'):
         assert logged in text, logged
     flat = re.sub(r"[ .\-]", "", text)
-    for secret in _secrets(world, alert, call_token):
+    for secret in _secrets(world, link, call_token):
         assert secret not in text, secret
         assert re.sub(r"[ .\-]", "", secret) not in flat, secret
 

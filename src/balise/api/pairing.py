@@ -7,8 +7,9 @@ from ninja import Router, Schema, Status
 
 from balise.api.errors import error_response
 from balise.api.schemas import ErrorOut
-from balise.console.pairing import PairingError, exchange, source_key
+from balise.console.pairing import PairingError, exchange
 from balise.staff.network import client_ip
+from balise.throttle import source_key
 
 router = Router(tags=["pairing"])
 

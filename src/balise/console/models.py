@@ -3,6 +3,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from balise.labels import moment, staff_name
+from balise.throttle import Failure
 
 
 class AuditEntry(models.Model):
@@ -132,11 +133,8 @@ class PairingCode(models.Model):
             "device": self.device, "time": moment(self.created_at)}
 
 
-class PairingFailure(models.Model):
+class PairingFailure(Failure):
     """A wrong pairing code, kept a while to slow down guessing (per source and overall)."""
-
-    source = models.CharField(_("source of the request"), max_length=64, db_index=True)
-    at = models.DateTimeField(_("date and time"), db_index=True)
 
     class Meta:
         verbose_name = _("wrong pairing code")

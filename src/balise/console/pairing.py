@@ -23,6 +23,7 @@ from django.utils import timezone
 from balise.console.models import PairingCode, PairingFailure
 from balise.devices.actions import issue_token, revoke_tokens
 from balise.devices.models import Device
+from balise.throttle import count_failure, too_many
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 10
@@ -53,11 +54,6 @@ def _hash(code: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), b"pairing:" + normalize(code).encode(), hashlib.sha256).hexdigest()
 
 
-def source_key(address: str) -> str:
-    """The rate-limit key of a caller: a hash of her address (no address is stored)."""
-    return hashlib.sha256((address or "?").encode()).hexdigest()[:32]
-
-
 def create_code(device: Device, user, now: datetime | None = None) -> str:
     """A new code for DEVICE (earlier unused ones stop working); returned once, never stored."""
     now = now or timezone.now()
@@ -70,16 +66,12 @@ def create_code(device: Device, user, now: datetime | None = None) -> str:
 
 
 def _limited(source: str, now: datetime) -> bool:
-    since = now - timedelta(seconds=settings.PAIRING_CODE_TTL)
-    recent = PairingFailure.objects.filter(at__gte=since)
-    return (recent.filter(source=source).count() >= settings.PAIRING_MAX_FAILURES
-            or recent.count() >= settings.PAIRING_MAX_FAILURES_TOTAL)
+    return too_many(PairingFailure, source, now, timedelta(seconds=settings.PAIRING_CODE_TTL),
+                    settings.PAIRING_MAX_FAILURES, settings.PAIRING_MAX_FAILURES_TOTAL)
 
 
 def _fail(source: str, now: datetime, code: str, status: int) -> PairingError:
-    with transaction.atomic():
-        PairingFailure.objects.create(source=source, at=now)
-        PairingFailure.objects.filter(at__lt=now - timedelta(days=1)).delete()
+    count_failure(PairingFailure, source, now)
     return PairingError(code, status)
 
 

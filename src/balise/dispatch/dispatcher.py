@@ -44,7 +44,7 @@ from django.utils import timezone
 from balise.alerts.models import Alert, AlertEvent, LocationFix
 from balise.db import for_update
 from balise.dispatch import extra_timers, health, leases, outbox, periodic, wakeup
-from balise.dispatch.messages import UNDELIVERABLE, links_of, prepare_links, render
+from balise.dispatch.messages import UNDELIVERABLE, prepare_links, render
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from balise.dispatch.plans import Send, plan_for
 from balise.providers.base import (
@@ -412,9 +412,9 @@ class Dispatcher:
     def _jobs(self, rows: list[Delivery], fixes: dict[int, LocationFix]) -> list[Job]:
         """A job per row; a row whose message cannot be built is recorded as a fault."""
         jobs = []
-        try:  # the links of the SMS, stored in one statement (else one by one as rendered)
+        try:  # the links of the SMS not made when written, in one statement (else one by one as rendered)
             with contained():
-                prepare_links(links_of(rows))
+                prepare_links(rows)
         except Exception as exc:
             if is_outage(exc):
                 raise
@@ -448,7 +448,7 @@ class Dispatcher:
                                       language=d.language, alert_id=0, alert_kind="", purpose=d.purpose)
             return Job(d.id, 0, d.attempts, message)
         text = render(d.template, channel=d.channel, language=d.language, alert=d.alert, contact_id=d.contact_id,
-                      fix=fix)
+                      fix=fix, link=d.page_link)
         message = OutgoingMessage(
             key=str(d.id), channel=d.channel, to=d.recipient, text=text, language=d.language,
             alert_id=d.alert_id, alert_kind=d.alert.kind, purpose=d.purpose,

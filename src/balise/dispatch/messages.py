@@ -11,10 +11,10 @@ from django.utils.translation import gettext as _
 
 # What the apps above dispatch provide, set in their AppConfig.ready() (dispatch imports
 # nothing from them): the nearest place of a position, (lat, lon, wait) -> a place with
-# .label() and .name, or None (balise.tracking.places.nearest); and the short link of a
-# contact's live page of an alert, (alert, contact id) -> URL (balise.tracking.shortlinks).
-# And, to store the links of a batch of messages in one statement before they are
-# rendered, [(alert id, contact id), ...] -> None (balise.tracking.shortlinks.prepare).
+# .label() and .name, or None (balise.tracking.places.nearest); a new short link to a
+# contact's live page of an alert, (alert, contact id) -> URL; and new links for a batch
+# of messages in one statement, [(alert id, contact id), ...] -> [URL, ...]
+# (balise.tracking.shortlinks.short_url and mint).
 place_finder = None
 link_maker = None
 links_preparer = None
@@ -29,15 +29,14 @@ def nearest(lat, lon, wait: float = 0.0):
 LINKED_TEMPLATES = frozenset({"alert", "duress", "ack", "reply_unclear"})
 
 
-def prepare_links(pairs) -> None:
-    if links_preparer is not None and pairs:
-        links_preparer(pairs)
-
-
-def links_of(rows) -> list[tuple[int, int | None]]:
-    """(alert id, contact id) of the deliveries ROWS whose words carry a short link."""
-    return [(d.alert_id, d.contact_id) for d in rows
-            if d.alert_id and d.channel == "sms" and d.template in LINKED_TEMPLATES]
+def prepare_links(rows) -> None:
+    """Give the deliveries ROWS whose words carry a short link, and have none yet, a link
+    each (Delivery.page_link), made in one statement; render uses it."""
+    todo = [d for d in rows if d.alert_id and d.channel == "sms" and d.template in LINKED_TEMPLATES
+            and not d.page_link]
+    if links_preparer is not None and todo:
+        for d, url in zip(todo, links_preparer([(d.alert_id, d.contact_id) for d in todo])):
+            d.page_link = url
 
 
 def short_url(alert, contact_id) -> str:
@@ -171,7 +170,13 @@ def voice_parts(alert, fix, wait: float = 0.0) -> tuple[str, str, str]:
     return intro, _where_spoken(fix, wait), prompt
 
 
-def render(template: str, *, channel: str, language: str, alert, contact_id, fix) -> str:
+def render(template: str, *, channel: str, language: str, alert, contact_id, fix, link: str = "") -> str:
+    """The words of one message. LINK: the short link it carries, if already made
+    (prepare_links); else a new one is made here for the templates that carry one."""
+
+    def page() -> str:
+        return link or short_url(alert, contact_id)
+
     with translation.override(language):
         name = alert.person.display_name
         if template in ("alert", "duress") and channel == "voice":
@@ -188,7 +193,7 @@ def render(template: str, *, channel: str, language: str, alert, contact_id, fix
             head = _("Balise TEST from %(name)s: the button works. No action needed.") % {"name": name}
             return _finish(channel, f"{head} {_where(fix)}")
         elif template == "ack":
-            return _finish(channel, _ack_notice(alert, contact_id))
+            return _finish(channel, _ack_notice(alert, page()))
         elif template == UNDELIVERABLE:
             return _finish(channel, undeliverable_notice(name))
         elif template == "pin_locked":
@@ -197,14 +202,14 @@ def render(template: str, *, channel: str, language: str, alert, contact_id, fix
             return _finish(channel, _over_budget_notice(template, name))
         elif template == "reply_unclear":
             return _finish(channel, _("Balise: several alerts reached you; answer from the link of each: %(link)s") % {
-                "link": short_url(alert, contact_id)})
+                "link": page()})
         else:
             raise ValueError(f"unknown message template {template!r}")
         if channel == "sms":
             own = alert.person.prevention_text if template == "alert" and alert.kind == "prevention" else ""
             if own and not alert.duress:
-                return own_words_sms(alert, fix, short_url(alert, contact_id), own)
-            return first_sms(alert, fix, short_url(alert, contact_id))
+                return own_words_sms(alert, fix, page(), own)
+            return first_sms(alert, fix, page())
         todo = _("Call 17 or 112 (deaf or unable to speak: SMS 114).")
         return _finish(channel, f"{head} {_where(fix)} {todo}")
 
@@ -351,13 +356,13 @@ def _over_budget_notice(template: str, name: str) -> str:
              "them; every one still reaches this line. Check the back-office.")
 
 
-def _ack_notice(alert, contact_id) -> str:
+def _ack_notice(alert, link: str) -> str:
     """Someone is on it: the first answer that acknowledged the alert."""
     ack = (alert.acknowledgements.exclude(answer="cannot_help").select_related("contact").order_by("at", "id").first())
     who = responder_name(ack) if ack else _("Someone")
     what = answer_words(ack.answer) if ack else answer_words("acknowledged")
     return _("Balise: %(who)s %(what)s for %(name)s. Follow: %(link)s") % {
-        "who": who, "what": what, "name": alert.person.display_name, "link": short_url(alert, contact_id),
+        "who": who, "what": what, "name": alert.person.display_name, "link": link,
     }
 
 

@@ -100,6 +100,10 @@ class Delivery(OutboxMessage):
             models.Index(fields=["state", "lease_until"]),
         ]
 
+    # (Not stored) the short link this SMS carries, made when the row was written or read
+    # (messages.prepare_links): only its hash is kept, so it lives on this object.
+    page_link = ""
+
     # Purposes of messages that belong to no alert.
     STANDALONE = (Purpose.INVITATION, Purpose.CONTACT_NOTICE, Purpose.SUPERVISION)
 

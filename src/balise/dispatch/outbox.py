@@ -117,14 +117,16 @@ def _write(rows: list[Delivery], now) -> None:
     commit when there is one (see balise.dispatch.wakeup), else left for any to claim."""
     if not rows:
         return
-    # The short links their SMS will carry, in the same transaction: one statement here
-    # rather than a write transaction of the dispatcher's per batch (see messages.links_of).
-    messages.prepare_links(messages.links_of(rows))
     local = wakeup.local_dispatcher
     if local is None or not local.accepting:
         Delivery.objects.bulk_create(rows)
         wake_dispatchers()
         return
+    # The short links their SMS will carry, in the same transaction: one statement here
+    # rather than a write transaction of the dispatcher's per batch. Only for rows handed
+    # to this process's dispatcher: the links live on these objects (only their hashes
+    # are stored), and a dispatcher that claims rows from the database makes its own.
+    messages.prepare_links(rows)
     lease_until = now + timedelta(seconds=settings.DISPATCH_LEASE_SECONDS)
     for d in rows:
         d.state, d.lease_owner, d.lease_until, d.attempts = Delivery.State.SENDING, local.name, lease_until, 1

@@ -10,8 +10,8 @@ class Config(AppConfig):
         # What the messages of an alert show (balise.dispatch imports nothing from here).
         from balise.dispatch import messages
         from balise.tracking.places import nearest
-        from balise.tracking.shortlinks import prepare, short_url
+        from balise.tracking.shortlinks import mint, short_url
 
         messages.place_finder = nearest
         messages.link_maker = short_url
-        messages.links_preparer = prepare
+        messages.links_preparer = mint

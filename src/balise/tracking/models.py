@@ -2,12 +2,16 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from balise.labels import moment
+from balise.throttle import Failure
+
 
 class ShortLink(models.Model):
-    """The short link of an alert's SMS (/s/<token>, balise.tracking.shortlinks): a
-    9-character token standing for one contact's live page of one alert, so that the
-    first SMS fits one part and shows no internal id. Only the token's SHA-256 is
-    stored; the link stops working when the page's own link would (expires_at)."""
+    """A short link of an alert's SMS (/s/<token>, balise.tracking.shortlinks): a random
+    token at which one contact's live page of one alert is served, short enough for the
+    first SMS to fit one part, showing no internal id. Only the token's SHA-256 is
+    stored; the link stops working at expires_at, or with the page (a while after the
+    alert closed)."""
 
     token_hash = models.CharField(_("token hash"), max_length=64, unique=True)
     alert = models.ForeignKey("alerts.Alert", verbose_name=_("alert"), on_delete=models.CASCADE,
@@ -23,3 +27,16 @@ class ShortLink(models.Model):
 
     def __str__(self) -> str:
         return _("short link to %(alert)s") % {"alert": self.alert}
+
+
+class LinkFailure(Failure):
+    """A contact page asked for with an unknown or expired short link, kept a while to slow
+    down guessing (per source only: a cap on everyone would let anyone shut the contacts
+    out of their pages during an alert)."""
+
+    class Meta:
+        verbose_name = _("wrong contact link")
+        verbose_name_plural = _("wrong contact links")
+
+    def __str__(self) -> str:
+        return _("wrong contact link on %(time)s") % {"time": moment(self.at)}

@@ -14,8 +14,9 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 
 from balise.alerts.models import Acknowledgement, Alert, LocationFix
+from balise.console.timeline import carrier_sentence
 from balise.dispatch.messages import responder_name
-from balise.dispatch.models import Delivery
+from balise.dispatch.models import Channel, Delivery
 from balise.tracking.places import bearing_deg, nearest
 
 TRAIL_MAX = 200
@@ -35,10 +36,10 @@ def version(alert_id: int) -> tuple:
     a = Alert.objects.filter(pk=alert_id).values("state", "epoch", "duress").first()
     fixes = LocationFix.objects.filter(alert_id=alert_id).aggregate(n=Count("id"), last=Max("id"))
     acks = Acknowledgement.objects.filter(alert_id=alert_id).aggregate(n=Count("id"), last=Max("id"))
-    reports = Delivery.objects.filter(alert_id=alert_id, channel="sms").aggregate(
-        n=Count("id"), sent=Count("id", filter=Q(state=Delivery.State.SENT)), last=Max("carrier_updated_at"))
-    return (a and tuple(a.values()), fixes["n"], fixes["last"], acks["n"], acks["last"], reports["n"],
-            reports["sent"], reports["last"])
+    reports = Delivery.objects.filter(alert_id=alert_id).aggregate(
+        n=Count("id"), sent=Count("id", filter=Q(state=Delivery.State.SENT)),
+        failed=Count("id", filter=Q(state=Delivery.State.FAILED)), last=Max("carrier_updated_at"))
+    return (a and tuple(a.values()), fixes["n"], fixes["last"], acks["n"], acks["last"], *reports.values())
 
 
 def _clock(dt: datetime) -> str:
@@ -169,16 +170,26 @@ def _fix(latest: LocationFix, now: datetime) -> dict:
     }
 
 
-def _reached(alert: Alert) -> str:
-    """Whom the alert's SMS reached, from the carriers' delivery reports: "Alert SMS
-    delivered to Alex, Sam; sent to Lou (no delivery report yet); not delivered to Max."."""
-    from balise.dispatch.models import Delivery
+# What a call's carrier state tells a contact (the queued states tell her nothing).
+CALL_OUTCOMES = ("ringing", "answered", "voicemail", "no_answer", "busy", "failed")
 
+
+def _reached(alert: Alert) -> str:
+    """Whom the alert's SMS and calls reached, from the carriers' reports: "Alert SMS
+    delivered to Alex, Sam; sent to Lou (no delivery report yet); not delivered to Max.
+    Call to Alex: answered. Call to Sam: voicemail." (each contact's latest call)."""
     best: dict[str, str] = {}
+    calls: dict[str, str] = {}
     rank = {"failed": 0, "sent": 1, "delivered": 2}
-    rows = (Delivery.objects.filter(alert=alert, channel="sms", contact__isnull=False)
-            .exclude(purpose=Delivery.Purpose.NOTICE).select_related("contact").order_by("contact__position"))
+    rows = (Delivery.objects.filter(alert=alert, contact__isnull=False).exclude(purpose=Delivery.Purpose.NOTICE)
+            .select_related("contact").order_by("contact__position", "created_at", "id"))
     for d in rows:
+        name = d.contact.name
+        if d.channel == Channel.VOICE:
+            outcome = "failed" if d.state == Delivery.State.FAILED else d.carrier_state
+            if outcome in CALL_OUTCOMES:
+                calls[name] = outcome
+            continue
         if d.carrier_state == "delivered":
             state = "delivered"
         elif d.carrier_state in ("undelivered", "failed") or d.state == Delivery.State.FAILED:
@@ -187,7 +198,6 @@ def _reached(alert: Alert) -> str:
             state = "sent"
         else:
             continue
-        name = d.contact.name
         if rank[state] > rank.get(best.get(name, ""), -1):
             best[name] = state
     parts = []
@@ -197,10 +207,12 @@ def _reached(alert: Alert) -> str:
         names = [n for n, s in best.items() if s == state]
         if names:
             parts.append(words % {"names": ", ".join(names)})
-    if not parts:
-        return ""
-    text = "; ".join(parts)
-    return text[0].upper() + text[1:] + "."
+    sentences = []
+    if parts:
+        text = "; ".join(parts)
+        sentences.append(text[0].upper() + text[1:] + ".")
+    sentences += [carrier_sentence(Channel.VOICE, name, outcome) + "." for name, outcome in calls.items()]
+    return " ".join(sentences)
 
 
 def page_state(alert: Alert, contact, now: datetime | None = None) -> dict:

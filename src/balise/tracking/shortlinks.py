@@ -1,83 +1,46 @@
-"""Short links for SMS: /s/<token>, nine characters (letters and digits) that stand for
-one contact's live page of one alert.
+"""Short links for SMS: /s/<token>, the address of one contact's live page of one alert.
 
-The token is derived from the alert and the contact with the server's secret key
-(HMAC-SHA256, 62^9 ≈ 1.3e16 possible tokens): it cannot be guessed, shows no internal
-id, and is the same every time a message of that alert is written to that contact, so
-a message re-sent after a failure reads the same. The database keeps only its SHA-256,
-with the alert and contact it opens and when it stops working (as long as a signed
-link made at the same time would: TRACKING_LINK_MAX_AGE; the page itself also closes
-TRACKING_LINK_TTL_AFTER_CLOSE after the alert is closed). Opening it redirects to the
-page's signed link (balise.tracking.tokens), which the page's scripts use.
+The token is random (secrets): LENGTH characters from an alphabet without look-alikes
+(no 0/O/o, 1/I/l), about 58 bits. It cannot be guessed, says nothing of the alert or
+the contact, and the page is served at that very address (balise.tracking.views): what
+the contact keeps in her address bar is the link of her SMS, no internal id, no signed
+blob. The database keeps only the token's SHA-256 (hash_token, as for device tokens),
+with the alert and contact it opens and when it stops working: TRACKING_LINK_MAX_AGE
+after it was made; the page also closes TRACKING_LINK_TTL_AFTER_CLOSE after the alert
+is closed (present.link_expired).
+
+Since only the hash is kept, a token cannot be found again: each message that carries
+the link gets one of its own (all open the same page). They are made in one statement
+for a batch of messages (mint): in the alert's own transaction for the messages handed
+to this process's dispatcher (balise.dispatch.outbox), else by the dispatcher that
+renders them. Links sent before random tokens (nine letters or digits derived from the
+alert) were stored the same way, and keep working until they expire.
+
+Guessing is slowed down per source (open_link, balise.throttle), never for everyone at
+once: that would let anyone shut the contacts out of their pages during an alert.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import string
-import threading
-from collections import OrderedDict
-from datetime import timedelta
+import secrets
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from balise.tracking.models import ShortLink
+from balise.alerts.models import Alert
+from balise.devices.models import hash_token
+from balise.people.models import Contact
+from balise.throttle import count_failure, too_many
+from balise.tracking.models import LinkFailure, ShortLink
+from balise.tracking.present import link_expired
 from balise.tracking.tokens import LinkScope
 
-ALPHABET = string.digits + string.ascii_letters
-LENGTH = 9
-_SHAPE = re.compile(rf"[0-9A-Za-z]{{{LENGTH}}}")
-_DERIVATION = b"balise.tracking.shortlink.v1"
-
-
-def _token(alert_id: int, contact_id: int | None) -> str:
-    key = hmac.new(settings.SECRET_KEY.encode(), _DERIVATION, hashlib.sha256).digest()
-    n = int.from_bytes(hmac.new(key, f"{alert_id}:{contact_id or 0}".encode(), hashlib.sha256).digest(), "big")
-    chars = []
-    for _ in range(LENGTH):
-        n, digit = divmod(n, len(ALPHABET))
-        chars.append(ALPHABET[digit])
-    return "".join(chars)
-
-
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-# Hashes this process stored or found stored (bounded): the messages of an alert ask for
-# the same links again and again (a re-send, an escalation, a notice), and the dispatcher
-# stores a batch's links in one statement (prepare) before it renders them.
-_KNOWN_MAX = 20000
-_known: OrderedDict[str, None] = OrderedDict()
-_known_lock = threading.Lock()
-
-
-def _remember(digests) -> None:
-    with _known_lock:
-        for digest in digests:
-            _known[digest] = None
-            _known.move_to_end(digest)
-        while len(_known) > _KNOWN_MAX:
-            _known.popitem(last=False)
-
-
-def prepare(pairs) -> None:
-    """Store the links of PAIRS ((alert id, contact id or None), ...) in one statement,
-    those already there left as they are (the dispatcher, before rendering a batch)."""
-    expires = timezone.now() + timedelta(seconds=settings.TRACKING_LINK_MAX_AGE)
-    links = {}
-    for alert_id, contact_id in pairs:
-        digest = _digest(_token(alert_id, contact_id))
-        if digest not in _known:
-            links[digest] = ShortLink(token_hash=digest, alert_id=alert_id, contact_id=contact_id, expires_at=expires)
-    if links:
-        ShortLink.objects.bulk_create(links.values(), ignore_conflicts=True)
-        digests = list(links)
-        transaction.on_commit(lambda: _remember(digests))  # (at once outside a transaction)
+ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz"
+LENGTH = 10
+# (8 to 10: the nine-character links of earlier releases are read too)
+_SHAPE = re.compile(r"[0-9A-Za-z]{8,10}")
 
 
 def link_length() -> int:
@@ -85,35 +48,68 @@ def link_length() -> int:
     return len(f"{settings.SITE_URL}/s/") + LENGTH
 
 
-def short_token(alert, contact_id: int | None) -> str:
-    """The short token of ALERT's page for CONTACT_ID (None: the association's line),
-    stored (hashed) the first time it is asked for."""
-    token = _token(alert.pk, contact_id)
-    digest = _digest(token)
-    if digest in _known:
-        return token
-    expires = timezone.now() + timedelta(seconds=settings.TRACKING_LINK_MAX_AGE)
-    try:
-        ShortLink.objects.get_or_create(token_hash=_digest(token),
-                                        defaults={"alert_id": alert.pk, "contact_id": contact_id, "expires_at": expires})
-    except IntegrityError:  # written at the same instant by another thread: it is there
-        pass
-    else:
-        if not connection.in_atomic_block:  # (a transaction may yet roll it back)
-            _remember([digest])
-    return token
+def _url(token: str) -> str:
+    return f"{settings.SITE_URL}/s/{token}"
+
+
+def mint(pairs, now: datetime | None = None) -> list[str]:
+    """New short links for PAIRS ((alert id, contact id or None: the association's line),
+    ...), stored (hashed) in one statement; their URLs, in the same order. A token that
+    happened to exist already fails the statement like any database error (it is never
+    merged with another alert's link)."""
+    expires = (now or timezone.now()) + timedelta(seconds=settings.TRACKING_LINK_MAX_AGE)
+    tokens = ["".join(secrets.choice(ALPHABET) for _ in range(LENGTH)) for _ in pairs]
+    ShortLink.objects.bulk_create([
+        ShortLink(token_hash=hash_token(token), alert_id=alert_id, contact_id=contact_id, expires_at=expires)
+        for token, (alert_id, contact_id) in zip(tokens, pairs)])
+    return [_url(token) for token in tokens]
 
 
 def short_url(alert, contact_id: int | None) -> str:
-    return f"{settings.SITE_URL}/s/{short_token(alert, contact_id)}"
+    """A new link to ALERT's page for CONTACT_ID (None: the association's line): the one
+    function that makes a contact's link to her live page."""
+    return mint([(alert.pk, contact_id)])[0]
 
 
-def read_short_token(token: str, now=None) -> tuple[LinkScope, bool] | None:
-    """(the page it opens, expired) for a known token, None for any other string."""
+def read_short_token(token: str, now: datetime | None = None) -> LinkScope | None:
+    """The page a short link opens, or None for an unknown or expired one (alike)."""
     if not _SHAPE.fullmatch(token or ""):
         return None
-    link = ShortLink.objects.filter(token_hash=_digest(token)).values_list("alert_id", "contact_id", "expires_at").first()
-    if link is None:
+    link = (ShortLink.objects.filter(token_hash=hash_token(token), expires_at__gt=now or timezone.now())
+            .values_list("alert_id", "contact_id").first())
+    return LinkScope(*link) if link else None
+
+
+def page_of(scope: LinkScope, now: datetime | None = None):
+    """(alert, contact or None) of a link's scope, None when it no longer opens anything:
+    the alert closed too long ago (present.link_expired), a contact not hers."""
+    alert = Alert.objects.select_related("person", "association").filter(pk=scope.alert_id).first()
+    if alert is None or link_expired(alert, now or timezone.now()):
         return None
-    alert_id, contact_id, expires_at = link
-    return LinkScope(alert_id, contact_id), expires_at <= (now or timezone.now())
+    contact = None
+    if scope.contact_id is not None:
+        contact = Contact.objects.filter(pk=scope.contact_id, person_id=alert.person_id).first()
+        if contact is None:
+            return None
+    return alert, contact
+
+
+class TooManyAttempts(Exception):
+    """This source opened too many unknown or expired links lately (see open_link)."""
+
+
+FAILURE_WINDOW = timedelta(minutes=15)
+
+
+def open_link(token: str, source: str, now: datetime | None = None):
+    """(alert, contact or None) that the short link TOKEN opens, None for an unknown or
+    expired one, which counts against SOURCE (balise.throttle.source_key): past
+    TRACKING_LINK_MAX_FAILURES within FAILURE_WINDOW, TooManyAttempts whatever the token."""
+    now = now or timezone.now()
+    if too_many(LinkFailure, source, now, FAILURE_WINDOW, settings.TRACKING_LINK_MAX_FAILURES):
+        raise TooManyAttempts
+    scope = read_short_token(token, now)
+    found = page_of(scope, now) if scope is not None else None
+    if found is None:
+        count_failure(LinkFailure, source, now)
+    return found

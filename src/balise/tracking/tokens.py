@@ -1,9 +1,10 @@
-"""Links sent to contacts: /a/<token>, signed, scoped to one alert and one contact.
+"""Signed links: the consent page's (/c/<token>, scoped to one contact) and the calls'
+provider callbacks. The contact's live page is opened by a random short link instead
+(balise.tracking.shortlinks).
 
-The token is an HMAC-signed, timestamped payload (django.core.signing): it cannot be
-guessed or altered without the server's secret key, and it stops working
-TRACKING_LINK_MAX_AGE after it was made. The page also refuses it once the alert has
-been closed for longer than TRACKING_LINK_TTL_AFTER_CLOSE.
+A token here is an HMAC-signed, timestamped payload (django.core.signing): it cannot be
+guessed or altered without the server's secret key, and it stops working after a
+while.
 """
 
 import hashlib
@@ -13,21 +14,23 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core import signing
 
-SALT = "balise.tracking.link"
-
 
 @dataclass(frozen=True)
 class LinkScope:
+    """The page a link opens: one alert, for one contact (None: the association's line)."""
+
     alert_id: int
     contact_id: int | None
 
 
-def make_token(alert_id: int, contact_id: int | None) -> str:
-    return signing.dumps([alert_id, contact_id or 0], salt=SALT, compress=True)
+# -- the live page's address before short links served it: /a/<token> ------------------
+
+SALT = "balise.tracking.link"
 
 
 def read_token(token: str) -> LinkScope | None:
-    """Return the link's scope, or None for an expired, altered or foreign token."""
+    """The scope of an /a/ link of an earlier release (a signed [alert id, contact id],
+    valid TRACKING_LINK_MAX_AGE), or None for an expired, altered or foreign one."""
     try:
         alert_id, contact_id = signing.loads(token, salt=SALT, max_age=settings.TRACKING_LINK_MAX_AGE)
     except (signing.BadSignature, ValueError, TypeError):
@@ -35,10 +38,6 @@ def read_token(token: str) -> LinkScope | None:
     if not isinstance(alert_id, int) or not isinstance(contact_id, int):
         return None
     return LinkScope(alert_id, contact_id or None)
-
-
-def tracking_url(alert_id: int, contact_id: int | None) -> str:
-    return f"{settings.SITE_URL}/a/{make_token(alert_id, contact_id)}"
 
 
 # -- the consent page: /c/<token>, scoped to one contact -------------------------------

@@ -1,8 +1,10 @@
-"""Contact pages: the live alert page (/a/<token>) and the consent page (/c/<token>).
+"""Contact pages: the live alert page (/s/<token>, the short link of the contact's SMS)
+and the consent page (/c/<token>).
 
-The token in the URL is the only credential: it is signed, scoped to one alert and one
-contact (or to one contact for the consent page), and checked on every request. A bad,
-altered, foreign or expired token gets the same plain page, with nothing about anyone.
+The token in the URL is the only credential: random and stored hashed for the live
+page (balise.tracking.shortlinks), signed for the consent page; scoped to one alert and
+one contact (or to one contact), and checked on every request. A bad, foreign, unknown
+or expired token gets the same plain page (404), with nothing about anyone.
 Tokens never reach the logs: error responses are marked as already logged, and pages
 send no Referer to tile servers or maps apps.
 
@@ -29,10 +31,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from balise.alerts.models import Acknowledgement, Alert
-from balise.people.models import Contact
 from balise.people.phones import readable_phone
+from balise.staff.network import client_ip
+from balise.throttle import source_key
 from balise.tracking import actions
 from balise.tracking.present import link_expired, page_state, version
+from balise.tracking.shortlinks import TooManyAttempts, open_link, page_of, short_url
 from balise.tracking.tokens import make_consent_token, read_consent_token, read_token
 
 # An SSE stream checks for changes this often, sends the whole state at least this
@@ -69,7 +73,8 @@ def _private(response, *, csp: bool = True):
 
 
 def _error(request, status: int = 404):
-    return _private(render(request, "tracking/invalid.html", status=status))
+    template = "tracking/too_many.html" if status == 429 else "tracking/invalid.html"
+    return _private(render(request, template, status=status))
 
 
 def _language(contact) -> str:
@@ -77,30 +82,28 @@ def _language(contact) -> str:
     return contact.language if contact is not None else settings.LANGUAGE_CODE
 
 
-def _resolve(token: str):
-    """(alert, contact or None, expired) for a valid token, else None."""
-    scope = read_token(token)
-    if scope is None:
-        return None
-    alert = Alert.objects.select_related("person", "association").filter(pk=scope.alert_id).first()
-    if alert is None:
-        return None
-    contact = None
-    if scope.contact_id is not None:
-        contact = Contact.objects.filter(pk=scope.contact_id, person_id=alert.person_id).first()
-        if contact is None:
-            return None
-    return alert, contact, link_expired(alert, timezone.now())
+def _resolve(request, token: str):
+    """(alert, contact or None) of a live short link, else the status to answer: 404 for
+    an unknown or expired link (alike), 429 for a source that tried too many of them."""
+    try:
+        found = open_link(token, source_key(client_ip(request)))
+    except TooManyAttempts:
+        return 429
+    return found if found is not None else 404
+
+
+def _refused(status: int):
+    """What the page's scripts get instead of its state (see _resolve)."""
+    error = "too_many_attempts" if status == 429 else "invalid_link"
+    return _private(JsonResponse({"error": error}, status=status), csp=False)
 
 
 @require_GET
 def alert_page(request, token: str):
-    found = _resolve(token)
-    if found is None:
-        return _error(request)
-    alert, contact, expired = found
-    if expired:
-        return _error(request, 410)
+    found = _resolve(request, token)
+    if isinstance(found, int):
+        return _error(request, found)
+    alert, contact = found
     translation.activate(_language(contact))
     state = page_state(alert, contact)
     context = {
@@ -111,6 +114,19 @@ def alert_page(request, token: str):
         "answered": request.GET.get("answered") == "1",
     }
     return _private(render(request, "tracking/alert.html", context))
+
+
+@require_GET
+def legacy_page(request, token: str):
+    """/a/<signed [alert id, contact id]>, the page's address before short links served it
+    (a page still open, a link sent by an earlier release): on to a short link of its own
+    while the signed link is valid (TRACKING_LINK_MAX_AGE at most; then this view can go)."""
+    scope = read_token(token)
+    found = page_of(scope) if scope is not None else None
+    if found is None:
+        return _error(request)
+    alert, contact = found
+    return _private(redirect(short_url(alert, contact.pk if contact else None)))
 
 
 def _answer_choices():
@@ -126,10 +142,10 @@ def _answer_choices():
 @require_GET
 def alert_state(request, token: str):
     """The polling fallback: the page's state as JSON."""
-    found = _resolve(token)
-    if found is None or found[2]:
-        return _private(JsonResponse({"error": "invalid_link"}, status=404 if found is None else 410), csp=False)
-    alert, contact, _expired = found
+    found = _resolve(request, token)
+    if isinstance(found, int):
+        return _refused(found)
+    alert, contact = found
     with translation.override(_language(contact)):
         return _private(JsonResponse(page_state(alert, contact)), csp=False)
 
@@ -137,13 +153,11 @@ def alert_state(request, token: str):
 @csrf_exempt
 @require_POST
 def alert_answer(request, token: str):
-    found = _resolve(token)
+    found = _resolve(request, token)
     wants_json = "application/json" in request.headers.get("Accept", "")
-    if found is None or found[2]:
-        if wants_json:
-            return _private(JsonResponse({"error": "invalid_link"}, status=404 if found is None else 410), csp=False)
-        return _error(request, 404 if found is None else 410)
-    alert, contact, _expired = found
+    if isinstance(found, int):
+        return _refused(found) if wants_json else _error(request, found)
+    alert, contact = found
     translation.activate(_language(contact))
     answer = request.POST.get("answer", "")
     if answer not in actions.CONTACT_ANSWERS:
@@ -219,10 +233,10 @@ async def _async_stream(watcher: _Watcher):
 @require_GET
 def alert_events(request, token: str):
     """Server-sent events: the page's state each time it changes, while the alert is open."""
-    found = _resolve(token)
-    if found is None or found[2]:
-        return _private(HttpResponse(status=404 if found is None else 410), csp=False)
-    alert, contact, _expired = found
+    found = _resolve(request, token)
+    if isinstance(found, int):
+        return _private(HttpResponse(status=found), csp=False)
+    alert, contact = found
     watcher = _Watcher(alert.pk, contact)
     # Under ASGI (balise serve) the stream is async and holds no thread; under WSGI a
     # thread per stream.
@@ -255,21 +269,6 @@ def _consent_context(contact) -> dict:
     return {"contact": contact, "person": contact.person,
             "association_phone": readable_phone(contact.person.association.on_call_number)}
 
-
-
-@require_GET
-def short_link(request, token: str):
-    """/s/<token>, the link of an SMS: on to the contact's live page (see shortlinks)."""
-    from balise.tracking.shortlinks import read_short_token
-    from balise.tracking.tokens import tracking_url
-
-    found = read_short_token(token)
-    if found is None:
-        return _error(request)
-    scope, expired = found
-    if expired:
-        return _error(request, 410)
-    return _private(redirect(tracking_url(scope.alert_id, scope.contact_id)))
 
 
 @require_GET
