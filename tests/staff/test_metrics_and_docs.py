@@ -64,3 +64,15 @@ def test_the_schema_and_health_stay_public(world, anonymous):
     assert set(body) == {"status", "database", "dispatchers_alive", "backlog_age_s", "pending", "providers"}
     assert all(isinstance(v, (str, bool, int, float)) for k, v in body.items() if k != "providers")
     assert isinstance(body["providers"], dict)  # each provider's health (balise.providers.health)
+
+
+def test_the_public_health_does_not_read_the_latencies(world, anonymous):
+    """Anyone may poll /health: it counts and dates rows, it never reads the last five
+    minutes' deliveries (up to 20,000 rows) that /metrics reads for its quantiles."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        assert anonymous.get("/health").status_code in (200, 503)
+    assert not [q["sql"] for q in queries if '"sent_at"' in q["sql"] and "SELECT" in q["sql"]
+                and "MIN(" not in q["sql"].upper() and "COUNT(" not in q["sql"].upper()]

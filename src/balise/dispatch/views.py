@@ -9,7 +9,7 @@ from balise.providers import health as provider_health
 @require_GET
 def health(request):
     try:
-        snap = snapshot()
+        snap = snapshot(latencies=False)
     except DatabaseError:
         return JsonResponse({"status": "error", "database": False}, status=503)
     body = {
