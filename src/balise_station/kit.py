@@ -160,7 +160,7 @@ GREEN, RED, RESET = "\033[32m", "\033[31m", "\033[0m"
 
 def render(check: Check, colour: bool) -> str:
     mark = _("[ OK ]") if check.ok else _("[FAIL]")
-    line = f"{mark} {check.part}: {check.detail}"
+    line = mark + " " + _("{part}: {detail}").format(part=check.part, detail=check.detail)
     return f"{GREEN if check.ok else RED}{line}{RESET}" if colour else line
 
 
