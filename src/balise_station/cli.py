@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from balise_station import __version__
-from balise_station.config import BUTTON_KINDS, ConfigError, StationConfig, load_config
+from balise_station.config import BUTTON_KINDS, ConfigError, NoTokenError, StationConfig, load_config
 from balise_station.gestures import ButtonMode, DecodedGesture, GestureDecoder, TraceError, parse_trace
+from balise_station.i18n import _, activate_for, ngettext
 
 EXIT_OK, EXIT_DEGRADED, EXIT_USAGE = 0, 1, 2
 STATUS_CAPTURE_S = 0.5  # what `status` records to check the microphone (selftest records longer)
@@ -83,8 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     _setup_logging(cfg.log_level)
     if not cfg.buttons:
-        return _fail("no [[buttons]] in the configuration: add one with 'balise-station pair' "
-                     "or try 'balise-station simulate'")
+        return _fail(_("no [[buttons]] in the configuration: add one with 'balise-station buttons add' "
+                       "or try 'balise-station simulate'"))
     with contextlib.ExitStack() as stack:
         station = Station(cfg, modem_factory=_modem_factory(cfg, stack), test_mode=args.test or None)
         asyncio.run(_run_station(station))
@@ -97,9 +98,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     the server (a call that needs the token), the modem (an AT probe), the microphone."""
     try:
         cfg = load_config(args.config)
-    except ConfigError as exc:
-        if not str(exc).startswith("no device token"):
-            raise
+    except NoTokenError:
         cfg = load_config(args.config, need_token=False)  # not paired yet: status says so
     try:
         status: dict[str, Any] = json.loads(cfg.status_path.read_text())
@@ -109,7 +108,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                   "buttons": [{"name": b.name, "kind": b.kind, "hardware_id": b.address, "connected": False}
                               for b in cfg.buttons]}
     except (OSError, json.JSONDecodeError) as exc:
-        return _fail(f"cannot read {cfg.status_path}: {exc}")
+        return _fail(_("cannot read {path}: {error}").format(path=cfg.status_path, error=exc))
     if cfg.db_path.exists():
         from balise_station.outbox import Outbox
 
@@ -197,64 +196,84 @@ def _pid_alive(pid: Any) -> bool:
 
 def _ago(ts: float | None) -> str:
     if not ts:
-        return "never"
+        return _("never")
     s = int(time.time() - ts)
-    return f"{s} s ago" if s < 120 else (f"{s // 60} min ago" if s < 7200 else f"{s // 3600} h ago")
+    if s < 120:
+        return _("{n} s ago").format(n=s)
+    return _("{n} min ago").format(n=s // 60) if s < 7200 else _("{n} h ago").format(n=s // 3600)
 
 
 def _status_text(st: dict[str, Any], age: float) -> str:
     ck = st["checks"]
     if not st["started"]:
-        head = "station: NEVER STARTED (no status file in the state directory)"
+        head = _("station: NEVER STARTED (no status file in the state directory)")
     else:
-        head = (f"station {st.get('version')}: " + ("running" if st["running"] else f"NOT RUNNING (last seen {int(age)} s ago)")
-                + (" (test mode)" if st.get("test_mode") else ""))
+        head = (_("station {version}: running").format(version=st.get("version")) if st["running"] else
+                _("station {version}: NOT RUNNING (last seen {seconds} s ago)").format(
+                    version=st.get("version"), seconds=int(age)))
+        head += _(" (test mode)") if st.get("test_mode") else ""
     lines = [head]
     for b in st.get("buttons", []):
-        batt = f", battery {b['battery_percent']}%" if b.get("battery_percent") is not None else ""
-        state = "connected" if b["connected"] and st["running"] else "DISCONNECTED"
-        lines.append(f"button {b['name']} ({b.get('kind')}, {b.get('hardware_id')}): {state}{batt}"
-                     + (f" ({b['last_error']})" if b.get("last_error") and not b["connected"] else ""))
+        state = _("connected") if b["connected"] and st["running"] else _("DISCONNECTED")
+        if b.get("battery_percent") is not None:
+            state += _(", battery {percent}%").format(percent=b["battery_percent"])
+        if b.get("last_error") and not b["connected"]:
+            error = _("not found by scan") if b["last_error"] == "not found by scan" else b["last_error"]
+            state += f" ({error})"
+        lines.append(_("button {name} ({kind}, {address}): {state}").format(
+            name=b["name"], kind=b.get("kind"), address=b.get("hardware_id"), state=state))
     if not st.get("buttons"):
-        lines.append("buttons: NONE (add one with 'balise-station buttons add')")
-    token = {"accepted": "accepted by the server", "none": "NONE (pair the station: balise-station pair CODE)",
-             "refused": "REFUSED by the server (pair the station again)",
-             "not checked": "not checked (server unreachable)"}.get(ck["token"], ck["token"])
-    lines.append(f"token: {token}")
-    lines.append("server: " + ("reachable" if ck["server"] == "reachable" else "not checked" if ck["server"] == "not checked"
-                               else f"UNREACHABLE ({ck.get('server_error', '')})")
-                 + (", REFUSES THIS STATION'S TOKEN (pair the station again)"
-                    if st.get("token_refused") or ck["token"] == "refused" else "")
-                 + f"; station's last success {_ago(st.get('last_server_success_ts'))}")
+        lines.append(_("buttons: NONE (add one with 'balise-station buttons add')"))
+    token = {"accepted": _("accepted by the server"), "none": _("NONE (pair the station: balise-station pair CODE)"),
+             "refused": _("REFUSED by the server (pair the station again)"),
+             "not checked": _("not checked (server unreachable)")}.get(ck["token"], ck["token"])
+    lines.append(_("token: {state}").format(state=token))
+    server = (_("reachable") if ck["server"] == "reachable" else _("not checked") if ck["server"] == "not checked"
+              else _("UNREACHABLE ({error})").format(error=ck.get("server_error", "")))
+    if st.get("token_refused") or ck["token"] == "refused":
+        server += _(", REFUSES THIS STATION'S TOKEN (pair the station again)")
+    lines.append(_("server: {state}; station's last success {ago}").format(
+        state=server, ago=_ago(st.get("last_server_success_ts"))))
     q = st.get("queue", {})
     if q.get("alerts_refused"):
-        lines.append(f"ALERTS NOT ACCEPTED BY THE SERVER: {q['alerts_refused']} (kept, tried again; the modem "
-                     "texts the contacts when there is one)")
-    lines.append(f"queue: {q.get('alerts_pending', 0)} alert(s) waiting, {q.get('alerts_open', 0)} open, "
-                 f"{q.get('fixes_pending', 0)} fix(es), {q.get('dropped', 0)} refused by the server")
+        lines.append(_("ALERTS NOT ACCEPTED BY THE SERVER: {n} (kept, tried again; the modem texts the contacts "
+                       "when there is one)").format(n=q["alerts_refused"]))
+    lines.append(_("queue: {alerts} alert(s) waiting, {open} open, {fixes} fix(es), {dropped} refused by the server")
+                 .format(alerts=q.get("alerts_pending", 0), open=q.get("alerts_open", 0),
+                         fixes=q.get("fixes_pending", 0), dropped=q.get("dropped", 0)))
     modem = ck["modem"]
-    lines.append("modem: " + {"ok": "ok (answers AT)", "absent": "none configured"}.get(
-        modem, f"UNUSABLE ({ck.get('modem_error') or 'no answer'})" if modem == "unusable" else modem))
+    modem_text = {"ok": _("ok (answers AT)"), "absent": _("none configured"), "unknown": _("not checked yet"),
+                  "not running (simulated)": _("simulated, station not running")}.get(modem)
+    if modem_text is None:
+        modem_text = (_("UNUSABLE ({error})").format(error=ck.get("modem_error") or _("no answer"))
+                      if modem == "unusable" else modem)
+    lines.append(_("modem: {state}").format(state=modem_text))
     mic = ck["microphone"]
-    lines.append("microphone: " + {"disabled": "disabled", "recording": "in use by the recording in progress (not tested)",
-                                   "ok": f"ok ({ck.get('microphone_detail')})"}.get(
-        mic, f"UNUSABLE ({ck.get('microphone_detail')})"))
+    mic_text = {"disabled": _("disabled"), "recording": _("in use by the recording in progress (not tested)"),
+                "ok": _("ok ({detail})").format(detail=ck.get("microphone_detail"))}.get(
+        mic, _("UNUSABLE ({error})").format(error=ck.get("microphone_detail")))
+    lines.append(_("microphone: {state}").format(state=mic_text))
     ev = st.get("evidence") or {}
     recording = ev.get("recording_alerts") or []
     if ev and ev.get("enabled", True):
-        lines.append(
-            "evidence: "
-            + ("enrolled" if ev.get("enrolled", True) else "NOT ENROLLED" + (f": {ev['error']}" if ev.get("error") else ""))
-            + (f"; SERVER KEYS NOT FOLLOWED: {ev['keys_error']}" if ev.get("keys_error") else "")
-            + (f"; RECORDING ({len(recording)})" if recording else "")
-            + f"; {q.get('evidence_pending', 0)} record(s) waiting for upload"
-            + (f", {q['evidence_rejected']} REFUSED by the server (kept)" if q.get("evidence_rejected") else ""))
+        parts = [_("enrolled") if ev.get("enrolled", True) else
+                 _("NOT ENROLLED: {error}").format(error=ev["error"]) if ev.get("error") else _("NOT ENROLLED")]
+        if ev.get("keys_error"):
+            parts.append(_("SERVER KEYS NOT FOLLOWED: {error}").format(error=ev["keys_error"]))
+        if recording:
+            parts.append(_("RECORDING ({n})").format(n=len(recording)))
+        waiting = _("{n} record(s) waiting for upload").format(n=q.get("evidence_pending", 0))
+        if q.get("evidence_rejected"):
+            waiting += _(", {n} REFUSED by the server (kept)").format(n=q["evidence_rejected"])
+        parts.append(waiting)
+        lines.append(_("evidence: {state}").format(state="; ".join(parts)))
     contacts = st.get("contacts")
-    lines.append(f"contacts: {contacts if contacts is not None else 'NONE YET (the modem cannot help)'} (refreshed "
-                 f"{_ago(st.get('contacts_fetched_ts'))}); "
-                 f"location: {', '.join(st.get('location_sources') or []) or 'none'}")
+    lines.append(_("contacts: {n} (refreshed {ago}); location: {sources}").format(
+        n=contacts if contacts is not None else _("NONE YET (the modem cannot help)"),
+        ago=_ago(st.get("contacts_fetched_ts")),
+        sources=", ".join(st.get("location_sources") or []) or _("none")))
     if st.get("siren_playing"):
-        lines.append("siren: PLAYING")
+        lines.append(_("siren: PLAYING"))
     return "\n".join(lines)
 
 
@@ -271,7 +290,7 @@ def cmd_enrol(args: argparse.Namespace) -> int:
     try:
         key = load_or_create_device_key(cfg.device_key_path)
     except (OSError, CryptoError) as exc:
-        return _fail(f"evidence device key {cfg.device_key_path} unusable: {exc}")
+        return _fail(_("evidence device key {path} unusable: {error}").format(path=cfg.device_key_path, error=exc))
     outbox = Outbox(cfg.db_path)
 
     async def go() -> Any:
@@ -285,12 +304,12 @@ def cmd_enrol(args: argparse.Namespace) -> int:
         result = asyncio.run(go())
     finally:
         outbox.close()
-    print(f"device key: {key.fingerprint}")
+    print(_("device key: {fingerprint}").format(fingerprint=key.fingerprint))
     if not result.done:
-        print(f"not enrolled: {result.error}")
+        print(_("not enrolled: {error}").format(error=result.error))
         return EXIT_DEGRADED
-    print(f"server seal key (pinned): {result.keys.seal_fingerprint}")
-    print(f"server signing key (pinned): {result.keys.signing_fingerprint}")
+    print(_("server seal key (pinned): {fingerprint}").format(fingerprint=result.keys.seal_fingerprint))
+    print(_("server signing key (pinned): {fingerprint}").format(fingerprint=result.keys.signing_fingerprint))
     return EXIT_OK
 
 
@@ -308,6 +327,20 @@ def _write_secret(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _pair_refusal(status: int, body: Any) -> str:
+    """One line for a refused pairing, in the station's language: the server's error code,
+    not its English message, says which."""
+    error = body.get("error") if isinstance(body, dict) else None
+    known = {"invalid_code": _("pairing refused: unknown or already used code (ask the console for a new one)"),
+             "expired_code": _("pairing refused: this code has expired (ask the console for a new one)"),
+             "rate_limited": _("pairing refused: too many wrong codes from here; wait a minute and try again")}
+    if error in known:
+        return known[error]
+    message = body.get("message") if isinstance(body, dict) else ""
+    return _("pairing refused (HTTP {status}): {message}").format(
+        status=status, message=message or _("unexpected answer"))
+
+
 def _pair_with_code(args: argparse.Namespace) -> int:
     """Exchange the one-time code shown in the association's console for this station's
     device token, written mode 0600 to the state directory (or --token-file); then the
@@ -319,18 +352,17 @@ def _pair_with_code(args: argparse.Namespace) -> int:
     if args.config:
         cfg = load_config(args.config, need_token=False)
     server = args.server or (cfg.server.url if cfg else "")
-    if not server:
-        return _fail("pairing with a code needs --config station.toml (or --server URL and --token-file PATH)")
     token_path = Path(args.token_file) if args.token_file else (cfg.token_path if cfg else None)
-    if token_path is None:
-        return _fail("pairing with a code needs --config station.toml (or --server URL and --token-file PATH)")
+    if not server or token_path is None:
+        return _fail(_("pairing with a code needs --config station.toml (or --server URL and --token-file PATH)"))
     headers = {"User-Agent": f"balise-station/{__version__}", "Accept": "application/json"}
     url = server.rstrip("/") + "/api/v1/pair"
     for attempt in range(4):  # a busy server answers 503: the code is still good, try again
         try:
             r = httpx.post(url, json={"code": args.code}, timeout=10.0, headers=headers)
         except httpx.HTTPError as exc:
-            print(f"balise-station: cannot reach {server}: {type(exc).__name__}", file=sys.stderr)
+            print("balise-station: " + _("cannot reach {server}: {error}").format(
+                server=server, error=type(exc).__name__), file=sys.stderr)
             return EXIT_DEGRADED
         if r.status_code != 503 or attempt == 3:
             break
@@ -341,21 +373,22 @@ def _pair_with_code(args: argparse.Namespace) -> int:
         body = {}
     if r.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("token"), str) \
             or not body["token"] or any(c.isspace() for c in body["token"]):
-        message = body.get("message") if isinstance(body, dict) else ""
-        print(f"balise-station: pairing refused ({r.status_code}): {message or 'unexpected answer'}", file=sys.stderr)
+        print("balise-station: " + _pair_refusal(r.status_code, body), file=sys.stderr)
         return EXIT_DEGRADED
     token = body["token"]
     try:
         _write_secret(token_path, token + "\n")
     except OSError as exc:
-        return _fail(f"cannot write {token_path}: {exc.strerror}")
-    print(f"paired as {body.get('kind', 'device')} {body.get('device', '')}; token written to {token_path} (mode 600)")
+        return _fail(_("cannot write {path}: {error}").format(path=token_path, error=exc.strerror))
+    kind = {"station": _("station"), "phone": _("phone")}.get(body.get("kind", ""), _("device"))
+    print(_("paired as {kind} {device}; token written to {path} (mode 600)").format(
+        kind=kind, device=body.get("device", ""), path=token_path))
     if cfg is None:
-        print("set server.token_file to it; a running station takes it within a few seconds")
+        print(_("set server.token_file to it; a running station takes it within a few seconds"))
         return EXIT_OK
     if cfg.server.token and cfg.server.token_file is None:
-        print(f"warning: {args.config} sets server.token itself: remove it so that the new token is used",
-              file=sys.stderr)
+        print(_("warning: {config} sets server.token itself: remove it so that the new token is used")
+              .format(config=args.config), file=sys.stderr)
     return _download_contacts(cfg, server, token, headers)
 
 
@@ -371,7 +404,7 @@ def _download_contacts(cfg: StationConfig, server: str, token: str, headers: dic
         outbox.clear_contacts()
         retried = outbox.retry_refused()
         if retried:
-            print(f"{retried} alert(s) the server refused before will be sent again")
+            print(_("{n} alert(s) the server refused before will be sent again").format(n=retried))
         try:
             r = httpx.get(server.rstrip("/") + "/api/v1/contacts", timeout=10.0,
                           headers={**headers, "Authorization": f"Bearer {token}"})
@@ -379,13 +412,15 @@ def _download_contacts(cfg: StationConfig, server: str, token: str, headers: dic
         except (httpx.HTTPError, ValueError):
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("contacts"), list):
-            print("balise-station: contacts not downloaded (the station fetches them when it starts)", file=sys.stderr)
+            print("balise-station: " + _("contacts not downloaded (the station fetches them when it starts)"),
+                  file=sys.stderr)
             return EXIT_DEGRADED
         outbox.save_contacts(body)
     finally:
         outbox.close()
-    on_call = "yes" if (body.get("association") or {}).get("on_call_number") else "NONE"
-    print(f"contacts downloaded for the modem: {len(body['contacts'])}; association's on-call number: {on_call}")
+    on_call = _("yes") if (body.get("association") or {}).get("on_call_number") else _("NONE")
+    print(_("contacts downloaded for the modem: {n}; association's on-call number: {on_call}").format(
+        n=len(body["contacts"]), on_call=on_call))
     return EXIT_OK
 
 
@@ -393,7 +428,7 @@ def cmd_pair(args: argparse.Namespace) -> int:
     if args.code:
         return _pair_with_code(args)
     if not args.config:
-        return _fail("give a pairing code, or --config to scan for buttons")
+        return _fail(_("give a pairing code, or --config to scan for buttons"))
     if args.address:  # kept for old guides: the same as `buttons add --address`
         return _add_button(args.config, args.name, args.address, args.kind)
     args.seconds = args.scan_seconds
@@ -408,8 +443,12 @@ def _add_button(config: str, name: str, address: str, kind: str, bonded: str = "
     from balise_station.config_edit import add_button
 
     add_button(config, name, address, kind)  # ConfigError: one line, exit 2
-    print(f"button {name!r} ({kind}, {address.upper()}) added to {config}"
-          + (f"; bonding: {bonded}" if bonded else "") + "; restart the station")
+    bonding = {"bonded": _("bonded"), "not supported": _("not supported")}.get(bonded, bonded)
+    if bonded.startswith("failed: "):
+        bonding = _("failed: {error}").format(error=bonded.removeprefix("failed: "))
+    print((_("button '{name}' ({kind}, {address}) added to {config}; bonding: {bonding}; restart the station")
+           if bonded else _("button '{name}' ({kind}, {address}) added to {config}; restart the station"))
+          .format(name=name, kind=kind, address=address.upper(), config=config, bonding=bonding))
     return EXIT_OK
 
 
@@ -417,11 +456,12 @@ def cmd_buttons_add(args: argparse.Namespace) -> int:
     """Scans, lists the buttons nearby with their signal strength, then listens to them all:
     the button the volunteer presses is the one added (and bonded where it supports it)."""
     from balise_station.config import valid_address
+    from balise_station.config_edit import name_taken, not_an_address
 
     cfg = load_config(args.config, need_token=False)
     if args.address:
         if not valid_address(args.address):
-            return _fail(f"not a Bluetooth address: {args.address!r} (expected six pairs like AA:BB:CC:DD:EE:FF)")
+            return _fail(not_an_address(args.address))
         return _add_button(args.config, args.name, args.address, args.kind or "led-button")
     from bleak.exc import BleakError
 
@@ -429,12 +469,13 @@ def cmd_buttons_add(args: argparse.Namespace) -> int:
 
     known = {b.address.upper() for b in cfg.buttons}
     if any(b.name == args.name for b in cfg.buttons):
-        return _fail(f"a button is already named {args.name!r}: choose another --name")
-    print(f"scanning for {args.seconds:g} s: press the button once to wake it up...", file=sys.stderr)
+        return _fail(name_taken(args.name))
+    print(_("scanning for {seconds:g} s: press the button once to wake it up...").format(seconds=args.seconds),
+          file=sys.stderr)
 
     def listening(buttons: list[Any]) -> None:
-        print(f"now PRESS the button to add (listening for {args.seconds:g} s to {len(buttons)} button(s))...",
-              file=sys.stderr, flush=True)
+        print(_("now PRESS the button to add (listening for {seconds:g} s to {n} button(s))...").format(
+            seconds=args.seconds, n=len(buttons)), file=sys.stderr, flush=True)
 
     async def go() -> tuple[Any, list[Any], list[str], str]:
         found = await scan_for_buttons(args.seconds, scanner_backend=BLE_BACKENDS["scanner"],
@@ -454,17 +495,17 @@ def cmd_buttons_add(args: argparse.Namespace) -> int:
     try:
         chosen, found, unreachable, bonded = asyncio.run(go())
     except (BleakError, OSError) as exc:
-        print(f"balise-station: Bluetooth is not available: {exc}", file=sys.stderr)
+        print("balise-station: " + _("Bluetooth is not available: {error}").format(error=exc), file=sys.stderr)
         return EXIT_DEGRADED
     if not found:
-        print("no new button found nearby (is it awake? press it, then try again)", file=sys.stderr)
+        print(_("no new button found nearby (is it awake? press it, then try again)"), file=sys.stderr)
         return EXIT_DEGRADED
     if chosen is None:
-        print("no button was pressed: nothing added"
-              + (f" ({len(unreachable)} button(s) could not be listened to)" if unreachable else ""),
-              file=sys.stderr)
+        print(_("no button was pressed: nothing added ({n} button(s) could not be listened to)").format(
+            n=len(unreachable)) if unreachable else _("no button was pressed: nothing added"), file=sys.stderr)
         return EXIT_DEGRADED
-    print(f"pressed: {chosen.address} ({chosen.kind}, {chosen.rssi} dBm)")
+    print(_("pressed: {address} ({kind}, {rssi} dBm)").format(address=chosen.address, kind=chosen.kind,
+                                                              rssi=chosen.rssi))
     return _add_button(args.config, args.name, chosen.address, chosen.kind, bonded)
 
 
@@ -478,29 +519,30 @@ def cmd_install(args: argparse.Namespace) -> int:
 
     parts = urlsplit(args.server)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return _fail(f"--server must be an http(s) URL (got {args.server!r})")
+        return _fail(_("--server must be an http(s) URL (got '{value}')").format(value=args.server))
     prefix = Path(args.prefix).resolve()
     plan = install_plan(prefix, args.server.rstrip("/"), user=args.user)
     system = prefix == Path("/")
     if args.dry_run:
         for d, mode in plan.dirs:
-            print(f"would create {d} (mode {mode:o})")
+            print(_("would create {path} (mode {mode:o})").format(path=d, mode=mode))
         for path, content, _mode in plan.files:
-            print(f"would write {path}:")
+            print(_("would write {path}:").format(path=path))
             print("".join(f"    {line}\n" for line in content.splitlines()), end="")
         for cmd in plan.commands:
-            print("would run: " + " ".join(cmd))
+            print(_("would run: {command}").format(command=" ".join(cmd)))
         return EXIT_OK
     if system and os.geteuid() != 0:
-        return _fail("installing into / needs root (sudo), or use --prefix DIR / --dry-run")
+        return _fail(_("installing into / needs root (sudo), or use --prefix DIR / --dry-run"))
     try:
         rc = apply_plan(plan, run_commands=system, out=print)
     except OSError as exc:
-        return _fail(f"cannot install: {exc}")
+        return _fail(_("cannot install: {error}").format(error=exc))
     if rc == 0:
-        print("next: balise-station pair CODE --config /etc/balise/station.toml, then "
-              "balise-station buttons add --config /etc/balise/station.toml, then sudo systemctl start balise-station"
-              if system else f"installed under {prefix}; the commands above are for root on the station")
+        print(_("next: balise-station pair CODE --config /etc/balise/station.toml, then "
+                "balise-station buttons add --config /etc/balise/station.toml, then sudo systemctl start balise-station")
+              if system else _("installed under {prefix}; the commands above are for root on the station")
+              .format(prefix=prefix))
     return EXIT_DEGRADED if rc else EXIT_OK
 
 
@@ -511,9 +553,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(args.config)
-    except ConfigError as exc:
-        if not str(exc).startswith("no device token"):
-            raise
+    except NoTokenError:
         cfg = load_config(args.config, need_token=False)
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     checks: list[Any] = []
@@ -535,7 +575,9 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     show(asyncio.run(kit.check_server_and_alert(cfg)))
     show(asyncio.run(kit.check_buttons(cfg, BLE_BACKENDS["scanner"], args.scan_seconds)))
     failed = [c for c in checks if not c.ok]
-    print(f"selftest: {len(checks) - len(failed)} part(s) ok" + (f", {len(failed)} FAILING" if failed else ""))
+    ok = len(checks) - len(failed)
+    print(_("selftest: {ok} part(s) ok, {failed} FAILING").format(ok=ok, failed=len(failed)) if failed
+          else _("selftest: {ok} part(s) ok").format(ok=ok))
     return EXIT_DEGRADED if failed else EXIT_OK
 
 
@@ -544,12 +586,12 @@ def _load_trace(path: str) -> Any:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read trace {path}: {exc.strerror}") from None
+        raise ConfigError(_("cannot read trace {path}: {error}").format(path=path, error=exc.strerror)) from None
     return parse_trace(text, Path(path).name)
 
 
 def _print_gesture(g: DecodedGesture, cid: str | None, t0: float) -> None:
-    what = f"alert {cid}" if cid else ("siren stopped" if g.gesture.value == "single" else "")
+    what = _("alert {id}").format(id=cid) if cid else (_("siren stopped") if g.gesture.value == "single" else "")
     print(f"{(g.at - t0) * 1000:8.0f} ms  {g.gesture.value:<7} {what}", flush=True)
 
 
@@ -587,11 +629,11 @@ def _simulate_decoder(trace: Any, mode: ButtonMode) -> int:
 
     got = decode_trace(trace.edges, trace.mode, trace.timing)
     for g in got:
-        print(f"{g.at * 1000:8.0f} ms  {g.gesture.value:<7} button {g.button}")
+        print(f"{g.at * 1000:8.0f} ms  {g.gesture.value:<7} " + _("button {name}").format(name=g.button))
     if trace.expected:
         ok = [(round(g.at * 1000), g.gesture, g.button) for g in got] == [
             (round(t * 1000), g, b) for t, g, b in trace.expected]
-        print("as expected" if ok else "NOT as expected")
+        print(_("as expected") if ok else _("NOT as expected"))
         return EXIT_OK if ok else EXIT_DEGRADED
     return EXIT_OK
 
@@ -657,20 +699,25 @@ async def _keys(on_edge: Any, poll: Any, stop: asyncio.Event) -> None:
         loop.remove_reader(sys.stdin.fileno())
 
 
-KEY_HELP = "space (or any key) is the button: tap once, tap twice, or hold it for a long press; q quits"
+def _key_help() -> str:
+    return _("space (or any key) is the button: tap once, tap twice, or hold it for a long press; q quits")
+
+
+def _no_terminal() -> str:
+    return _("the keyboard button needs a terminal; use --trace FILE for scripted traces")
 
 
 async def _keyboard(station: Any) -> None:
     if not sys.stdin.isatty():
-        raise UsageError("the keyboard button needs a terminal; use --trace FILE for scripted traces")
-    print(KEY_HELP, file=sys.stderr)
+        raise UsageError(_no_terminal())
+    print(_key_help(), file=sys.stderr)
     with _raw_terminal():
         await _keys(lambda e, t: station.button_edge("button", e, t), lambda: None, station._stopping)
 
 
 def _keyboard_decoder(mode: ButtonMode) -> int:
     if not sys.stdin.isatty():
-        return _fail("the keyboard button needs a terminal; use --trace FILE for scripted traces")
+        return _fail(_no_terminal())
     from balise_station.sim.keyboard import LAG
 
     dec = GestureDecoder(mode, button="button")
@@ -682,7 +729,7 @@ def _keyboard_decoder(mode: ButtonMode) -> int:
 
     async def main() -> None:
         stop = asyncio.Event()
-        print(KEY_HELP, file=sys.stderr)
+        print(_key_help(), file=sys.stderr)
         with _raw_terminal():
             await _keys(lambda e, t: show(dec.feed(e, t)), lambda: show(dec.poll(time.monotonic() - LAG)), stop)
 
@@ -692,74 +739,78 @@ def _keyboard_decoder(mode: ButtonMode) -> int:
 
 # -- entry point ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="balise-station", description="Balise home station: buttons, alerts, SMS fallback, siren.")
+    p = _Parser(prog="balise-station", description=_("Balise home station: buttons, alerts, SMS fallback, siren."))
     p.add_argument("--version", action="version", version=f"balise-station {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run the station")
-    run.add_argument("--config", "-c", required=True, help="station.toml")
-    run.add_argument("--test", action="store_true", help="practice mode: every gesture raises a test alert")
+    run = sub.add_parser("run", help=_("run the station"))
+    run.add_argument("--config", "-c", required=True, help=_("station.toml"))
+    run.add_argument("--test", action="store_true", help=_("practice mode: every gesture raises a test alert"))
     run.set_defaults(func=cmd_run)
 
-    st = sub.add_parser("status", help="show the running station's state (exit 1 when degraded)")
+    st = sub.add_parser("status", help=_("show the running station's state (exit 1 when degraded)"))
     st.add_argument("--config", "-c", required=True)
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
-    en = sub.add_parser("enrol", help="register the evidence key with the server and pin its keys (also done at start)")
+    en = sub.add_parser("enrol", help=_("register the evidence key with the server and pin its keys (also done at start)"))
     en.add_argument("--config", "-c", required=True)
     en.set_defaults(func=cmd_enrol)
 
-    pair = sub.add_parser("pair", help="pair the station with the code from the console; or scan for buttons, "
-                                        "or add one to the configuration")
-    pair.add_argument("code", nargs="?", help="one-time pairing code shown in the association's console")
-    pair.add_argument("--server", help="server address, with a pairing code (default: server.url of --config)")
-    pair.add_argument("--token-file", help="where to write the device token (default: the state directory)")
+    pair = sub.add_parser("pair", help=_("pair the station with the code from the console; or scan for buttons, "
+                                        "or add one to the configuration"))
+    pair.add_argument("code", nargs="?", help=_("one-time pairing code shown in the association's console"))
+    pair.add_argument("--server", help=_("server address, with a pairing code (default: server.url of --config)"))
+    pair.add_argument("--token-file", help=_("where to write the device token (default: the state directory)"))
     pair.add_argument("--config", "-c")
     pair.add_argument("--scan-seconds", type=float, default=10.0)
-    pair.add_argument("--address", help="add this button to the configuration file (see buttons add)")
+    pair.add_argument("--address", help=_("add this button to the configuration file (see buttons add)"))
     pair.add_argument("--kind", choices=sorted(BUTTON_KINDS), default="led-button")
     pair.add_argument("--name", default="button")
     pair.add_argument("--no-bond", action="store_true", help=argparse.SUPPRESS)
     pair.set_defaults(func=cmd_pair)
 
-    buttons = sub.add_parser("buttons", help="the station's Bluetooth buttons")
+    buttons = sub.add_parser("buttons", help=_("the station's Bluetooth buttons"))
     bsub = buttons.add_subparsers(dest="buttons_command", required=True, parser_class=_Parser)
-    add = bsub.add_parser("add", help="scan, then add the button that is pressed (bonded where it supports it)")
+    add = bsub.add_parser("add", help=_("scan, then add the button that is pressed (bonded where it supports it)"))
     add.add_argument("--config", "-c", required=True)
-    add.add_argument("--name", default="button", help="a name for it (any text)")
-    add.add_argument("--seconds", type=float, default=10.0, help="scan, then listen, this long each")
-    add.add_argument("--address", help="add this address without scanning")
-    add.add_argument("--kind", choices=sorted(BUTTON_KINDS), help="with --address (default led-button)")
-    add.add_argument("--no-bond", action="store_true", help="do not bond (pair at the Bluetooth level)")
+    add.add_argument("--name", default="button", help=_("a name for it (any text)"))
+    add.add_argument("--seconds", type=float, default=10.0, help=_("scan, then listen, this long each"))
+    add.add_argument("--address", help=_("add this address without scanning"))
+    add.add_argument("--kind", choices=sorted(BUTTON_KINDS), help=_("with --address (default led-button)"))
+    add.add_argument("--no-bond", action="store_true", help=_("do not bond (pair at the Bluetooth level)"))
     add.set_defaults(func=cmd_buttons_add)
 
-    ins = sub.add_parser("install", help="install as a systemd service running as its own user")
-    ins.add_argument("--server", required=True, help="the association's Balise server (https://...)")
-    ins.add_argument("--prefix", default="/", help="install under this directory instead of / (for packaging, tests)")
-    ins.add_argument("--user", default="balise", help="the service's own user (default balise)")
-    ins.add_argument("--dry-run", action="store_true", help="print what would be written and run; change nothing")
+    ins = sub.add_parser("install", help=_("install as a systemd service running as its own user"))
+    ins.add_argument("--server", required=True, help=_("the association's Balise server (https://...)"))
+    ins.add_argument("--prefix", default="/", help=_("install under this directory instead of / (for packaging, tests)"))
+    ins.add_argument("--user", default="balise", help=_("the service's own user (default balise)"))
+    ins.add_argument("--dry-run", action="store_true", help=_("print what would be written and run; change nothing"))
     ins.set_defaults(func=cmd_install)
 
-    stt = sub.add_parser("selftest", help="siren, microphone, modem, server, token, test alert, buttons: "
-                                          "one line per part (stop the service first)")
+    stt = sub.add_parser("selftest", help=_("siren, microphone, modem, server, token, test alert, buttons: "
+                                          "one line per part (stop the service first)"))
     stt.add_argument("--config", "-c", required=True)
     stt.add_argument("--record-seconds", type=float, default=2.0)
     stt.add_argument("--scan-seconds", type=float, default=10.0)
     stt.set_defaults(func=cmd_selftest)
 
-    sim = sub.add_parser("simulate", help="a button in the terminal (keyboard) or a scripted trace")
-    sim.add_argument("--config", "-c", help="run the whole station with it; without, only decode gestures")
-    sim.add_argument("--trace", help="play this trace file instead of the keyboard")
-    sim.add_argument("--press-only", action="store_true", help="behave like an iTag (press-only tag)")
-    sim.add_argument("--test", action="store_true", help="every gesture raises a test alert")
-    sim.add_argument("--linger", type=float, default=15.0, help="seconds to wait for delivery after a trace")
-    sim.add_argument("--quiet", "-q", action="store_true", help="warnings only in the log")
+    sim = sub.add_parser("simulate", help=_("a button in the terminal (keyboard) or a scripted trace"))
+    sim.add_argument("--config", "-c", help=_("run the whole station with it; without, only decode gestures"))
+    sim.add_argument("--trace", help=_("play this trace file instead of the keyboard"))
+    sim.add_argument("--press-only", action="store_true", help=_("behave like an iTag (press-only tag)"))
+    sim.add_argument("--test", action="store_true", help=_("every gesture raises a test alert"))
+    sim.add_argument("--linger", type=float, default=15.0, help=_("seconds to wait for delivery after a trace"))
+    sim.add_argument("--quiet", "-q", action="store_true", help=_("warnings only in the log"))
     sim.set_defaults(func=cmd_simulate)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    activate_for(sys.argv[1:] if argv is None else argv)
+    # argparse's own words (usage, errors, "options") through the station's catalogue
+    argparse._ = _  # type: ignore[attr-defined]
+    argparse.ngettext = ngettext  # type: ignore[attr-defined]
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from balise_station.gestures import ButtonMode, Gesture, GestureTiming
+from balise_station.i18n import LANGUAGES, _
 
 TOKEN_ENV = "BALISE_DEVICE_TOKEN"
 BUTTON_KINDS = {"led-button": ButtonMode.EDGES, "itag": ButtonMode.PRESS_ONLY}
@@ -38,8 +39,21 @@ def valid_address(address: str) -> bool:
     return bool(ADDRESS.match(address))
 
 
+def unreadable(path: Path, exc: Exception) -> ConfigError:
+    """The one line for a configuration file that cannot be read (missing, unreadable, not TOML)."""
+    if isinstance(exc, FileNotFoundError):
+        return ConfigError(_("configuration file not found: {path}").format(path=path))
+    if isinstance(exc, (OSError, UnicodeDecodeError)):
+        return ConfigError(_("cannot read configuration file {path}: {error}").format(path=path, error=exc))
+    return ConfigError(_("{path} is not valid TOML: {error}").format(path=path, error=exc))
+
+
 class ConfigError(ValueError):
     """A bad configuration: the message is one line for the person running the command."""
+
+
+class NoTokenError(ConfigError):
+    """Not paired yet: `status` and `selftest` go on without a token and say so."""
 
 
 @dataclass(frozen=True)
@@ -159,6 +173,7 @@ class StationConfig:
     heartbeat_interval_s: float = 300.0
     contacts_refresh_s: float = 3600.0
     log_level: str = "INFO"
+    language: str = "fr"  # of what balise-station prints for a person (i18n.py)
     gestures: GestureTiming = field(default_factory=GestureTiming)
     buttons: tuple[ButtonConfig, ...] = ()
     bluetooth: BluetoothConfig = field(default_factory=BluetoothConfig)
@@ -192,7 +207,7 @@ class _Table:
 
     def __init__(self, data: Any, path: str) -> None:
         if not isinstance(data, dict):
-            raise ConfigError(f"[{path}] must be a table")
+            raise ConfigError(_("[{key}] must be a table").format(key=path))
         self.data = dict(data)
         self.path = path
 
@@ -208,40 +223,42 @@ class _Table:
     def string(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> str:
         value = self.data.pop(key, default)
         if value is None:
-            raise ConfigError(f"{self._name(key)} is required")
+            raise ConfigError(_("{key} is required").format(key=self._name(key)))
         if not isinstance(value, str):
-            raise ConfigError(f"{self._name(key)} must be a string")
+            raise ConfigError(_("{key} must be a string").format(key=self._name(key)))
         if choices and value not in choices:
-            raise ConfigError(f"{self._name(key)} must be one of {', '.join(choices)} (got {value!r})")
+            raise ConfigError(_("{key} must be one of {choices} (got '{value}')").format(
+                key=self._name(key), choices=", ".join(choices), value=value))
         return value
 
     def number(self, key: str, default: float | None = None, low: float | None = None,
                high: float | None = None) -> float:
         value = self.data.pop(key, default)
         if value is None:
-            raise ConfigError(f"{self._name(key)} is required")
+            raise ConfigError(_("{key} is required").format(key=self._name(key)))
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{self._name(key)} must be a number")
+            raise ConfigError(_("{key} must be a number").format(key=self._name(key)))
         if (low is not None and value < low) or (high is not None and value > high):
-            raise ConfigError(f"{self._name(key)} must be between {low} and {high} (got {value})")
+            raise ConfigError(_("{key} must be between {low} and {high} (got {value})").format(
+                key=self._name(key), low=low, high=high, value=value))
         return float(value)
 
     def integer(self, key: str, default: int, low: int, high: int) -> int:
         value = self.number(key, default, low, high)
         if value != int(value):
-            raise ConfigError(f"{self._name(key)} must be a whole number")
+            raise ConfigError(_("{key} must be a whole number").format(key=self._name(key)))
         return int(value)
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self.data.pop(key, default)
         if not isinstance(value, bool):
-            raise ConfigError(f"{self._name(key)} must be true or false")
+            raise ConfigError(_("{key} must be true or false").format(key=self._name(key)))
         return value
 
     def done(self) -> None:
         if self.data:
             key = sorted(self.data)[0]
-            raise ConfigError(f"unknown setting {self._name(key)}")
+            raise ConfigError(_("unknown setting {key}").format(key=self._name(key)))
 
 
 def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None,
@@ -250,12 +267,8 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None,
     p = Path(path)
     try:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read configuration file {p}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise unreadable(p, exc) from None
     return parse_config(raw, base_dir=p.parent, env=os.environ if env is None else env, source=p,
                         need_token=need_token)
 
@@ -274,6 +287,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), env: Any = Non
     heartbeat = st.number("heartbeat_interval_s", 300, 5, 86400)
     contacts_refresh = st.number("contacts_refresh_s", 3600, 10, 7 * 86400)
     log_level = st.string("log_level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+    language = st.string("language", "fr", LANGUAGES)
     st.done()
 
     g = root.table("gestures")
@@ -284,7 +298,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), env: Any = Non
             debounce=g.number("debounce_ms", 40, 1, 200) / 1000,
         )
     except ValueError as exc:
-        raise ConfigError(f"gestures: {exc}") from None
+        raise ConfigError(_("gestures: {error}").format(error=exc)) from None
     g.done()
 
     buttons = _buttons(root.data.pop("buttons", []))
@@ -310,7 +324,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), env: Any = Non
     )
     sn.done()
     if siren.output == "wav" and not siren.wav_path:
-        raise ConfigError("siren.wav_path is required when siren.output is \"wav\"")
+        raise ConfigError(_('siren.wav_path is required when siren.output is "wav"'))
 
     al = root.table("alerts")
     test_gesture = al.string("test_gesture", "none", ("none", "single", "double", "long", "triple"))
@@ -328,7 +342,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path = Path("."), env: Any = Non
     root.done()
     return StationConfig(
         server=server, state_dir=state_dir, heartbeat_interval_s=heartbeat,
-        contacts_refresh_s=contacts_refresh, log_level=log_level, gestures=timing,
+        contacts_refresh_s=contacts_refresh, log_level=log_level, language=language, gestures=timing,
         buttons=buttons, bluetooth=bluetooth, location=location, modem=modem, siren=siren,
         alerts=alerts, evidence=evidence, source=source,
     )
@@ -338,7 +352,7 @@ def _server(t: _Table, base_dir: Path, env: Any, state_dir: Path, need_token: bo
     url = t.string("url").rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"server.url must be an http(s) URL (got {url!r})")
+        raise ConfigError(_("server.url must be an http(s) URL (got '{value}')").format(value=url))
     token = t.string("token", "")
     token_file = t.string("token_file", "")
     timeout = t.number("timeout_s", 5, 0.5, 60)
@@ -346,7 +360,7 @@ def _server(t: _Table, base_dir: Path, env: Any, state_dir: Path, need_token: bo
     check_timeout = t.number("check_timeout_s", 3, 0.5, 60)
     t.done()
     if token and token_file:
-        raise ConfigError("server.token and server.token_file are exclusive: keep one")
+        raise ConfigError(_("server.token and server.token_file are exclusive: keep one"))
     tf: Path | None = None
     if token_file:
         tf = Path(token_file).expanduser()
@@ -359,20 +373,21 @@ def _server(t: _Table, base_dir: Path, env: Any, state_dir: Path, need_token: bo
             token = tf.read_text(encoding="utf-8").strip()
         except OSError as exc:
             if token_file and need_token:
-                raise ConfigError(f"cannot read server.token_file {tf}: {exc.strerror}") from None
+                raise ConfigError(_("cannot read server.token_file {path}: {error}").format(
+                    path=tf, error=exc.strerror)) from None
     token = token or env.get(TOKEN_ENV, "").strip()
     if not token and need_token:
-        raise ConfigError(f"no device token: pair the station (balise-station pair CODE), or set "
-                          f"server.token_file, server.token or {TOKEN_ENV}")
+        raise NoTokenError(_("no device token: pair the station (balise-station pair CODE), or set "
+                             "server.token_file, server.token or {variable}").format(variable=TOKEN_ENV))
     if any(c.isspace() for c in token):
-        raise ConfigError("the device token must not contain spaces")
+        raise ConfigError(_("the device token must not contain spaces"))
     return ServerConfig(url=url, token=token, timeout_s=timeout, token_file=tf,
                         check_interval_s=check_interval, check_timeout_s=check_timeout)
 
 
 def _buttons(raw: Any) -> tuple[ButtonConfig, ...]:
     if not isinstance(raw, list):
-        raise ConfigError("buttons must be an array of tables ([[buttons]])")
+        raise ConfigError(_("buttons must be an array of tables ([[buttons]])"))
     out: list[ButtonConfig] = []
     for i, item in enumerate(raw):
         t = _Table(item, f"buttons[{i}]")
@@ -383,10 +398,10 @@ def _buttons(raw: Any) -> tuple[ButtonConfig, ...]:
         )
         t.done()
         if not valid_address(b.address):
-            raise ConfigError(f"buttons[{i}].address must be a Bluetooth address like AA:BB:CC:DD:EE:FF "
-                              f"(got {b.address!r})")
+            raise ConfigError(_("buttons[{i}].address must be a Bluetooth address like AA:BB:CC:DD:EE:FF "
+                                "(got '{value}')").format(i=i, value=b.address))
         if any(o.name == b.name for o in out):
-            raise ConfigError(f"buttons[{i}].name {b.name!r} is used twice")
+            raise ConfigError(_("buttons[{i}].name '{name}' is used twice").format(i=i, name=b.name))
         out.append(b)
     return tuple(out)
 
@@ -420,12 +435,13 @@ def _location(t: _Table) -> LocationConfig:
     if sources is None:
         sources = ["fixed"] if fixed else []
     if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
-        raise ConfigError("location.sources must be a list of names")
+        raise ConfigError(_("location.sources must be a list of names"))
     for s in sources:
         if s not in LOCATION_SOURCES:
-            raise ConfigError(f"location.sources: unknown source {s!r} (use {', '.join(LOCATION_SOURCES)})")
+            raise ConfigError(_("location.sources: unknown source '{value}' (use {choices})").format(
+                value=s, choices=", ".join(LOCATION_SOURCES)))
     if "fixed" in sources and fixed is None:
-        raise ConfigError("location.sources names \"fixed\" but [location.fixed] is missing")
+        raise ConfigError(_('location.sources names "fixed" but [location.fixed] is missing'))
     return LocationConfig(tuple(sources), fixed, gpsd, simulated, max_age)
 
 
@@ -441,7 +457,7 @@ def _modem(t: _Table) -> ModemConfig:
     )
     t.done()
     if m.enabled and not (m.port or m.simulated):
-        raise ConfigError("modem.port is required when the modem is enabled (or set modem.simulated = true)")
+        raise ConfigError(_("modem.port is required when the modem is enabled (or set modem.simulated = true)"))
     return m
 
 
@@ -460,7 +476,7 @@ def _evidence(t: _Table, base_dir: Path) -> EvidenceConfig:
     t.done()
     if microphone == "wav":
         if e.wav_path is None:
-            raise ConfigError('evidence.wav_path is required when evidence.microphone is "wav"')
+            raise ConfigError(_('evidence.wav_path is required when evidence.microphone is "wav"'))
         if not e.wav_path.is_file():
-            raise ConfigError(f"evidence.wav_path: no such file {e.wav_path}")
+            raise ConfigError(_("evidence.wav_path: no such file {path}").format(path=e.wav_path))
     return e

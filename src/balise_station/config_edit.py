@@ -13,18 +13,23 @@ from pathlib import Path
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from balise_station.config import BUTTON_KINDS, ConfigError, StationConfig, load_config, valid_address
+from balise_station.config import BUTTON_KINDS, ConfigError, StationConfig, load_config, unreadable, valid_address
+from balise_station.i18n import _
+
+
+def not_an_address(address: str) -> str:
+    return _("not a Bluetooth address: '{value}' (expected six pairs like AA:BB:CC:DD:EE:FF)").format(value=address)
+
+
+def name_taken(name: str) -> str:
+    return _("a button is already named '{name}': choose another --name").format(name=name)
 
 
 def _read(path: Path) -> tomlkit.TOMLDocument:
     try:
         return tomlkit.parse(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
-    except TOMLKitError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError, TOMLKitError) as exc:
+        raise unreadable(path, exc) from None
 
 
 def _write_checked(path: Path, doc: tomlkit.TOMLDocument) -> StationConfig:
@@ -53,16 +58,17 @@ def add_button(path: str | os.PathLike[str], name: str, address: str, kind: str)
     """Appends a ``[[buttons]]`` table; refuses a bad address or kind, a known address or name."""
     p = Path(path)
     if not valid_address(address):
-        raise ConfigError(f"not a Bluetooth address: {address!r} (expected six pairs like AA:BB:CC:DD:EE:FF)")
+        raise ConfigError(not_an_address(address))
     if kind not in BUTTON_KINDS:
-        raise ConfigError(f"unknown button kind {kind!r} (use {', '.join(sorted(BUTTON_KINDS))})")
+        raise ConfigError(_("unknown button kind '{value}' (use {choices})").format(
+            value=kind, choices=", ".join(sorted(BUTTON_KINDS))))
     if not name.strip():
-        raise ConfigError("the button's name must not be empty")
+        raise ConfigError(_("the button's name must not be empty"))
     cfg = load_config(p, need_token=False)
     if any(b.address.lower() == address.lower() for b in cfg.buttons):
-        raise ConfigError(f"{address} is already in {p}")
+        raise ConfigError(_("{address} is already in {path}").format(address=address, path=p))
     if any(b.name == name for b in cfg.buttons):
-        raise ConfigError(f"a button is already named {name!r}: choose another --name")
+        raise ConfigError(name_taken(name))
     doc = _read(p)
     buttons = doc.get("buttons")
     if buttons is None:

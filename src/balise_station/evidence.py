@@ -41,6 +41,7 @@ from balise_evidence.uploader import Receipt, ReceiptKeyUnknown, UploadRejected,
 from balise_evidence.verifier import AnchorError
 from balise_station.api import DeviceApi, Outcome
 from balise_station.delivery import Backoff
+from balise_station.i18n import _
 from balise_station.outbox import REFUSED, EvidenceRow, Outbox
 from balise_station.waits import wait_event
 
@@ -115,16 +116,18 @@ async def enrol(api: DeviceApi, outbox: Outbox, device_key: crypto.DeviceKey) ->
         if not result.ok:
             permanent = result.outcome is Outcome.PERMANENT
             if result.status == 409:
-                return Enrolment(None, "the server holds another evidence key for this device "
-                                       "(the association must revoke it)", retry=False)
-            return Enrolment(None, f"device key not registered: {result.error}", retry=not permanent)
+                return Enrolment(None, _("the server holds another evidence key for this device "
+                                         "(the association must revoke it)"), retry=False)
+            return Enrolment(None, _("device key not registered: {error}").format(error=result.error),
+                             retry=not permanent)
         outbox.set_meta("evidence_device_key", device_key.fingerprint)
     keys = pinned_keys(outbox)
     if keys is None:
         result = await api.evidence_keys()
         keys = ServerKeys.from_json(result.body) if result.ok else None
         if keys is None:
-            return Enrolment(None, f"server keys not fetched: {result.error or 'unexpected reply'}",
+            return Enrolment(None, _("server keys not fetched: {error}").format(
+                error=result.error or _("unexpected answer")),
                              retry=result.outcome is not Outcome.PERMANENT)
         outbox.set_meta(KEYS_META, keys.to_json())
         log.info("evidence keys pinned: seal %s, signing %s", keys.seal_fingerprint[:16],

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from balise_station.config import StationConfig
+from balise_station.i18n import _
 
 SERVICE = "balise-station"
 USER = "balise"
@@ -67,6 +68,7 @@ url = "{server}"
 
 [station]
 state_dir = "{state_dir}"   # the token, the queue, the contacts' copy
+language = "fr"   # of balise-station's messages: "fr" or "en"
 
 [modem]
 enabled = false
@@ -112,24 +114,25 @@ def apply_plan(plan: InstallPlan, run_commands: bool, out: Callable[[str], None]
     for d, mode in plan.dirs:
         d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, mode)
-        out(f"directory {d} (mode {mode:o})")
+        out(_("directory {path} (mode {mode:o})").format(path=d, mode=mode))
     for path, content, mode in plan.files:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".new")
         tmp.write_text(content, encoding="utf-8")
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-        out(f"wrote {path}")
+        out(_("wrote {path}").format(path=path))
     for cmd in plan.commands:
         if not run_commands:
-            out("to run as root: " + " ".join(shlex.quote(c) for c in cmd))
+            out(_("to run as root: {command}").format(command=" ".join(shlex.quote(c) for c in cmd)))
             continue
         if cmd[0] == "useradd" and _user_exists(cmd[-1]):
             cmd = ["usermod", "--append", "--groups", ",".join(GROUPS), cmd[-1]]
         out("$ " + " ".join(shlex.quote(c) for c in cmd))
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
-            out(f"failed ({r.returncode}): {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ''}")
+            out(_("failed ({status}): {error}").format(
+                status=r.returncode, error=r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""))
             return 1
     return 0
 
@@ -147,7 +150,7 @@ def _user_exists(name: str) -> bool:
 # -- selftest ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Check:
-    part: str
+    part: str  # already in the station's language, as ``detail``
     ok: bool
     detail: str
 
@@ -156,8 +159,8 @@ GREEN, RED, RESET = "\033[32m", "\033[31m", "\033[0m"
 
 
 def render(check: Check, colour: bool) -> str:
-    mark = "[ OK ]" if check.ok else "[FAIL]"
-    line = f"{mark} {check.part}: {check.detail}"
+    mark = _("[ OK ]") if check.ok else _("[FAIL]")
+    line = mark + " " + _("{part}: {detail}").format(part=check.part, detail=check.detail)
     return f"{GREEN if check.ok else RED}{line}{RESET}" if colour else line
 
 
@@ -165,62 +168,73 @@ async def check_siren(cfg: StationConfig, seconds: float = 1.0, volume: float = 
     """The siren at low volume for a second, on the configured output."""
     from balise_station.siren import PacedSink, make_sink, siren_waveform
 
+    part = _("siren")
     if cfg.siren.output == "none":
-        return Check("siren", False, 'disabled (siren.output = "none")')
+        return Check(part, False, _('disabled (siren.output = "none")'))
     sink = make_sink(cfg.siren.output, cfg.siren.wav_path)
     if isinstance(sink, PacedSink) and cfg.siren.output == "auto":
-        return Check("siren", False, "no sound player found (install alsa-utils for aplay)")
+        return Check(part, False, _("no sound player found (install alsa-utils for aplay)"))
     try:
         await sink.open()
         await sink.write(siren_waveform(seconds, volume))
         await asyncio.sleep(0.2)
     except OSError as exc:
-        return Check("siren", False, f"{sink.name} failed: {exc}")
+        return Check(part, False, _failed(sink.name, exc))
     finally:
         await sink.close()
-    return Check("siren", True, f"played {seconds:g} s at {round(volume * 100)} % volume ({sink.name})")
+    return Check(part, True, _("played {seconds:g} s at {volume} % volume ({player})").format(
+        seconds=seconds, volume=round(volume * 100), player=sink.name))
+
+
+def _failed(tool: str, exc: Exception) -> str:
+    return _("{tool} failed: {error}").format(tool=tool, error=exc)
 
 
 def check_microphone(cfg: StationConfig, seconds: float = 2.0) -> Check:
     """Records ``seconds`` and says how loud the room was (all zeros: a muted or absent input)."""
     from balise_station.recording import RATE, choose_microphone
 
+    part = _("microphone")
     if not cfg.evidence.enabled:
-        return Check("microphone", True, 'disabled (evidence.microphone = "none")')
+        return Check(part, True, _('disabled (evidence.microphone = "none")'))
     choice = choose_microphone(cfg.evidence)
     if choice.make is None:
-        return Check("microphone", False, f"{choice.name}: no capture tool (install alsa-utils for arecord)")
+        return Check(part, False, _("{tool}: no capture tool (install alsa-utils for arecord)").format(
+            tool=choice.name.replace(" (not found)", "")))
     try:
         mic = choice.make()
     except (OSError, ValueError) as exc:
-        return Check("microphone", False, f"{choice.name} failed: {exc}")
+        return Check(part, False, _failed(choice.name, exc))
     try:
         pcm = mic.read(int(seconds * RATE))
     except OSError as exc:
-        return Check("microphone", False, f"{choice.name} failed: {exc}")
+        return Check(part, False, _failed(choice.name, exc))
     finally:
         close = getattr(mic, "close", None)
         if close is not None:
             close()
     if len(pcm) < seconds * RATE * 2 * 0.9:
-        return Check("microphone", False, f"{choice.name}: only {len(pcm) / 2 / RATE:.1f} s recorded of {seconds:g} s")
+        return Check(part, False, _("{tool}: only {got:.1f} s recorded of {seconds:g} s").format(
+            tool=choice.name, got=len(pcm) / 2 / RATE, seconds=seconds))
     samples = array.array("h", pcm)
     if sys.byteorder == "big":
         samples.byteswap()
     rms = math.sqrt(sum(s * s for s in samples) / len(samples))
     if rms == 0:
-        return Check("microphone", False, f"{choice.name}: {seconds:g} s recorded, but only silence (muted input?)")
+        return Check(part, False, _("{tool}: {seconds:g} s recorded, but only silence (muted input?)").format(
+            tool=choice.name, seconds=seconds))
     db = 20 * math.log10(rms / 32768)
-    return Check("microphone", True, f"{seconds:g} s recorded with {choice.name}, level {db:.0f} dBFS")
+    return Check(part, True, _("{seconds:g} s recorded with {tool}, level {db:.0f} dBFS").format(
+        seconds=seconds, tool=choice.name, db=db))
 
 
 def check_modem(cfg: StationConfig, port: str | None) -> Check:
     from balise_station.modem import probe
 
     if not cfg.modem.enabled:
-        return Check("modem", True, "none configured (no SMS when the internet is down)")
+        return Check(_("modem"), True, _("none configured (no SMS when the internet is down)"))
     state, why = probe(port or cfg.modem.port, cfg.modem.baudrate, min(cfg.modem.timeout_s, 3.0))
-    return Check("modem", state == "ok", "answers AT" if state == "ok" else why)
+    return Check(_("modem"), state == "ok", _("answers AT") if state == "ok" else why)
 
 
 async def check_server_and_alert(cfg: StationConfig) -> list[Check]:
@@ -228,27 +242,28 @@ async def check_server_and_alert(cfg: StationConfig) -> list[Check]:
     from balise_station.api import DeviceApi
 
     if not cfg.server.token:
-        return [Check("token", False, "none: pair the station (balise-station pair CODE)")]
+        return [Check(_("token"), False, _("none: pair the station (balise-station pair CODE)"))]
     api = DeviceApi(cfg.server.url, cfg.server.token, cfg.server.timeout_s)
     try:
         contacts = await api.contacts()
+        reachable = Check(_("server"), True, _("reachable"))
         if contacts.status in (401, 403, 410):
-            return [Check("server", True, "reachable"),
-                    Check("token", False, f"refused ({contacts.error}): pair the station again")]
+            return [reachable, Check(_("token"), False, _("refused ({error}): pair the station again").format(
+                error=contacts.error))]
         if contacts.status is None or contacts.status >= 500:
-            return [Check("server", False, f"unreachable ({contacts.error})")]
-        checks = [Check("server", True, "reachable"), Check("token", True, "accepted")]
+            return [Check(_("server"), False, _("unreachable ({error})").format(error=contacts.error))]
+        checks = [reachable, Check(_("token"), True, _("accepted"))]
         if contacts.ok and isinstance(contacts.body, dict):
             n = len(contacts.body.get("contacts") or [])
             on_call = bool((contacts.body.get("association") or {}).get("on_call_number"))
-            checks.append(Check("contacts", n > 0, f"{n} contact(s); association's on-call number: "
-                                + ("yes" if on_call else "none")))
+            checks.append(Check(_("contacts"), n > 0, _("{n} contact(s); association's on-call number: {on_call}")
+                                .format(n=n, on_call=_("yes") if on_call else _("none"))))
         cid = str(uuid.uuid4())
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         r = await api.post_alert({"client_id": cid, "kind": "test", "gesture": "api", "triggered_at": now,
                                   "fixes": [], "sms_sent_by_device": False, "sms_sent_to_contacts": []})
-        checks.append(Check("test alert", r.ok, f"accepted by the server (alert {r.body.get('id')})"
-                            if r.ok and isinstance(r.body, dict) else f"not accepted ({r.error})"))
+        checks.append(Check(_("test alert"), r.ok, _("accepted by the server (alert {id})").format(id=r.body.get("id"))
+                            if r.ok and isinstance(r.body, dict) else _("not accepted ({error})").format(error=r.error)))
         return checks
     finally:
         await api.aclose()
@@ -261,7 +276,7 @@ async def check_buttons(cfg: StationConfig, scanner_backend: type | None, second
     from bleak.exc import BleakError
 
     if not cfg.buttons:
-        return [Check("buttons", False, "none configured (balise-station buttons add)")]
+        return [Check(_("buttons"), False, _("none configured (balise-station buttons add)"))]
     out = []
     kw: dict[str, Any] = {}
     if scanner_backend is not None:
@@ -272,9 +287,11 @@ async def check_buttons(cfg: StationConfig, scanner_backend: type | None, second
         try:
             found = await BleakScanner.find_device_by_address(b.address, timeout=seconds, **kw)
         except (BleakError, OSError) as exc:
-            out.append(Check(f"button {b.name}", False, f"Bluetooth unavailable: {exc}"))
+            out.append(Check(_("button {name}").format(name=b.name), False,
+                             _("Bluetooth unavailable: {error}").format(error=exc)))
             continue
-        out.append(Check(f"button {b.name}", found is not None,
-                         f"{b.address} in range" if found else f"{b.address} not seen (press it; if the station "
-                         "runs, it holds the link: see balise-station status)"))
+        out.append(Check(_("button {name}").format(name=b.name), found is not None,
+                         _("{address} in range").format(address=b.address) if found else
+                         _("{address} not seen (press it; if the station runs, it holds the link: see "
+                           "balise-station status)").format(address=b.address)))
     return out

@@ -15,6 +15,8 @@ from typing import Any
 
 import serial
 
+from balise_station.i18n import _
+
 log = logging.getLogger(__name__)
 
 CTRL_Z = b"\x1a"
@@ -176,11 +178,15 @@ def probe(port: str, baudrate: int = 115200, timeout_s: float = 2.0,
         modem._ser = serial_factory(port, baudrate, timeout=0.05, write_timeout=timeout_s)
     except (serial.SerialException, OSError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc).split(":")[0] or type(exc).__name__
-        return "unusable", f"cannot open {port}: {reason}"
+        return "unusable", _("cannot open {port}: {error}").format(port=port, error=reason)
     try:
         modem.command("AT", timeout_s=timeout_s)
         return "ok", ""
-    except ModemError as exc:
-        return "unusable", str(exc)
+    except ModemError as exc:  # its own message is for the journal; this one for the volunteer
+        if exc.code == "timeout":
+            return "unusable", _("no answer to AT on {port}").format(port=port)
+        if exc.code:
+            return "unusable", _("the modem refused AT: {error}").format(error=exc.code)
+        return "unusable", _("the modem cannot be used: {error}").format(error=exc)
     finally:
         modem.close()

@@ -19,6 +19,26 @@ def _state_home(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
 
 
+@pytest.fixture(autouse=True)
+def _english(monkeypatch) -> None:
+    """The station's tests read its messages in English (the source language), through the
+    English catalogue; French, the default, is what tests/station/test_i18n.py checks, with
+    the ``french`` fixture."""
+    from balise_station import i18n
+
+    monkeypatch.setenv(i18n.ENV, "en")
+    i18n.activate("en")
+
+
+@pytest.fixture
+def french(monkeypatch) -> None:
+    """As on a station: no language chosen anywhere, so French."""
+    from balise_station import i18n
+
+    monkeypatch.delenv(i18n.ENV, raising=False)
+    i18n.activate("fr")
+
+
 @pytest.fixture
 def server(tmp_path) -> Iterator[Server]:
     """A real `balise serve --demo` (token in ``server.token``); restart it with ``start(demo=False)``."""
