@@ -27,7 +27,8 @@ def test_the_station_pairs_with_the_code_and_keeps_its_token_private(live_server
 
     assert main(["pair", code, "--server", live_server.url, "--token-file", str(token_file)]) == 1
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("balise-station")]
-    assert len(said) == 1 and "already used" in said[0]  # one line (the rest is the server's own log)
+    # One line, in the station's default language (the rest is the server's own log).
+    assert len(said) == 1 and "déjà utilisé" in said[0]
     assert token_file.read_text().strip() == token  # a refused pairing leaves the token alone
 
 
