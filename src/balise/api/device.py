@@ -78,7 +78,7 @@ def _alert_out(alert: Alert, client_id: uuid.UUID) -> dict:
 
 def _closed_error():
     """What fixes for a closed alert get (balise.alerts.actions.add_fixes)."""
-    return _alert_error(actions.AlertError("alert_closed", "the alert is closed", status=409))
+    return alert_error(actions.AlertError("alert_closed", "the alert is closed", status=409))
 
 
 def _own_alerts(request):
@@ -102,7 +102,7 @@ def _own_alert(request, client_id: uuid.UUID) -> Alert | None:
     return own
 
 
-def _alert_error(exc: actions.AlertError):
+def alert_error(exc: actions.AlertError):
     fields = [{"field": exc.field, "message": str(exc)}] if exc.field else None
     return error_response(exc.status, exc.code, str(exc), fields)
 
@@ -110,15 +110,22 @@ def _alert_error(exc: actions.AlertError):
 @router.post("/alerts", response={200: AlertOut, 201: AlertOut, **ERRORS}, summary="Raise an alert (idempotent on client_id)")
 def create_alert(request, payload: AlertIn):
     try:
-        alert, created = actions.create_alert(
-            request.auth, client_id=payload.client_id, kind=payload.kind, gesture=payload.gesture,
-            triggered_at=payload.triggered_at, fixes=_fixes(payload.fixes),
-            sms_sent_by_device=payload.sms_sent_by_device,
-            sms_sent_to_contacts=frozenset(payload.sms_sent_to_contacts),
-        )
+        return Status(*alert_answer(request.auth, payload))
     except actions.AlertError as exc:
-        return _alert_error(exc)
-    return Status(201 if created else 200, _alert_out(alert, payload.client_id))
+        return alert_error(exc)
+
+
+def alert_answer(device, payload: AlertIn) -> tuple[int, dict]:
+    """Accept the press of DEVICE: (201, the alert raised) or (200, the alert it joined or
+    its retry replays). The one place for both the view above and the ASGI fast path
+    (balise.api.fastpath). Raises AlertError for a press the device API refuses."""
+    alert, created = actions.create_alert(
+        device, client_id=payload.client_id, kind=payload.kind, gesture=payload.gesture,
+        triggered_at=payload.triggered_at, fixes=_fixes(payload.fixes),
+        sms_sent_by_device=payload.sms_sent_by_device,
+        sms_sent_to_contacts=frozenset(payload.sms_sent_to_contacts),
+    )
+    return 201 if created else 200, _alert_out(alert, payload.client_id)
 
 
 @router.get("/alerts/{client_id}", response={200: AlertOut, **ERRORS}, summary="Read an alert's status")
@@ -137,7 +144,7 @@ def add_fixes(request, client_id: uuid.UUID, payload: FixesIn):
     try:
         accepted, duplicates = actions.add_fixes(alert, _fixes(payload.fixes))
     except actions.AlertError as exc:
-        return _alert_error(exc)
+        return alert_error(exc)
     if alert.duress:
         # Kept for her contacts and the association, answered as for a cancelled alert:
         # the station keeps sending whatever it is told.
@@ -153,7 +160,7 @@ def cancel_alert(request, client_id: uuid.UUID, payload: CancelIn):
     try:
         actions.cancel_alert(alert, payload.pin)
     except actions.AlertError as exc:
-        return _alert_error(exc)
+        return alert_error(exc)
     # The same answer for the cancel and the duress PIN, whatever the alert's real state.
     return Status(200, {"client_id": client_id, "state": "cancelled"})
 

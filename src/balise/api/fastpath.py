@@ -1,4 +1,4 @@
-"""Heartbeats without Django's request machinery (issue 16).
+"""Heartbeats and presses without Django's request machinery (issue 16).
 
 Under ASGI, Django runs its sync middleware for every request on a thread of its own,
 created and joined per request, with a fresh database connection: about 8 ms of CPU for a
@@ -6,7 +6,9 @@ heartbeat, so one process held some 150 a second, when a region's devices beat 1
 a second before any alert. Here a well-formed heartbeat with a valid token is parsed and
 checked with the device API's own parser and schema, and answered by the view's own
 function (`heartbeat_answer`: one UPDATE that also checks the token, one SELECT) on a
-worker thread, rendered by ninja's encoder.
+worker thread, rendered by ninja's encoder. A press (POST /api/v1/alerts) the same way,
+with the view's `alert_answer`: the alert path paid the same few milliseconds of
+machinery on top of its own work.
 
 Everything else (a malformed body, an unknown token, a database error, any other path)
 goes to Django untouched, so that every refusal is the device API's usual answer."""
@@ -26,9 +28,10 @@ from balise.api.middleware import replaying
 log = logging.getLogger(__name__)
 
 HEARTBEAT_PATH = "/api/v1/heartbeat"
+ALERTS_PATH = "/api/v1/alerts"
 # What Django's SecurityMiddleware and XFrameOptionsMiddleware add to the view's answer.
+JSON = b"application/json; charset=utf-8"  # (ninja's; the API's refusals say application/json)
 _HEADERS = [
-    (b"content-type", b"application/json; charset=utf-8"),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
@@ -49,10 +52,8 @@ def _bearer(scope) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def _payload(body: bytes):
+def _payload(body: bytes, schema):
     from pydantic import ValidationError
-
-    from balise.api.schemas import HeartbeatIn
 
     try:
         value = loads(body)
@@ -61,37 +62,71 @@ def _payload(body: bytes):
     if not isinstance(value, dict):
         return None
     try:
-        return HeartbeatIn.model_validate(value)
+        return schema.model_validate(value)
     except ValidationError:
         return None
 
 
-def _beat(token: str, payload) -> bytes | None:
-    """The answer's body, or None when the token is not a device's (Django answers 401)."""
+def _encoded(schema, answer: dict) -> bytes:
+    return json.dumps(schema.model_validate(answer).model_dump(), cls=NinjaJSONEncoder).encode()
+
+
+def _beat(token: str, payload) -> tuple[int, bytes, bytes] | None:
+    """The heartbeat's answer, or None when the token is not a device's (Django answers 401)."""
     from balise.api.device import heartbeat_answer
     from balise.api.schemas import HeartbeatOut
 
+    answer = heartbeat_answer(token, payload)  # (the token is checked by its UPDATE)
+    return None if answer is None else (200, _encoded(HeartbeatOut, answer), JSON)
+
+
+def _alert(token: str, payload) -> tuple[int, bytes, bytes] | None:
+    """The press's answer (the alert raised, joined or replayed, or the device API's refusal
+    of it), or None when the token is not a device's (Django answers 401)."""
+    from balise.alerts.actions import AlertError
+    from balise.api.device import alert_answer, alert_error
+    from balise.api.schemas import AlertOut
+    from balise.devices.actions import authenticate_token
+
+    device = authenticate_token(token)
+    if device is None:
+        return None
+    try:
+        status, answer = alert_answer(device, payload)
+    except AlertError as exc:
+        refusal = alert_error(exc)
+        return refusal.status_code, refusal.content, refusal["Content-Type"].encode("latin-1")
+    return status, _encoded(AlertOut, answer), JSON
+
+
+def _answered(handler, token: str, payload) -> tuple[int, bytes, bytes] | None:
     # What Django does around every request: a connection that is broken, or past its
     # age, is closed (with the pool, handed back) rather than reused.
     close_old_connections()
     try:
-        answer = heartbeat_answer(token, payload)  # (the token is checked by its UPDATE)
-        if answer is None:
-            return None
-        return json.dumps(HeartbeatOut.model_validate(answer).model_dump(), cls=NinjaJSONEncoder).encode()
+        return handler(token, payload)
     finally:
         close_old_connections()
 
 
-class HeartbeatFastPath:
-    """ASGI: POST /api/v1/heartbeat answered here when it can be; the rest to APP. Sits
-    inside BodyLimitASGI, which has already bounded the body."""
+def _routes():
+    from balise.api.schemas import AlertIn, HeartbeatIn
+
+    # A press is idempotent on its client id: should anything fail half-way (a busy
+    # database), Django takes the same request again and answers what the device must see.
+    return {HEARTBEAT_PATH: (HeartbeatIn, _beat), ALERTS_PATH: (AlertIn, _alert)}
+
+
+class DeviceFastPath:
+    """ASGI: POST /api/v1/heartbeat and POST /api/v1/alerts answered here when they can be;
+    the rest to APP. Sits inside BodyLimitASGI, which has already bounded the body."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("path") != HEARTBEAT_PATH or scope.get("method") != "POST":
+        route = _routes().get(scope.get("path")) if scope["type"] == "http" and scope.get("method") == "POST" else None
+        if route is None:
             return await self.app(scope, receive, send)
         token = _bearer(scope)
         if token is None:
@@ -106,15 +141,17 @@ class HeartbeatFastPath:
                 break
         body = b"".join(chunks)
         answer = None
-        payload = _payload(body)
+        schema, handler = route
+        payload = _payload(body, schema)
         if payload is not None:
             try:
-                answer = await sync_to_async(_beat, thread_sensitive=False)(token, payload)
+                answer = await sync_to_async(_answered, thread_sensitive=False)(handler, token, payload)
             except Exception:  # a busy or unreachable database: Django answers (503, its usual log)
-                log.debug("heartbeat fast path handed a request to Django", exc_info=True)
+                log.debug("device fast path handed a request to Django", exc_info=True)
         if answer is None:
             return await self.app(scope, replaying(body, receive), send)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [*_HEADERS, (b"content-length", str(len(answer)).encode())]})
-        await send({"type": "http.response.body", "body": answer})
-
+        status, content, content_type = answer
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", content_type), *_HEADERS,
+                                (b"content-length", str(len(content)).encode())]})
+        await send({"type": "http.response.body", "body": content})

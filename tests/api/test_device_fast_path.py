@@ -1,4 +1,4 @@
-"""Heartbeats answered without Django's request machinery (issue 16) answer exactly what
+"""Heartbeats and presses answered without Django's request machinery (issue 16) answer exactly what
 the device API's view answers, byte for byte; everything the fast path does not accept
 goes to Django, whose refusal the device gets."""
 
@@ -11,7 +11,7 @@ import pytest
 from django.db import OperationalError
 
 from balise.api import fastpath
-from balise.api.fastpath import HeartbeatFastPath
+from balise.api.fastpath import DeviceFastPath
 from balise.asgi import django_application
 from balise.devices.models import Device
 from tests.spine.test_device_api import alert_body, post
@@ -59,7 +59,7 @@ def _both(world, body, token=None):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = [(b"authorization", f"Bearer {token or world.token}".encode())]
     recorder = Recorder()
-    fast = _call(HeartbeatFastPath(recorder), raw, headers)
+    fast = _call(DeviceFastPath(recorder), raw, headers)
     plain = _call(django_application, raw, headers)
     return fast, plain, recorder.calls
 
@@ -122,9 +122,9 @@ def test_an_unknown_token_gets_django_s_401(world):
 def test_other_requests_go_to_django(world):
     recorder = Recorder()
     headers = [(b"authorization", f"Bearer {world.token}".encode())]
-    status, _, _ = _call(HeartbeatFastPath(recorder), b"", headers, path="/api/v1/contacts", method="GET")
+    status, _, _ = _call(DeviceFastPath(recorder), b"", headers, path="/api/v1/contacts", method="GET")
     assert recorder.calls == 1 and status == 200
-    status, _, _ = _call(HeartbeatFastPath(recorder), b"{}", [], path="/api/v1/heartbeat")
+    status, _, _ = _call(DeviceFastPath(recorder), b"{}", [], path="/api/v1/heartbeat")
     assert recorder.calls == 2 and status == 401
 
 
@@ -154,10 +154,10 @@ def test_a_revoked_token_s_heartbeat_is_refused(world):
 
 def test_a_station_s_buttons_keep_the_time_they_changed(world):
     headers = [(b"authorization", f"Bearer {world.token}".encode())]
-    _call(HeartbeatFastPath(Recorder()), b'{"buttons": [{"hardware_id": "AA", "connected": false}]}', headers)
+    _call(DeviceFastPath(Recorder()), b'{"buttons": [{"hardware_id": "AA", "connected": false}]}', headers)
     later = NOW + timedelta(minutes=5)
     body = b'{"buttons": [{"hardware_id": "AA", "connected": false}, {"hardware_id": "BB", "connected": true}]}'
-    _call(HeartbeatFastPath(Recorder()), body, headers, now=later)
+    _call(DeviceFastPath(Recorder()), body, headers, now=later)
     assert Device.objects.get(pk=world.device.pk).buttons_state == [
         {"hardware_id": "AA", "connected": False, "since": NOW.isoformat()},
         {"hardware_id": "BB", "connected": True, "since": later.isoformat()},
@@ -182,3 +182,89 @@ def test_a_station_under_duress_gets_its_recording_hint_on_the_fast_path(client,
     assert hint.open_hint(key, fast_body["recording_hint"]) == hint.open_hint(key, plain_body["recording_hint"]) == [
         duress]
     assert len(fast[2]) == len(plain[2])
+
+
+# -- presses ---------------------------------------------------------------------------------
+
+def _press(app, world, body, token=None):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return _call(app, raw, [(b"authorization", f"Bearer {token or world.token}".encode())], path="/api/v1/alerts")
+
+
+def test_a_press_is_answered_without_django_and_its_retry_through_django_alike(world):
+    """Raised on the fast path (201), the same press again through Django replays it (200)
+    with the same body; and the other way round."""
+    from balise.alerts.models import Alert
+    from balise.dispatch.models import Delivery
+
+    for first, then in ((DeviceFastPath, lambda app: app), (lambda app: app, DeviceFastPath)):
+        recorder = Recorder()
+        body = alert_body(kind="prevention")
+        raised = _press(first(recorder), world, body)
+        replayed = _press(then(Recorder()), world, body)
+        assert (raised[0], replayed[0]) == (201, 200), raised[2]
+        assert raised[2] == replayed[2]
+        alert = Alert.objects.get(client_id=body["client_id"])
+        assert json.loads(raised[2])["id"] == alert.pk
+        assert Delivery.objects.filter(alert=alert, channel="sms").count() == 5  # one per consenting contact
+        Alert.objects.filter(pk=alert.pk).update(state=Alert.State.RESOLVED)
+    assert recorder.calls == 1  # (the second round's first press went to Django)
+
+
+def test_a_press_that_joins_an_open_alert_is_answered_as_the_view_answers(world):
+    first = _press(DeviceFastPath(Recorder()), world, alert_body(kind="prevention"))
+    assert first[0] == 201
+    recorder = Recorder()
+    joined = _press(DeviceFastPath(recorder), world, alert_body(kind="alarm"))
+    assert recorder.calls == 0 and joined[0] == 201  # (a new press, recorded on the open alert)
+    answer = json.loads(joined[2])
+    assert answer["joined_to"] == json.loads(first[2])["client_id"] and answer["kind"] == "alarm"
+
+
+def test_a_press_the_api_refuses_gets_the_view_s_refusal(world):
+    """A press of a device handed to nobody: the fast path answers the view's 409, byte for
+    byte (its headers too, but for the language ones)."""
+    from balise.devices.models import Device
+
+    Device.objects.filter(pk=world.device.pk).update(holder=None)
+    body = json.dumps(alert_body()).encode()
+    recorder = Recorder()
+    fast = _press(DeviceFastPath(recorder), world, body)
+    plain = _press(django_application, world, body)
+    assert recorder.calls == 0 and fast[0] == 409
+    _same(fast, plain)
+    assert json.loads(fast[2])["error"] == "device_not_assigned"
+
+
+@pytest.mark.parametrize("body", [
+    b"not json",
+    b'{"client_id": "nope", "kind": "alarm"}',
+    b'{"kind": "alarm"}',
+    b'{"client_id": "5b0e2f34-6e2c-4c55-9d7c-5d2a2b0c1f00", "kind": "loud"}',
+])
+def test_a_press_the_fast_path_does_not_accept_gets_django_s_refusal(world, body):
+    recorder = Recorder()
+    fast = _press(DeviceFastPath(recorder), world, body)
+    plain = _press(django_application, world, body)
+    assert recorder.calls == 1 and fast[0] in (400, 422)
+    _same(fast, plain)
+
+
+def test_a_press_with_an_unknown_token_gets_django_s_401_and_raises_nothing(world):
+    from balise.alerts.models import Alert
+
+    recorder = Recorder()
+    fast = _press(DeviceFastPath(recorder), world, alert_body(), token="bal_unknown")
+    assert recorder.calls == 1 and fast[0] == 401
+    assert not Alert.objects.exists()
+
+
+def test_a_database_error_hands_the_press_to_django_which_raises_it_once(world):
+    from balise.alerts.models import Alert
+
+    body = alert_body(kind="emergency")
+    recorder = Recorder()
+    with mock.patch.object(fastpath, "_alert", side_effect=OperationalError("database is locked")):
+        fast = _press(DeviceFastPath(recorder), world, body)
+    assert recorder.calls == 1 and fast[0] == 201
+    assert Alert.objects.filter(client_id=body["client_id"]).count() == 1
