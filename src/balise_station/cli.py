@@ -21,7 +21,7 @@ from typing import Any
 from balise_station import __version__
 from balise_station.config import BUTTON_KINDS, ConfigError, NoTokenError, StationConfig, load_config
 from balise_station.gestures import ButtonMode, DecodedGesture, GestureDecoder, TraceError, parse_trace
-from balise_station.i18n import _, activate_for, ngettext
+from balise_station.i18n import _, activate_for, ngettext, number
 
 EXIT_OK, EXIT_DEGRADED, EXIT_USAGE = 0, 1, 2
 STATUS_CAPTURE_S = 0.5  # what `status` records to check the microphone (selftest records longer)
@@ -232,7 +232,7 @@ def _status_text(st: dict[str, Any], age: float) -> str:
               else _("UNREACHABLE ({error})").format(error=ck.get("server_error", "")))
     if st.get("token_refused") or ck["token"] == "refused":
         server += _(", REFUSES THIS STATION'S TOKEN (pair the station again)")
-    lines.append(_("server: {state}; station's last success {ago}").format(
+    lines.append(_("server: {state}; station's last success: {ago}").format(
         state=server, ago=_ago(st.get("last_server_success_ts"))))
     q = st.get("queue", {})
     if q.get("alerts_refused"):
@@ -268,7 +268,7 @@ def _status_text(st: dict[str, Any], age: float) -> str:
         parts.append(waiting)
         lines.append(_("evidence: {state}").format(state="; ".join(parts)))
     contacts = st.get("contacts")
-    lines.append(_("contacts: {n} (refreshed {ago}); location: {sources}").format(
+    lines.append(_("contacts: {n} (refreshed: {ago}); location: {sources}").format(
         n=contacts if contacts is not None else _("NONE YET (the modem cannot help)"),
         ago=_ago(st.get("contacts_fetched_ts")),
         sources=", ".join(st.get("location_sources") or []) or _("none")))
@@ -470,12 +470,12 @@ def cmd_buttons_add(args: argparse.Namespace) -> int:
     known = {b.address.upper() for b in cfg.buttons}
     if any(b.name == args.name for b in cfg.buttons):
         return _fail(name_taken(args.name))
-    print(_("scanning for {seconds:g} s: press the button once to wake it up...").format(seconds=args.seconds),
+    print(_("scanning for {seconds} s: press the button once to wake it up...").format(seconds=number(args.seconds)),
           file=sys.stderr)
 
     def listening(buttons: list[Any]) -> None:
-        print(_("now PRESS the button to add (listening for {seconds:g} s to {n} button(s))...").format(
-            seconds=args.seconds, n=len(buttons)), file=sys.stderr, flush=True)
+        print(_("now PRESS the button to add (listening for {seconds} s to {n} button(s))...").format(
+            seconds=number(args.seconds), n=len(buttons)), file=sys.stderr, flush=True)
 
     async def go() -> tuple[Any, list[Any], list[str], str]:
         found = await scan_for_buttons(args.seconds, scanner_backend=BLE_BACKENDS["scanner"],

@@ -51,6 +51,15 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return _current.ngettext(singular, plural, n)
 
 
+def number(value: float, digits: int | None = None) -> str:
+    """VALUE as a person reads it in the current language: 0,5 in French, 0.5 in English
+    (DIGITS after the separator, or as few as needed)."""
+    if not _language:
+        activate(DEFAULT)
+    text = f"{value:.{digits}f}" if digits is not None else f"{value:g}"
+    return text.replace(".", ",") if _language == "fr" else text
+
+
 def configured_language(config: str | os.PathLike[str] | None) -> str:
     """``[station] language`` of the file, read before (and whether or not) the rest of it is
     valid, so that its errors are already in its language; "" when it says none."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from balise_station.config import StationConfig
-from balise_station.i18n import _
+from balise_station.i18n import _, number
 
 SERVICE = "balise-station"
 USER = "balise"
@@ -182,8 +182,8 @@ async def check_siren(cfg: StationConfig, seconds: float = 1.0, volume: float = 
         return Check(part, False, _failed(sink.name, exc))
     finally:
         await sink.close()
-    return Check(part, True, _("played {seconds:g} s at {volume} % volume ({player})").format(
-        seconds=seconds, volume=round(volume * 100), player=sink.name))
+    return Check(part, True, _("played {seconds} s at {volume} % volume ({player})").format(
+        seconds=number(seconds), volume=round(volume * 100), player=sink.name))
 
 
 def _failed(tool: str, exc: Exception) -> str:
@@ -214,18 +214,18 @@ def check_microphone(cfg: StationConfig, seconds: float = 2.0) -> Check:
         if close is not None:
             close()
     if len(pcm) < seconds * RATE * 2 * 0.9:
-        return Check(part, False, _("{tool}: only {got:.1f} s recorded of {seconds:g} s").format(
-            tool=choice.name, got=len(pcm) / 2 / RATE, seconds=seconds))
+        return Check(part, False, _("{tool}: only {got} s recorded of {seconds} s").format(
+            tool=choice.name, got=number(len(pcm) / 2 / RATE, 1), seconds=number(seconds)))
     samples = array.array("h", pcm)
     if sys.byteorder == "big":
         samples.byteswap()
     rms = math.sqrt(sum(s * s for s in samples) / len(samples))
     if rms == 0:
-        return Check(part, False, _("{tool}: {seconds:g} s recorded, but only silence (muted input?)").format(
-            tool=choice.name, seconds=seconds))
+        return Check(part, False, _("{tool}: {seconds} s recorded, but only silence (muted input?)").format(
+            tool=choice.name, seconds=number(seconds)))
     db = 20 * math.log10(rms / 32768)
-    return Check(part, True, _("{seconds:g} s recorded with {tool}, level {db:.0f} dBFS").format(
-        seconds=seconds, tool=choice.name, db=db))
+    return Check(part, True, _("{seconds} s recorded with {tool}, level {db:.0f} dBFS").format(
+        seconds=number(seconds), tool=choice.name, db=db))
 
 
 def check_modem(cfg: StationConfig, port: str | None) -> Check:
@@ -262,8 +262,8 @@ async def check_server_and_alert(cfg: StationConfig) -> list[Check]:
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         r = await api.post_alert({"client_id": cid, "kind": "test", "gesture": "api", "triggered_at": now,
                                   "fixes": [], "sms_sent_by_device": False, "sms_sent_to_contacts": []})
-        checks.append(Check(_("test alert"), r.ok, _("accepted by the server (alert {id})").format(id=r.body.get("id"))
-                            if r.ok and isinstance(r.body, dict) else _("not accepted ({error})").format(error=r.error)))
+        checks.append(Check(_("test alert"), r.ok, _("accepted by the server (a test: the association sees it, no contact is told)")
+                            if r.ok else _("not accepted ({error})").format(error=r.error)))
         return checks
     finally:
         await api.aclose()

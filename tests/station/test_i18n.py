@@ -157,16 +157,16 @@ def test_status_is_french_by_default_failures_included(tmp_path, device_api: Fak
         "boutons : AUCUN (en ajouter un avec 'balise-station buttons add')",
         "jeton : REFUSÉ par le serveur (appairer la station de nouveau)",
         "serveur : joignable, REFUSE LE JETON DE CETTE STATION (appairer la station de nouveau) ; "
-        "dernier succès de la station jamais",
+        "dernier succès de la station : jamais",
         "file d'attente : 0 alerte(s) en attente, 0 ouverte(s), 0 position(s), 0 refusée(s) par le serveur",
         "micro : désactivé",
-        "contacts : AUCUN ENCORE (le modem ne peut pas aider) (mis à jour jamais) ; localisation : aucun",
+        "contacts : AUCUN ENCORE (le modem ne peut pas aider) (mis à jour : jamais) ; localisation : aucun",
     ]
     device_api.stop()
     assert main(["status", "--config", str(cfg)]) == 1
     out = capsys.readouterr().out
     assert "jeton : non vérifié (serveur injoignable)" in out
-    assert "serveur : INJOIGNABLE (ConnectError) ; dernier succès de la station jamais" in out
+    assert "serveur : INJOIGNABLE (ConnectError) ; dernier succès de la station : jamais" in out
 
 
 def test_status_is_english_when_configured(tmp_path, device_api: FakeDeviceApi, monkeypatch, capsys):
@@ -219,7 +219,8 @@ def test_selftest_on_the_simulated_hardware_in_french(tmp_path, device_api: Fake
     assert lines[2:6] == ["[ OK ] modem : répond à AT", "[ OK ] serveur : joignable", "[ OK ] jeton : accepté",
                           "[ OK ] contacts : 3 contact(s) ; numéro d'astreinte de l'association : oui"]
     [alert] = device_api.alerts.values()
-    assert lines[6] == f"[ OK ] alerte d'essai : acceptée par le serveur (alerte {alert['id']})"
+    assert alert["kind"] == "test"  # (its number on the server is no business of hers)
+    assert lines[6] == "[ OK ] alerte d'essai : acceptée par le serveur (un essai : l'association la voit, aucun contact n'est prévenu)"
     assert lines[7] == "[ OK ] bouton pendentif : AA:00:00:00:00:01 à portée"
     assert lines[8] == ("[ÉCHEC] bouton clés : AA:00:00:00:00:02 non vu (l'appuyer ; si la station est en marche, "
                         "elle tient la liaison : voir balise-station status)")
@@ -280,3 +281,13 @@ def test_a_bad_button_address_in_english_when_configured(tmp_path, monkeypatch, 
     assert main(["buttons", "add", "-c", str(cfg), "--address", "hello"]) == 2
     assert capsys.readouterr().err == ("balise-station: not a Bluetooth address: 'hello' "
                                        "(expected six pairs like AA:BB:CC:DD:EE:FF)\n")
+
+
+def test_numbers_read_with_the_language_s_decimal_separator():
+    try:
+        i18n.activate("fr")
+        assert (i18n.number(0.5), i18n.number(2.0), i18n.number(1.25, 1)) == ("0,5", "2", "1,2")
+        i18n.activate("en")
+        assert (i18n.number(0.5), i18n.number(2.0)) == ("0.5", "2")
+    finally:
+        i18n.activate(i18n.DEFAULT)
