@@ -8,6 +8,8 @@ import signal
 import sys
 
 GESTURE_KINDS = {"single": "prevention", "double": "emergency", "long": "alarm", "test": "test"}
+TRIGGERED = {"prevention": "Alerte de prévention", "emergency": "Alerte de secours", "alarm": "Alarme",
+             "test": "Alerte d'essai"}
 
 
 def _setup_django() -> None:
@@ -176,7 +178,10 @@ def cmd_trigger(args) -> int:
             detail = ""
         return _fail(f"the server refused the alert ({response.status_code}): {detail}")
     data = response.json()
-    print(f"alerte {data['kind']} n°{data['id']} enregistrée (client_id {data['client_id']}, état {data['state']})")
+    # What the person's button would have done, in words (the demo's banner is French).
+    kind = TRIGGERED.get(data.get("kind"), TRIGGERED["prevention"])
+    joined = " (jointe à l'alerte déjà ouverte)" if data.get("joined_to") else ""
+    print(f"{kind} reçue par le serveur{joined} : suivez-la dans la console.")
     return 0
 
 

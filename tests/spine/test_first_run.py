@@ -63,7 +63,7 @@ def test_demo_prints_commands_that_reach_every_contact(demo_server):
             argv = [sys.executable, "-m", "balise", *argv[1:]]
         done = subprocess.run(argv, env=balise_env(data_dir), capture_output=True, text=True, timeout=30)
         assert done.returncode == 0, done.stderr
-        assert "enregistrée" in done.stdout
+        assert "reçue par le serveur" in done.stdout and "client_id" not in done.stdout
     outbox = data_dir / "console-outbox.jsonl"
     deadline = time.monotonic() + 20
     records = []
