@@ -36,7 +36,9 @@ def demo_server(tmp_path):
         env=balise_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines = []
-    deadline = time.monotonic() + 60
+    # A bound, not a wait: a first start migrates and builds the demo (13 s at load 5 here;
+    # over 60 s beside a CPU burner and the rest of the suite at load 9).
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
@@ -46,7 +48,7 @@ def demo_server(tmp_path):
             break
     else:
         proc.kill()
-        raise AssertionError("server did not start:\n" + "".join(lines))
+        raise AssertionError(f"server did not start (exit {proc.poll()}):\n" + "".join(lines))
     yield proc, "".join(lines), tmp_path
     proc.terminate()
     proc.wait(timeout=30)
