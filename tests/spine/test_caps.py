@@ -273,7 +273,7 @@ def test_the_bucket_holds_across_connections(settings, clock):
 
 def test_raising_an_alert_stays_a_few_statements(world):
     """The latency-critical path: one read (a retry, an alert to join), the two budget
-    UPDATEs in a transaction of their own (the association's row is not held during the
+    upserts (INSERT … ON CONFLICT DO UPDATE) in a transaction of their own (the association's row is not held during the
     alert's), then the alert's transaction, its messages handed to this process's
     dispatcher (balise serve; its loop does not run here)."""
     resolve_alert(raise_alert(world.device))  # the buckets exist, as they do in steady state
@@ -294,5 +294,16 @@ def test_raising_an_alert_stays_a_few_statements(world):
     # the read; the two buckets; the alert, its fix; the contacts, the short links of the
     # SMS (in this transaction rather than in one of the dispatcher's own: issue 16),
     # deliveries, events, timer
-    assert statements == ["SELECT", "UPDATE", "UPDATE", "INSERT", "INSERT", "SELECT", "INSERT", "INSERT", "INSERT",
+    assert statements == ["SELECT", "INSERT", "INSERT", "INSERT", "INSERT", "SELECT", "INSERT", "INSERT", "INSERT",
                           "INSERT"]
+
+
+def test_a_new_device_s_first_alert_takes_its_token_in_one_statement(world, settings):
+    """No bucket yet: the upsert creates it full and takes one token at once (it was an
+    UPDATE that found nothing, an INSERT, and the UPDATE again)."""
+    settings.ALERT_BUDGET_DEVICE = (3, 1)
+    with CaptureQueriesContext(connection) as ctx:
+        verdict = budget.take(world.device)
+    assert verdict.within
+    assert [q["sql"].split()[0] for q in ctx.captured_queries] == ["INSERT", "INSERT"]  # device, association
+    assert AlertBudget.objects.get(key=f"device:{world.device.pk}").tokens == 2
