@@ -14,13 +14,12 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from balise.alerts import budget
-from balise.alerts.models import Acknowledgement, Alert, AlertEvent, JoinedPress, Kind, LocationFix, stronger
+from balise.alerts.models import (
+    JOINABLE, Acknowledgement, Alert, AlertEvent, JoinedPress, Kind, LocationFix, stronger,
+)
 from balise.db import for_update
 from balise.dispatch import outbox
 from balise.dispatch.plans import DURESS_STEP, Send, plan_for
-
-ACTIVE = (Alert.State.OPEN, Alert.State.ACKNOWLEDGED)
-
 
 class AlertError(Exception):
     """A request that cannot be applied; `code` is stable for API clients."""
@@ -67,6 +66,11 @@ class _Press:
     sms_sent_to_contacts: frozenset[int]
 
 
+# Reads of create_alert: each one after the first needs an alert of hers raised since the
+# previous read (the database refused ours) and closed before this press could join it.
+RAISE_ATTEMPTS = 3
+
+
 def create_alert(
     device,
     *,
@@ -85,25 +89,34 @@ def create_alert(
     joined (then its client id is not CLIENT_ID): the press is recorded on it, its fixes
     added, and a stronger gesture escalates it (see _join). CREATED is False for a retry.
     Idempotent on CLIENT_ID: a retry, even concurrent with the first attempt, returns
-    what the first attempt returned.
+    what the first attempt returned. Two first presses of hers at once (two devices)
+    raise one alert, which the other joins: the database holds at most one alert a press
+    joins per person (balise.alerts.models.JOINABLE), and refuses the second.
 
     Beyond the device's or the association's budget (balise.alerts.budget), the alert is
     still stored and reaches the association's on-call line, not the contacts.
     """
     press = _Press(client_id, kind, gesture, triggered_at, list(fixes), sms_sent_by_device,
                    frozenset(sms_sent_to_contacts))
-    # One read: a retry (this client id already accepted) or an open alert to join.
-    replay, target = _lookup(device, press)
-    if replay is not None:
-        return replay, False
-    if device.holder_id is None:
-        raise AlertError("device_not_assigned", "this device is not assigned to a person", status=409)
-    if target is not None:
-        joined = _join(target, device, press)
-        if joined is not None:
-            return joined
-        # It closed in between: this press raises an alert of its own.
-    return _raise(device, press)
+    for attempt in range(RAISE_ATTEMPTS):
+        # One read: a retry (this client id already accepted) or an open alert to join.
+        replay, target = _lookup(device, press)
+        if replay is not None:
+            return replay, False
+        if device.holder_id is None:
+            raise AlertError("device_not_assigned", "this device is not assigned to a person", status=409)
+        if target is not None:
+            joined = _join(target, device, press)
+            if joined is not None:
+                return joined
+            # It closed in between: this press raises an alert of its own.
+        try:
+            return _raise(device, press)
+        except IntegrityError:
+            if attempt == RAISE_ATTEMPTS - 1:
+                raise
+            # Another press committed first since the read: a retry of this one, or a
+            # first press of hers whose alert this one joins. The next read finds it.
 
 
 def _lookup(device, press: _Press) -> tuple[Alert | None, Alert | None]:
@@ -112,9 +125,9 @@ def _lookup(device, press: _Press) -> tuple[Alert | None, Alert | None]:
     found = []
     if device.holder_id is not None:
         same = Q(kind=Kind.TEST) if press.kind == Kind.TEST else ~Q(kind=Kind.TEST)
-        # An alert cancelled under duress goes on for her contacts, but a press after it
-        # raises a new alert, exactly as after a real cancel: the device must not tell them apart.
-        found.append(Alert.objects.filter(same, person_id=device.holder_id, state__in=ACTIVE, duress=False))
+        # JOINABLE: an alert cancelled under duress goes on for her contacts, but a press after
+        # it raises a new alert, exactly as after a real cancel: the device must not tell them apart.
+        found.append(Alert.objects.filter(JOINABLE, same, person_id=device.holder_id))
     found.append(Alert.objects.filter(client_id=press.client_id))
     found.append(Alert.objects.filter(joined_presses__client_id=press.client_id))
     tags = ("open", "own", "joined")[-len(found):]
@@ -139,8 +152,7 @@ def _lookup(device, press: _Press) -> tuple[Alert | None, Alert | None]:
 def _raise(device, press: _Press) -> tuple[Alert, bool]:
     # The budgets first, in a short transaction of their own: every alert of an association
     # updates its one bucket row, and a lock held until the alert's commit queued all of
-    # them behind the slowest (measured on PostgreSQL: issue 16). A token taken by an alert
-    # that then fails is not given back; the budgets are far above real use.
+    # them behind the slowest (measured on PostgreSQL: issue 16).
     with transaction.atomic():
         verdict = budget.take(device)
     try:
@@ -166,12 +178,11 @@ def _raise(device, press: _Press) -> tuple[Alert, bool]:
             AlertEvent.objects.bulk_create(events)
             outbox.arm_next_step(alert)
     except IntegrityError:
-        # A concurrent retry committed the same client id first: it has the token.
-        replay, _target = _lookup(device, press)
-        if replay is None:
-            raise
+        # Refused (create_alert reads again): a concurrent retry committed the same client id
+        # first, and has the token; or a press of hers raised the alert to join first, and a
+        # press that joins takes none. (Another failure gives it back too: far above real use.)
         budget.give_back(device, verdict)
-        return replay, False
+        raise
     return alert, True
 
 
@@ -209,11 +220,12 @@ def _over_budget(alert: Alert, plan, verdict: budget.Verdict, events: list[Alert
 def _join(target: Alert, device, press: _Press) -> tuple[Alert, bool] | None:
     """Record PRESS on TARGET, an open alert of the same person, instead of fanning out
     again: its fixes are added; a stronger gesture (prevention < emergency < alarm)
-    escalates the alert to that kind. None when TARGET closed in the meantime."""
+    escalates the alert to that kind. None when TARGET closed (or went under duress) in
+    the meantime."""
     try:
         with transaction.atomic():
             alert = _lock(target)
-            if not alert.is_active:
+            if not alert.is_joinable:  # closed, or cancelled under duress, since the read
                 return None
             escalate = stronger(press.kind, alert.kind)
             JoinedPress.objects.create(client_id=press.client_id, alert=alert, device=device, kind=press.kind,

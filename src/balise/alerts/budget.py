@@ -24,7 +24,8 @@ of one row wait for each other and re-check the condition on the row as committe
 transaction of its own, just before the alert's: the association's row is locked for
 the two UPDATEs only. (Inside the alert's transaction it stayed locked until that
 commit, and on PostgreSQL every alert of the association queued behind the slowest one.)
-An alert that then fails keeps its token spent: the budgets are far above real use.
+An alert whose insert is refused gives its token back (give_back): a concurrent retry of
+the same press, or a simultaneous first press of hers whose alert it then joins, was first.
 """
 
 from __future__ import annotations
@@ -113,7 +114,8 @@ def take(device) -> Verdict:
 
 def give_back(device, verdict: Verdict) -> None:
     """Return the tokens VERDICT took: for a press whose alert a concurrent retry of the same
-    press had already raised (the retries of one press cost one token, as before)."""
+    press had already raised (the retries of one press cost one token, as before), or that
+    joins the alert a simultaneous press of hers raised first (a join costs none)."""
     for bucket, key, (burst, _per_hour) in _buckets(device):
         if bucket == verdict.bucket:
             break  # this bucket was empty, and the ones after it were not reached

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from balise.labels import moment
@@ -20,6 +21,17 @@ class Outcome(models.TextChoices):
     POLICE_CALLED = "police", _("police called")
     PERSON_SAFE = "safe", _("she is safe")
     OTHER = "other", _("other")
+
+
+# Alert.State.OPEN and ACKNOWLEDGED: the alerts still going on (Meta cannot name Alert.State).
+ACTIVE_STATES = ("open", "acknowledged")
+
+# The alerts a new press of the same person joins instead of raising one of her own
+# (balise.alerts.actions.create_alert): going on, not cancelled under duress (to her device
+# a duress alert was cancelled: a press after it raises a new alert, as after a cancel),
+# not superseded. A test joins only a test, a real alert only a real one: at most one of
+# each per person, which the two constraints on Alert hold even for simultaneous presses.
+JOINABLE = Q(state__in=ACTIVE_STATES, duress=False, superseded=False)
 
 
 class Alert(models.Model):
@@ -43,6 +55,10 @@ class Alert(models.Model):
     # timers and escalation deliveries written before it become no-ops.
     epoch = models.PositiveIntegerField(_("changes of handling (counter)"), default=0)
     duress = models.BooleanField(_("cancelled under duress"), default=False)
+    # Set only by migration 0005 on the older of several joinable alerts of one person
+    # raised before the constraints below existed: still going on for her contacts, but
+    # no longer joined by her presses (the newest one was, and still is).
+    superseded = models.BooleanField(_("superseded by a newer alert of hers"), default=False)
     record = models.BooleanField(_("recording requested"), default=False)
     sms_sent_by_device = models.BooleanField(_("SMS already sent by the device"), default=False)
     # Raised beyond the device's or the association's alert budget (balise.alerts.budget):
@@ -65,13 +81,24 @@ class Alert(models.Model):
         verbose_name = _("alert")
         verbose_name_plural = _("alerts")
         indexes = [models.Index(fields=["state", "created_at"])]
+        constraints = [
+            models.UniqueConstraint(fields=["person"], condition=JOINABLE & ~Q(kind="test"),
+                                    name="one_joinable_alert_per_person"),
+            models.UniqueConstraint(fields=["person"], condition=JOINABLE & Q(kind="test"),
+                                    name="one_joinable_test_per_person"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk}"
 
     @property
     def is_active(self) -> bool:
-        return self.state in (self.State.OPEN, self.State.ACKNOWLEDGED)
+        return self.state in ACTIVE_STATES
+
+    @property
+    def is_joinable(self) -> bool:
+        """JOINABLE, on this row."""
+        return self.is_active and not self.duress and not self.superseded
 
     @property
     def device_state(self) -> str:
