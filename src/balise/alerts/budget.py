@@ -22,7 +22,7 @@ Taking a token is one statement, an upsert whose conditional UPDATE computes the
 in SQL, atomic on SQLite and PostgreSQL alike: under READ COMMITTED, concurrent updates
 of one row wait for each other and re-check the condition on the row as committed. It runs in a short
 transaction of its own, just before the alert's: the association's row is locked for
-the two UPDATEs only. (Inside the alert's transaction it stayed locked until that
+the two upserts only. (Inside the alert's transaction it stayed locked until that
 commit, and on PostgreSQL every alert of the association queued behind the slowest one.)
 An alert whose insert is refused gives its token back (give_back): a concurrent retry of
 the same press, or a simultaneous first press of hers whose alert it then joins, was first.
