@@ -228,3 +228,20 @@ def test_an_unchanged_poll_of_the_board_answers_304_in_a_few_queries(world, djan
     etag = _new_version(staff, url, etag)
     english = staff.get(url, HTTP_IF_NONE_MATCH=etag, HTTP_ACCEPT_LANGUAGE="en")
     assert english.status_code == 200 and "nobody on it yet" in english.content.decode()
+
+
+def test_the_alert_pane_says_the_next_escalation_step_and_numbers_as_they_are_dialled(world):
+    alert = raise_alert(world, "emergency")
+    staff = staff_client(world.staff)
+    html = staff.get(reverse("console:alert", args=[alert.pk])).content.decode()
+    escalation = re.sub(r"\s+", " ", html.split('id="escalation">')[1].split("</p>")[0])
+    assert escalation.startswith("Escalade : étape 1 sur ") and " à <strong>" in escalation  # not "step 0"
+    contact = world.contacts[0]
+    assert f'<a class="tel" href="tel:{contact.phone}">06 12 34 56 01</a>' in html
+    assert "Rappeler" not in html  # (the number is under her name, not in a column of its own)
+    staff.post(reverse("console:alert_take", args=[alert.pk]))
+    html = staff.get(reverse("console:alert", args=[alert.pk])).content.decode()
+    assert re.search(r"Escalade : 0 sur \d+ étapes effectuées · arrêtée", re.sub(r"\s+", " ", html))
+    test = raise_alert(world, "test", device=another_holder(world, "t")[1])
+    html = staff.get(reverse("console:alert", args=[test.pk])).content.decode()
+    assert "Pas d'escalade pour ce type d'alerte." in html

@@ -213,3 +213,41 @@ def test_protection_dates_read_and_typed_the_way_her_language_writes_them(  # no
     expect(page.locator("#details .errorlist")).to_have_text(error)
     expect(page.locator("#id_ends_on")).to_have_value(bad)
     assert Protection.objects.get(person=world.person).ends_on == date(2026, 4, 15)
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])
+def test_the_console_in_french_on_a_desk_and_on_a_phone(server, chromium, world, width, height):  # noqa: F811
+    """The board, an alert, her file, supervision and a pairing code in French, at a desk's
+    1280x800 and a phone's 390x844: nothing wider than the screen, nothing raw, the
+    numbers to call back whole and written as they are dialled."""
+    base, _outbox = server
+    create_demo()
+    run_checks(timezone.now())
+    page = _login(chromium, base, get_user_model().objects.get(username="demo"), viewport={"width": width,
+                                                                                         "height": height})
+    alarm = Alert.objects.get(kind="alarm", person__display_name="Dominique")
+    raw = re.compile(r"object \(\d+\)|\bNone\b|\{|%\(|\b(step|of|Call|Who|ending in)\b")
+
+    def look(path: str):
+        if path:
+            page.goto(base + path)
+        text = page.inner_text("body")
+        assert not raw.search(text), raw.search(text)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, path  # no sideways scrolling
+
+    look("/console/")
+    look(f"/console/alerts/{alarm.pk}/")
+    page.locator("#map path.trail").wait_for()
+    expect(page.locator("#contacts")).to_contain_text("06 12 34 56 11")
+    clipped = page.evaluate("""Array.from(document.querySelectorAll('#contacts a.tel')).filter(a => {
+        const box = a.closest('.contacts').getBoundingClientRect(), r = a.getBoundingClientRect();
+        return r.width === 0 || r.right > box.right + 0.5 || r.left < box.left - 0.5; }).length""")
+    assert clipped == 0
+    if width < 600:  # on a phone, the alert in view comes before the list
+        assert page.locator("#live-body").bounding_box()["y"] < page.locator("#list").bounding_box()["y"]
+    look(f"/console/people/{alarm.person_id}/")
+    page.locator("#devices form[action$='/pair'] button").first.click()
+    page.wait_for_selector("#pairing-code")
+    look("")
+    look("/console/supervision/")
+    expect(page.locator("#cleared")).not_to_contain_text("» de n")

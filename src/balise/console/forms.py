@@ -58,6 +58,9 @@ class EnrolForm(PersonForm, PinsForm):
     contact_phone = forms.CharField(label=_("first contact's phone"), max_length=20, required=False)
     association = forms.TypedChoiceField(label=_("association"), coerce=int)
 
+    field_order = ["association", "display_name", "language", "starts_on", "ends_on", "cancel_pin", "duress_pin",
+                   "contact_name", "contact_phone"]  # her name first, as on her file
+
     def __init__(self, *args, associations=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["association"].choices = [(a.pk, a.name) for a in associations]
