@@ -4,16 +4,21 @@ acting follows her role, and every action goes through the alert's real operatio
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from django.urls import reverse
-from django.utils import translation
+from django.utils import timezone, translation
 
+from balise.alerts.actions import FixIn, add_fixes
 from balise.alerts.models import Alert, Outcome
 from balise.associations.models import Membership
 from balise.console.models import AuditEntry
 from balise.console.timeline import describe_events
+from balise.devices.models import Device
 from balise.dispatch.models import Delivery
+from balise.supervision.checks import run_checks
+from balise.supervision.models import SupervisionEvent
 from balise.tracking.actions import answer_alert
 from tests.contacts.helpers import raise_alert
 from tests.personas import another_holder, staff_client
@@ -169,3 +174,74 @@ def test_the_next_escalation_step_reads_with_its_date_when_not_today(world):
         EscalationTimer.objects.filter(pk=timer.pk).update(due_at=timezone.now() + timedelta(days=1, hours=1))
         later = escalation(alert)["next_clock"]
     assert later != today and re.search(r"\d\d/\d\d/\d{4}", later), later
+
+
+
+def _open_board_world(world, alerts: int = 3, low_batteries: int = 3) -> list[Alert]:
+    """A busy night: ALERTS open alerts (each her own person) and LOW_BATTERIES technical alarms."""
+    raised = [raise_alert(world, "alarm")]
+    for i in range(1, max(alerts, low_batteries) + 1):
+        device = another_holder(world, f"p{i}")[1]
+        device.battery_percent = 10
+        device.save()
+        if i < alerts:
+            raised.append(raise_alert(world, "prevention", device=device))
+    run_checks(timezone.now())
+    return raised
+
+
+def _new_version(staff, url: str, etag: str) -> str:
+    """The list after a change: rendered again, under a new version."""
+    response = staff.get(url, HTTP_IF_NONE_MATCH=etag)
+    assert response.status_code == 200 and response["ETag"] != etag
+    assert staff.get(url, HTTP_IF_NONE_MATCH=response["ETag"]).status_code == 304
+    return response["ETag"]
+
+
+def test_an_unchanged_poll_of_the_board_answers_304_in_a_few_queries(world, django_assert_max_num_queries):
+    alerts = _open_board_world(world)
+    staff = staff_client(world.staff)
+    url = reverse("console:board_list")
+    first = staff.get(url)
+    html = first.content.decode()
+    assert first.status_code == 200 and html.count("data-alert=") == 3 and html.count("data-supervision=") == 3
+    etag = first["ETag"]
+    # Nothing changed: no body. The session, her user, her second factor, her memberships,
+    # and two queries for the version (it was 6 + 2 per open alert, rendered every second).
+    with django_assert_max_num_queries(6):
+        unchanged = staff.get(url, HTTP_IF_NONE_MATCH=etag)
+    assert unchanged.status_code == 304 and unchanged.content == b"" and unchanged["ETag"] == etag
+    assert unchanged["Cache-Control"] == "no-store"
+
+    # Each change the list shows makes a new version: a new position, a worker taking
+    # charge, a new alert, a technical alarm cleared, a battery level, another language.
+    add_fixes(alerts[1], [FixIn(lat=45.8, lon=4.9, accuracy_m=10, recorded_at=timezone.now(), source="gps",
+                                client_id=uuid.uuid4())])
+    etag = _new_version(staff, url, etag)
+    assert staff.post(reverse("console:alert_take", args=[alerts[2].pk])).status_code == 302
+    etag = _new_version(staff, url, etag)
+    raise_alert(world, "emergency", device=another_holder(world, "late")[1])
+    etag = _new_version(staff, url, etag)
+    SupervisionEvent.objects.filter(cleared_at__isnull=True).order_by("pk").first().delete()
+    etag = _new_version(staff, url, etag)
+    Device.objects.filter(battery_percent=10).update(battery_percent=9)
+    etag = _new_version(staff, url, etag)
+    english = staff.get(url, HTTP_IF_NONE_MATCH=etag, HTTP_ACCEPT_LANGUAGE="en")
+    assert english.status_code == 200 and "nobody on it yet" in english.content.decode()
+
+
+def test_the_alert_pane_says_the_next_escalation_step_and_numbers_as_they_are_dialled(world):
+    alert = raise_alert(world, "emergency")
+    staff = staff_client(world.staff)
+    html = staff.get(reverse("console:alert", args=[alert.pk])).content.decode()
+    escalation = re.sub(r"\s+", " ", html.split('id="escalation">')[1].split("</p>")[0])
+    assert escalation.startswith("Escalade : étape 1 sur ") and " à <strong>" in escalation  # not "step 0"
+    contact = world.contacts[0]
+    assert f'<a class="tel" href="tel:{contact.phone}">06 12 34 56 01</a>' in html
+    assert "Rappeler" not in html  # (the number is under her name, not in a column of its own)
+    staff.post(reverse("console:alert_take", args=[alert.pk]))
+    html = staff.get(reverse("console:alert", args=[alert.pk])).content.decode()
+    assert re.search(r"Escalade : 0 sur \d+ étapes effectuées · arrêtée", re.sub(r"\s+", " ", html))
+    test = raise_alert(world, "test", device=another_holder(world, "t")[1])
+    html = staff.get(reverse("console:alert", args=[test.pk])).content.decode()
+    assert "Pas d'escalade pour ce type d'alerte." in html

@@ -8,6 +8,7 @@ import os
 import re
 import time
 import uuid
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from playwright.sync_api import expect
 
 from balise.alerts.models import Alert
 from balise.associations.models import Membership
+from balise.console.models import Protection
 from balise.demo import create_demo
 from balise.devices.actions import authenticate_token
 from balise.supervision.checks import run_checks
@@ -44,13 +46,13 @@ def _screenshot(page, name: str, **options) -> None:
     page.screenshot(path=str(folder / name), **options)
 
 
-def _login(browser, base: str, user):
-    """Log USER in through the form. The server process knows only the real hashers:
-    her password gets a (cheap) PBKDF2 hash it can check."""
+def _login(browser, base: str, user, locale: str = "fr-FR", viewport: dict = VIEWPORT):
+    """Log USER in through the form, in a browser speaking LOCALE. The server process
+    knows only the real hashers: her password gets a (cheap) PBKDF2 hash it can check."""
     user.password = PBKDF2PasswordHasher().encode(PASSWORD, "console-tests", iterations=1000)
     user.save(update_fields=["password"])
     device = authenticator(user)  # her second factor, already set up
-    context = browser.new_context(viewport=VIEWPORT, locale="fr-FR")
+    context = browser.new_context(viewport=viewport, locale=locale)
     page = context.new_page()
     page.goto(f"{base}/console/login/")
     page.fill("#id_username", user.username)
@@ -80,6 +82,9 @@ def test_a_worker_sees_a_new_alarm_takes_charge_follows_answers_and_closes(serve
     base, outbox = server
     page = _login(chromium, base, world.staff)
     expect(page.locator("#list")).to_contain_text("Aucune alerte en cours")
+    # While nothing happens, each poll sends back the version it holds and gets an empty 304.
+    with page.expect_response(lambda r: "/console/live/list" in r.url and r.status == 304, timeout=5_000):
+        pass
 
     _raise(base, world.token)
     raised = time.monotonic()
@@ -165,6 +170,7 @@ def test_the_demo_board_the_person_s_file_pairing_and_supervision(server, chromi
     expect(page.locator("#devices")).to_contain_text("14 %")
     expect(page.locator("#contacts")).to_contain_text("invité, sans réponse")
     expect(page.locator("#tests")).to_contain_text("se terminant par 10")  # her test reminders' phone
+    assert "12345610" not in page.content()  # and nowhere in full, not even in the form
     _screenshot(page, "person.png", full_page=True)
 
     page.locator("#devices form[action$='/pair'] button").first.click()
@@ -180,3 +186,68 @@ def test_the_demo_board_the_person_s_file_pairing_and_supervision(server, chromi
     _screenshot(page, "supervision.png")
     page.goto(f"{base}/console/audit/")
     expect(page.locator("#audit")).to_contain_text("a consulté le dossier")
+
+
+@pytest.mark.parametrize("locale, shown, pattern, typed, bad, error", [
+    ("fr-FR", "01/03/2026", "jj/mm/aaaa", "15/04/2026", "31/02/2026", "Saisissez la date sous la forme jj/mm/aaaa."),
+    ("en-US", "03/01/2026", "mm/dd/yyyy", "04/15/2026", "15/04/2026", "Type the date as mm/dd/yyyy."),
+])
+def test_protection_dates_read_and_typed_the_way_her_language_writes_them(  # noqa: F811
+        server, chromium, world, locale, shown, pattern, typed, bad, error):
+    """Her protection dates in a French browser: jj/mm/aaaa, shown, typed and saved; in
+    an English one, mm/dd/yyyy; a date that does not exist is a message beside the field."""
+    base, _outbox = server
+    Protection.objects.create(person=world.person, starts_on=date(2026, 3, 1))
+    page = _login(chromium, base, world.staff, locale=locale)
+    page.goto(f"{base}/console/people/{world.person.pk}/")
+    starts, ends = page.locator("#id_starts_on"), page.locator("#id_ends_on")
+    expect(starts).to_have_value(shown)
+    expect(ends).to_have_attribute("placeholder", pattern)
+    ends.fill(typed)
+    page.locator("#details form[action$='/edit'] button[type=submit]").click()
+    expect(page.locator("#details dl")).to_contain_text(typed)
+    assert Protection.objects.get(person=world.person).ends_on == date(2026, 4, 15)
+
+    page.locator("#id_ends_on").fill(bad)
+    page.locator("#details form[action$='/edit'] button[type=submit]").click()
+    expect(page.locator("#details .errorlist")).to_have_text(error)
+    expect(page.locator("#id_ends_on")).to_have_value(bad)
+    assert Protection.objects.get(person=world.person).ends_on == date(2026, 4, 15)
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])
+def test_the_console_in_french_on_a_desk_and_on_a_phone(server, chromium, world, width, height):  # noqa: F811
+    """The board, an alert, her file, supervision and a pairing code in French, at a desk's
+    1280x800 and a phone's 390x844: nothing wider than the screen, nothing raw, the
+    numbers to call back whole and written as they are dialled."""
+    base, _outbox = server
+    create_demo()
+    run_checks(timezone.now())
+    page = _login(chromium, base, get_user_model().objects.get(username="demo"), viewport={"width": width,
+                                                                                         "height": height})
+    alarm = Alert.objects.get(kind="alarm", person__display_name="Dominique")
+    raw = re.compile(r"object \(\d+\)|\bNone\b|\{|%\(|\b(step|of|Call|Who|ending in)\b")
+
+    def look(path: str):
+        if path:
+            page.goto(base + path)
+        text = page.inner_text("body")
+        assert not raw.search(text), raw.search(text)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, path  # no sideways scrolling
+
+    look("/console/")
+    look(f"/console/alerts/{alarm.pk}/")
+    page.locator("#map path.trail").wait_for()
+    expect(page.locator("#contacts")).to_contain_text("06 12 34 56 11")
+    clipped = page.evaluate("""Array.from(document.querySelectorAll('#contacts a.tel')).filter(a => {
+        const box = a.closest('.contacts').getBoundingClientRect(), r = a.getBoundingClientRect();
+        return r.width === 0 || r.right > box.right + 0.5 || r.left < box.left - 0.5; }).length""")
+    assert clipped == 0
+    if width < 600:  # on a phone, the alert in view comes before the list
+        assert page.locator("#live-body").bounding_box()["y"] < page.locator("#list").bounding_box()["y"]
+    look(f"/console/people/{alarm.person_id}/")
+    page.locator("#devices form[action$='/pair'] button").first.click()
+    page.wait_for_selector("#pairing-code")
+    look("")
+    look("/console/supervision/")
+    expect(page.locator("#cleared")).not_to_contain_text("» de n")

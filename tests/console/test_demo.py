@@ -14,6 +14,7 @@ from balise.demo import create_demo
 from balise.dispatch.models import Delivery, EscalationTimer
 from balise.people.models import Contact, Person
 from balise.supervision.checks import run_checks
+from balise.supervision.models import SupervisionEvent
 from tests.personas import staff_client
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +45,8 @@ def test_the_demo_is_valid_and_fills_the_board(django_user_model):
     assert board.count("data-alert=") == 2 and "data-supervision=" in board
     page = staff_client(user).get(reverse("console:alert", args=[alerts["alarm"].pk])).content.decode()
     assert "SMS délivré à Lou" in page  # the operator's report, as its callback writes it
+    # Every technical alarm of a device says whose it is ("… de Sacha", never "… de  n'a jamais…").
+    assert not SupervisionEvent.objects.filter(device__isnull=False, person__isnull=True).exists()
 
     # The history is for reading: nothing is left to send, the alarm escalates no further today.
     # (the supervision notices of the checks run above excepted)

@@ -108,3 +108,68 @@ def test_the_audit_log_says_in_words_what_changed(world):
     console_actions.update_person(world.person, world.staff, display_name="Camille R.", language="en")
     html = staff_client(world.staff).get(reverse("console:audit")).content.decode()
     assert "son nom, sa langue" in html and "display_name" not in html
+
+
+def _protection_form(staff, person, language, **dates):
+    return staff.post(reverse("console:person_edit", args=[person.pk]),
+                      {"display_name": person.display_name, "language": person.language, **dates},
+                      HTTP_ACCEPT_LANGUAGE=language)
+
+
+@pytest.mark.parametrize("language, shown, pattern, typed", [
+    ("fr", "01/03/2026", "jj/mm/aaaa", "15/04/2026"),
+    ("en", "03/01/2026", "mm/dd/yyyy", "04/15/2026"),
+])
+def test_protection_dates_are_shown_and_typed_as_her_language_writes_them(world, language, shown, pattern, typed):
+    import datetime
+
+    Protection.objects.create(person=world.person, starts_on=datetime.date(2026, 3, 1))
+    staff = staff_client(world.staff)
+    html = staff.get(reverse("console:person", args=[world.person.pk]), HTTP_ACCEPT_LANGUAGE=language).content.decode()
+    field = html.split('id="id_starts_on"')[0].rsplit("<input", 1)[1] + html.split('id="id_starts_on"')[1].split(">")[0]
+    assert 'type="text"' in field and f'value="{shown}"' in field and f'placeholder="{pattern}"' in field
+    assert _protection_form(staff, world.person, language, starts_on=shown, ends_on=typed).status_code == 302
+    protection = Protection.objects.get(person=world.person)
+    assert (protection.starts_on, protection.ends_on) == (datetime.date(2026, 3, 1), datetime.date(2026, 4, 15))
+    # ISO 8601 (a date pasted from elsewhere) is understood in both languages.
+    assert _protection_form(staff, world.person, language, starts_on="2026-03-02").status_code == 302
+    assert Protection.objects.get(person=world.person).starts_on == datetime.date(2026, 3, 2)
+
+
+@pytest.mark.parametrize("language, bad, message", [
+    ("fr", "31/02/2026", "Saisissez la date sous la forme jj/mm/aaaa."),
+    ("fr", "04/15/2026", "Saisissez la date sous la forme jj/mm/aaaa."),  # month first: not the French way
+    ("en", "15/04/2026", "Type the date as mm/dd/yyyy."),
+    ("en", "soon", "Type the date as mm/dd/yyyy."),
+])
+def test_a_date_that_does_not_parse_is_a_form_error(world, language, bad, message):
+    staff = staff_client(world.staff)
+    response = _protection_form(staff, world.person, language, ends_on=bad)
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert message in html and f'value="{bad}"' in html
+    assert not Protection.objects.filter(person=world.person, ends_on__isnull=False).exists()
+    enrol = staff.post(reverse("console:enrol"), {"starts_on": bad}, HTTP_ACCEPT_LANGUAGE=language)
+    assert enrol.status_code == 400 and message in enrol.content.decode()
+
+
+def test_her_own_number_is_never_shown_in_full_on_her_file(world):
+    """The reminders' number is write-only: its last two digits in the summary and as
+    the field's placeholder; a new number replaces it, empty keeps it, "remove" clears it."""
+    from balise.supervision.models import PeriodicTest
+
+    PeriodicTest.objects.create(person=world.person, phone="+33611223310", period_days=15)
+    staff = staff_client(world.staff)
+    url = reverse("console:person", args=[world.person.pk])
+    html = staff.get(url).content.decode()
+    assert "se terminant par 10" in html and "•• •• •• •• 10" in html
+    assert "+33611223310" not in html and "0611223310" not in html and "11223310" not in html
+    tests_url = reverse("console:person_tests", args=[world.person.pk])
+    assert staff.post(tests_url, {"period_days": "20", "phone": ""}).status_code == 302
+    assert PeriodicTest.objects.get(person=world.person).phone == "+33611223310"
+    assert staff.post(tests_url, {"period_days": "20", "phone": "06 99 88 77 66"}).status_code == 302
+    assert PeriodicTest.objects.get(person=world.person).phone == "+33699887766"
+    assert "99887766" not in staff.get(url).content.decode()
+    assert staff.post(tests_url, {"period_days": "20", "phone": "", "remove_phone": "on"}).status_code == 302
+    assert PeriodicTest.objects.get(person=world.person).phone == ""
+    assert "remove_phone" not in staff.get(url).content.decode()  # nothing to remove

@@ -363,7 +363,7 @@ def test_her_file_sets_the_reminders_and_a_viewer_or_another_association_cannot(
     body = r.content.decode()
     assert 'id="id_period_days"' in body and "errorlist" in body
     assert PeriodicTest.objects.get(person=world.person).period_days == 10
-    assert staff.post(url, {"period_days": "", "phone": ""}).status_code == 302
+    assert staff.post(url, {"period_days": "", "phone": "", "remove_phone": "on"}).status_code == 302
     plan.refresh_from_db()
     assert (plan.period_days, plan.phone) == (None, "")
 

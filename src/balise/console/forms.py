@@ -7,9 +7,10 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 
+from balise.datefield import LocalDateField
 from balise.devices.models import Device
 from balise.people.models import Language
-from balise.people.phones import normalize_phone
+from balise.people.phones import normalize_phone, phone_end
 
 pin_validator = RegexValidator(r"^\d{4,8}$", _("A code is 4 to 8 digits."))
 
@@ -31,9 +32,8 @@ class PinsForm(forms.Form):
 class PersonForm(forms.Form):
     display_name = forms.CharField(label=_("display name"), max_length=60)
     language = forms.ChoiceField(label=_("language"), choices=Language.choices)
-    starts_on = forms.DateField(label=_("protection starts"), required=False,
-                                widget=forms.DateInput(attrs={"type": "date"}))
-    ends_on = forms.DateField(label=_("protection ends"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    starts_on = LocalDateField(label=_("protection starts"), required=False)
+    ends_on = LocalDateField(label=_("protection ends"), required=False)
 
     def clean(self):
         data = super().clean()
@@ -58,6 +58,9 @@ class EnrolForm(PersonForm, PinsForm):
     contact_phone = forms.CharField(label=_("first contact's phone"), max_length=20, required=False)
     association = forms.TypedChoiceField(label=_("association"), coerce=int)
 
+    field_order = ["association", "display_name", "language", "starts_on", "ends_on", "cancel_pin", "duress_pin",
+                   "contact_name", "contact_phone"]  # her name first, as on her file
+
     def __init__(self, *args, associations=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["association"].choices = [(a.pk, a.name) for a in associations]
@@ -76,18 +79,44 @@ class EnrolForm(PersonForm, PinsForm):
 
 
 class TestsForm(forms.Form):
-    """Her periodic tests: how often she is reminded, and the phone the reminder goes to."""
+    """Her periodic tests: how often she is reminded, and the phone the reminder goes to.
+
+    Her number is write-only here: the reminders are sent by the server and nobody in the
+    console calls her on it (her aggressor may hold that phone), so the page shows its
+    last two digits only; a new number replaces it, "remove" clears it."""
 
     period_days = forms.IntegerField(
         label=_("test reminder every (days)"), required=False, min_value=0, max_value=365,
         help_text=_("Empty: the association's default. 0: no reminder and no overdue alarm."))
     phone = forms.CharField(
         label=_("her phone, for test reminders"), max_length=20, required=False,
+        widget=forms.TextInput(attrs={"inputmode": "tel", "autocomplete": "off"}),
         help_text=_("A discreet SMS that says nothing of Balise. Empty: no reminder is sent."))
+    remove_phone = forms.BooleanField(label=_("remove her number"), required=False,
+                                      help_text=_("No reminder is sent any more."))
+
+    def __init__(self, *args, current_phone: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.current_phone = current_phone
+        if current_phone:
+            end = phone_end(current_phone)
+            self.fields["phone"].widget.attrs["placeholder"] = f"•• •• •• •• {end}"
+            self.fields["phone"].help_text = _(
+                "Her number ends in %(end)s. Type a new one to replace it; empty keeps it.") % {"end": end}
+        else:
+            del self.fields["remove_phone"]
 
     def clean_phone(self):
         phone = self.cleaned_data.get("phone", "").strip()
         return normalize_phone(phone) if phone else ""
+
+    def clean(self):
+        data = super().clean()
+        if data.pop("remove_phone", False):
+            data["phone"] = ""
+        elif "phone" in data and not data["phone"]:
+            data["phone"] = self.current_phone
+        return data
 
 
 class NoteForm(forms.Form):

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Max, Sum
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import get_language, gettext as _
 
 from balise.alerts.models import Acknowledgement, Alert, AlertEvent, LocationFix
 from balise.console.timeline import carrier_tone, carrier_word, clock, describe_events
 from balise.dispatch.models import Delivery, EscalationTimer
 from balise.dispatch.plans import plan_for
 from balise.labels import moment, staff_name
+from balise.people.phones import phone_end
 from balise.tracking.places import nearest
 
 TRAIL_MAX = 200
@@ -151,10 +153,30 @@ def _clock_or_day(dt) -> str:
 
 def summary(alert: Alert) -> dict:
     """A card of the board's list."""
-    fix = last_fix(alert)
-    acks = alert.acknowledgements.filter(~Q(answer=Acknowledgement.Answer.CANNOT_HELP)).count()
     return {"alert": alert, "pressed_at": pressed_at(alert), "pressed_clock": clock(pressed_at(alert)),
-            "fix": fix_card(fix), "answers": acks}
+            "fix": fix_card(last_fix(alert))}
+
+
+def board_version(association_ids: list[int], focus: int | None) -> str:
+    """A token that changes whenever the board's list would, in two queries: every open
+    board polls it each second, and renders the list again only when it changed.
+
+    It covers what the cards and the technical alarms show: the open alerts (their state,
+    handling, duress, latest position, her name), the open technical alarms (which ones,
+    their devices' battery), the language, the day (the clocks read the date of another
+    day) and the card in view. Renaming a device or an association waits for the next
+    change of those."""
+    from balise.supervision.models import SupervisionEvent
+
+    alerts = list(Alert.objects.filter(association__in=association_ids, state__in=ACTIVE)
+                  .values_list("pk", "state", "epoch", "duress", "taken_by_id", "person__display_name")
+                  .annotate(fix=Max("fixes__id")).order_by("pk"))
+    alarms = (SupervisionEvent.objects.filter(association__in=association_ids, cleared_at__isnull=True)
+              .exclude(kind=SupervisionEvent.Kind.TEST_REMINDER)
+              .aggregate(n=Count("pk"), last=Max("pk"), battery=Sum("device__battery_percent")))
+    state = (get_language(), timezone.localdate().isoformat(), focus, sorted(association_ids), alerts,
+             sorted(alarms.items()))
+    return hashlib.sha256(repr(state).encode()).hexdigest()[:32]
 
 
 def detail(alert: Alert) -> dict:
@@ -217,6 +239,13 @@ def _reminder_results(events: list) -> dict[int, dict]:
     return results
 
 
+def test_phone(person) -> str:
+    """The number her test reminders go to ("" if none)."""
+    from balise.supervision.models import PeriodicTest
+
+    return PeriodicTest.objects.filter(person=person).values_list("phone", flat=True).first() or ""
+
+
 def periodic_tests(person) -> dict:
     """Her periodic tests for her file: the period, where the reminder goes (the end of
     the number only), her last test, the next reminder and the last reminders' results."""
@@ -232,7 +261,7 @@ def periodic_tests(person) -> dict:
     results = _reminder_results(reminders)
     return {
         "plan": plan, "days": days, "default": plan is None or plan.period_days is None,
-        "phone_end": plan.phone[-2:] if plan is not None and plan.phone else "",
+        "phone_end": phone_end(plan.phone) if plan is not None and plan.phone else "",
         "last_test": last_test, "next_due": since + timedelta(days=days) if days > 0 else None,
         "reminders": [{"sent_at": r.raised_at, "result": results[r.pk]} for r in reminders],
     }

@@ -7,9 +7,10 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404
+from django.http import Http404, HttpResponseNotModified
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import parse_etags, quote_etag
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -71,13 +72,23 @@ def board(request):
     return _page(request, None)
 
 
+def _focus(request) -> int | None:
+    focus = request.GET.get("focus", "")
+    return int(focus) if focus.isdigit() else None
+
+
 @require_GET
 @staff_view
 def board_list(request):
-    """The list of open alerts as an HTML fragment; the board polls it."""
-    focus = request.GET.get("focus", "")
-    context = _list_context(request, int(focus) if focus.isdigit() else None)
-    return _no_store(render(request, "console/_list.html", context))
+    """The list of open alerts as an HTML fragment; the board polls it each second with
+    the version it holds (If-None-Match), and gets an empty 304 while nothing changed."""
+    etag = quote_etag(present.board_version(access.association_ids(request), _focus(request)))
+    if etag in parse_etags(request.headers.get("If-None-Match", "")):
+        response = HttpResponseNotModified()
+    else:
+        response = render(request, "console/_list.html", _list_context(request, _focus(request)))
+    response["ETag"] = etag
+    return _no_store(response)
 
 
 @require_GET
@@ -169,8 +180,8 @@ def _person_context(request, person: Person, **forms_) -> dict:
         "tests": present.periodic_tests(person),
     }
     plan = context["tests"]["plan"]
-    context["tests_form"] = TestsForm(initial={"period_days": plan.period_days if plan else None,
-                                               "phone": plan.phone if plan else ""})
+    context["tests_form"] = TestsForm(initial={"period_days": plan.period_days if plan else None},
+                                      current_phone=plan.phone if plan else "")
     context.update(forms_)
     return context
 
@@ -261,7 +272,7 @@ def contact_invite(request, pk: int, contact_pk: int):
 @staff_view
 def person_tests(request, pk: int):
     person = _acting_on_person(request, pk)
-    form = TestsForm(request.POST)
+    form = TestsForm(request.POST, current_phone=present.test_phone(person))
     if not form.is_valid():
         return _person_page(request, person, status=400, tests_form=form)
     actions.set_periodic_test(person, request.user, **form.cleaned_data)

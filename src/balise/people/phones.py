@@ -33,3 +33,8 @@ def readable_phone(value: str, region: str = DEFAULT_REGION) -> str:
     style = (phonenumbers.PhoneNumberFormat.NATIONAL if phonenumbers.region_code_for_number(number) == region
              else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
     return phonenumbers.format_number(number, style)
+
+
+def phone_end(value: str) -> str:
+    """The last two digits, all a page shows of a number it must not show in full."""
+    return value[-2:]

@@ -192,7 +192,7 @@ def generate(*, slug: str, name: str, funder: str, associations: list[tuple[str,
         for n in range(max(3, persons // 8)):
             d = rng.choice(devices[:persons])
             raised = _aware(starts_on, rng.uniform(0, days * 86400 - 7200))
-            events.append(SupervisionEvent(association_id=d.association_id, device=d,
+            events.append(SupervisionEvent(association_id=d.association_id, device=d, person_id=d.holder_id,
                                            kind=rng.choice([SupervisionEvent.Kind.LOW_BATTERY,
                                                             SupervisionEvent.Kind.SILENT]),
                                            subject=f"device:{d.pk}", raised_at=raised,

@@ -1,11 +1,13 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from balise.datefield import LocalDateField
+
 
 class ReportForm(forms.Form):
     programme = forms.ChoiceField(label=_("programme"), required=False)
-    start = forms.DateField(label=_("period start"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(label=_("period end"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    start = LocalDateField(label=_("period start"), required=False)
+    end = LocalDateField(label=_("period end"), required=False)
 
     def __init__(self, *args, programmes=(), **kwargs):
         super().__init__(*args, **kwargs)

@@ -81,14 +81,19 @@
   }
   var known = ids($("list")), fresh = 0;
   function follow(url, target, onChange) {
-    var last = null, busy = false;
+    var last = null, busy = false, version = null;
     function tick() {
       if (busy) return;
       busy = true;
-      fetch(url, { cache: "no-store", credentials: "same-origin", headers: { "X-Requested-With": "fetch" } })
+      // The version held goes back with each poll: an unchanged fragment is an empty 304.
+      var headers = { "X-Requested-With": "fetch" };
+      if (version) headers["If-None-Match"] = version;
+      fetch(url, { cache: "no-store", credentials: "same-origin", headers: headers })
         .then(function (r) {
           if (r.redirected || r.status === 403) { location.reload(); return null; }
-          return r.ok ? r.text() : null;
+          if (!r.ok) return null;
+          version = r.headers.get("ETag");
+          return r.text();
         })
         .then(function (html) {
           if (html === null) return;
