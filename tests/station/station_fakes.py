@@ -232,7 +232,7 @@ def tap(station, button: str = "sim", presses: int = 1, hold: float = 0.08, gap:
         t += hold + gap
 
 
-async def wait_for(pred, timeout: float = 20.0, step: float = 0.01) -> None:
+async def wait_for(pred, timeout: float = 60.0, step: float = 0.01) -> None:
     """Waits on the running loop until ``pred()`` is true; fails the test after ``timeout``."""
     import asyncio
 
