@@ -69,6 +69,10 @@ def test_the_voice_text_asks_to_press_1(world):
     alert = raise_alert(world, "alarm")
     text = render("alert", channel="voice", language="en", alert=alert, contact_id=None, fix=alert.fixes.first())
     assert "Press 1" in text and "Camille" in text and "latitude 45.75780" in text
+    assert "Camille is in grave danger: her alarm has gone off." in text
+    french = render("alert", channel="voice", language="fr", alert=alert, contact_id=None, fix=alert.fixes.first())
+    # (it read "alarme déclenchée (alerte alarme)": the same word twice, and a label read aloud)
+    assert "Camille est en grave danger : son alarme s'est déclenchée." in french and "(alerte" not in french
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng (Debian package) not installed")

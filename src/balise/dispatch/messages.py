@@ -72,7 +72,7 @@ def kind_words(kind: str) -> str:
     return {
         "prevention": _("feels in danger (prevention alert)"),
         "emergency": _("is in grave danger (emergency alert)"),
-        "alarm": _("is in grave danger, alarm triggered (alarm alert)"),
+        "alarm": _("is in grave danger: her alarm has gone off"),
         "test": _("is testing her button (test, no action needed)"),
     }[kind]
 
