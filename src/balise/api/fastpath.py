@@ -95,6 +95,8 @@ def _alert(token: str, payload) -> tuple[int, bytes, bytes] | None:
         status, answer = alert_answer(device, payload)
     except AlertError as exc:
         refusal = alert_error(exc)
+        # (Django logs its 4xx answers as warnings; an operator reads these the same way)
+        log.warning("press refused: %s %s", refusal.status_code, exc.code)
         return refusal.status_code, refusal.content, refusal["Content-Type"].encode("latin-1")
     return status, _encoded(AlertOut, answer), JSON
 
