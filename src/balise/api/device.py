@@ -12,7 +12,7 @@ from ninja import Router, Status
 from ninja.errors import AuthenticationError
 
 from balise.alerts import actions
-from balise.alerts.models import Acknowledgement, Alert, JoinedPress
+from balise.alerts.models import ACTIVE_STATES, Acknowledgement, Alert, JoinedPress
 from balise.api.errors import error_response
 from balise.api.schemas import (
     AlertIn,
@@ -218,9 +218,8 @@ def _open_alerts(beat) -> list[tuple[uuid.UUID, str, str, bool]]:
     time building this query than the database answering it."""
     if beat.holder_id is None:
         return []
-    active = [Alert.State.OPEN, Alert.State.ACKNOWLEDGED]
     with connection.cursor() as cursor:
-        cursor.execute(_open_alerts_sql(connection.vendor), [beat.pk, beat.holder_id, *active] * 2)
+        cursor.execute(_open_alerts_sql(connection.vendor), [beat.pk, beat.holder_id, *ACTIVE_STATES] * 2)
         return [(value if isinstance(value, uuid.UUID) else uuid.UUID(value), kind, state, bool(duress))
                 for value, kind, state, duress in cursor.fetchall()]
 

@@ -111,12 +111,11 @@ def _answered(handler, token: str, payload) -> tuple[int, bytes, bytes] | None:
         close_old_connections()
 
 
-def _routes():
-    from balise.api.schemas import AlertIn, HeartbeatIn
-
-    # A press is idempotent on its client id: should anything fail half-way (a busy
-    # database), Django takes the same request again and answers what the device must see.
-    return {HEARTBEAT_PATH: (HeartbeatIn, _beat), ALERTS_PATH: (AlertIn, _alert)}
+# Path -> (the device API's schema, this module's handler), by name: read at each request
+# without building anything. A press is idempotent on its client id: should anything fail
+# half-way (a busy database), Django takes the same request again and answers what the
+# device must see.
+ROUTES = {HEARTBEAT_PATH: ("HeartbeatIn", "_beat"), ALERTS_PATH: ("AlertIn", "_alert")}
 
 
 class DeviceFastPath:
@@ -127,7 +126,7 @@ class DeviceFastPath:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        route = _routes().get(scope.get("path")) if scope["type"] == "http" and scope.get("method") == "POST" else None
+        route = ROUTES.get(scope.get("path")) if scope["type"] == "http" and scope.get("method") == "POST" else None
         if route is None:
             return await self.app(scope, receive, send)
         token = _bearer(scope)
@@ -143,7 +142,9 @@ class DeviceFastPath:
                 break
         body = b"".join(chunks)
         answer = None
-        schema, handler = route
+        from balise.api import schemas
+
+        schema, handler = getattr(schemas, route[0]), globals()[route[1]]
         payload = _payload(body, schema)
         if payload is not None:
             try:

@@ -10,7 +10,7 @@ from django.db.models import Count, Max, Sum
 from django.utils import timezone
 from django.utils.translation import get_language, gettext as _
 
-from balise.alerts.models import Acknowledgement, Alert, AlertEvent, LocationFix
+from balise.alerts.models import ACTIVE_STATES, Acknowledgement, Alert, AlertEvent, LocationFix
 from balise.console.timeline import carrier_tone, carrier_word, clock, describe_events
 from balise.dispatch.models import Delivery, EscalationTimer
 from balise.dispatch.plans import plan_for
@@ -19,12 +19,11 @@ from balise.people.phones import phone_end
 from balise.tracking.places import nearest
 
 TRAIL_MAX = 200
-ACTIVE = (Alert.State.OPEN, Alert.State.ACKNOWLEDGED)
 
 
 def board_alerts(association_ids: list[int]):
     """Open alerts, newest first, of these associations."""
-    return (Alert.objects.filter(association__in=association_ids, state__in=ACTIVE)
+    return (Alert.objects.filter(association__in=association_ids, state__in=ACTIVE_STATES)
             .select_related("person", "association", "taken_by").order_by("-created_at", "-id"))
 
 
@@ -168,7 +167,7 @@ def board_version(association_ids: list[int], focus: int | None) -> str:
     change of those."""
     from balise.supervision.models import SupervisionEvent
 
-    alerts = list(Alert.objects.filter(association__in=association_ids, state__in=ACTIVE)
+    alerts = list(Alert.objects.filter(association__in=association_ids, state__in=ACTIVE_STATES)
                   .values_list("pk", "state", "epoch", "duress", "taken_by_id", "person__display_name")
                   .annotate(fix=Max("fixes__id")).order_by("pk"))
     alarms = (SupervisionEvent.objects.filter(association__in=association_ids, cleared_at__isnull=True)

@@ -82,11 +82,12 @@ def _focus(request) -> int | None:
 def board_list(request):
     """The list of open alerts as an HTML fragment; the board polls it each second with
     the version it holds (If-None-Match), and gets an empty 304 while nothing changed."""
-    etag = quote_etag(present.board_version(access.association_ids(request), _focus(request)))
+    focus = _focus(request)
+    etag = quote_etag(present.board_version(access.association_ids(request), focus))
     if etag in parse_etags(request.headers.get("If-None-Match", "")):
         response = HttpResponseNotModified()
     else:
-        response = render(request, "console/_list.html", _list_context(request, _focus(request)))
+        response = render(request, "console/_list.html", _list_context(request, focus))
     response["ETag"] = etag
     return _no_store(response)
 

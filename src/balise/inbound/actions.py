@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from balise.alerts.actions import record_event
-from balise.alerts.models import Acknowledgement, Alert
+from balise.alerts.models import ACTIVE_STATES, Acknowledgement, Alert
 from balise.dispatch import carrier, outbox
 from balise.dispatch.models import Delivery
 from balise.people.phones import normalize_phone
@@ -54,7 +54,7 @@ def sms_reply(sender: str, text: str) -> tuple[str, Delivery | None]:
     reached = list(
         Delivery.objects.filter(
             recipient=phone, state=Delivery.State.SENT, purpose__in=[Delivery.Purpose.ALERT, Delivery.Purpose.ESCALATION],
-            alert__state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED], created_at__gte=since,
+            alert__state__in=ACTIVE_STATES, created_at__gte=since,
         ).select_related("alert__person", "contact").order_by("-created_at")
     )
     alerts = {d.alert_id: d for d in reached}

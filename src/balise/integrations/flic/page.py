@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from balise.alerts.actions import AlertError, cancel_alert, create_alert
-from balise.alerts.models import Alert, Kind
+from balise.alerts.models import ACTIVE_STATES, Alert, Kind
 from balise.devices.models import hash_token
 from balise.dispatch.messages import answer_words, own_words_room, responder_name
 from balise.closure.actions import retention_days
@@ -161,13 +161,11 @@ def _open_alert(person) -> Alert | None:
     """Her real alert still going on. An alert cancelled under duress looks cancelled
     here too; a test is never shown as an alert (it reaches her association, not her
     contacts, and stays open until the association closes it: see _open_test)."""
-    return (Alert.objects.filter(person=person, state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED],
-                                 duress=False).exclude(kind=Kind.TEST).order_by("-created_at").first())
+    return (Alert.objects.filter(person=person, state__in=ACTIVE_STATES, duress=False).exclude(kind=Kind.TEST).order_by("-created_at").first())
 
 
 def _open_test(person) -> bool:
-    return Alert.objects.filter(person=person, state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED],
-                                kind=Kind.TEST).exists()
+    return Alert.objects.filter(person=person, state__in=ACTIVE_STATES, kind=Kind.TEST).exists()
 
 
 def _context(request, button, person, forms, query, notice, error, private_link) -> dict:
