@@ -26,6 +26,7 @@ from balise.api.schemas import (
     HeartbeatIn,
     HeartbeatOut,
 )
+from balise.db import rows
 from balise.devices.actions import record_heartbeat
 from balise.evidence.actions import recording_hint
 from balise.supervision.reports import report_incidents
@@ -218,10 +219,9 @@ def _open_alerts(beat) -> list[tuple[uuid.UUID, str, str, bool]]:
     time building this query than the database answering it."""
     if beat.holder_id is None:
         return []
-    with connection.cursor() as cursor:
-        cursor.execute(_open_alerts_sql(connection.vendor), [beat.pk, beat.holder_id, *ACTIVE_STATES] * 2)
-        return [(value if isinstance(value, uuid.UUID) else uuid.UUID(value), kind, state, bool(duress))
-                for value, kind, state, duress in cursor.fetchall()]
+    found = rows(_open_alerts_sql(connection.vendor), [beat.pk, beat.holder_id, *ACTIVE_STATES] * 2)
+    return [(value if isinstance(value, uuid.UUID) else uuid.UUID(value), kind, state, bool(duress))
+            for value, kind, state, duress in found]
 
 
 @functools.cache

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from balise.db import for_update
+from balise.db import for_update, rows
 from balise.devices.models import Device, DeviceCredential, hash_token
 
 
@@ -114,38 +115,48 @@ def record_heartbeat(who: Device | str, *, battery_percent=None, button_connecte
     if microphone is not None:
         fields["microphone_state"] = microphone
     if isinstance(who, Device):
-        where, params = f"{_q('id')} = %s", [who.pk]
+        by_token, params = False, [who.pk]
     else:
         if not who or len(who) > 200:
             return None
-        credentials = DeviceCredential._meta
-        where = (f"{_q('id')} = (SELECT {_q('device_id')} FROM {_q(credentials.db_table)}"
-                 f" WHERE {_q('token_hash')} = %s AND {_q('revoked_at')} IS NULL)"
-                 f" AND {_q('status')} NOT IN ({', '.join(['%s'] * len(SILENCED))})")
-        params = [hash_token(who), *SILENCED]
-    row = _update_device(fields, where, params, returning=("id", "association_id", "holder_id", "buttons_state"))
+        by_token, params = True, [hash_token(who), *SILENCED]
+    row = _update_device(fields, params, by_token=by_token,
+                         returning=("id", "association_id", "holder_id", "buttons_state"))
     if row is None:
         return None
     device_id, association_id, holder_id, previous = row
     if buttons is not None:
         previous = Device._meta.get_field("buttons_state").from_db_value(previous, None, connection)
-        _update_device({"buttons_state": button_states(previous, buttons, now)}, f"{_q('id')} = %s", [device_id])
+        _update_device({"buttons_state": button_states(previous, buttons, now)}, [device_id])
     return Beat(device_id, association_id, holder_id)
 
 
-def _q(name: str) -> str:
-    return connection.ops.quote_name(name)
-
-
-def _update_device(fields: dict, where: str, params: list, returning=("id",)):
-    """UPDATE the device row WHERE ..., each value prepared by its own field (times,
-    JSON) as the ORM would; the RETURNING row, or None when no device matched."""
+def _update_device(fields: dict, params: list, *, by_token: bool = False, returning=("id",)):
+    """UPDATE the device row (its id, or BY_TOKEN: its live token's hash and the statuses
+    it must not be in), each value prepared by its own field (times, JSON) as the ORM
+    would; the RETURNING row, or None when no device matched."""
     meta = Device._meta
-    columns = [meta.get_field(name) for name in fields]
-    assignments = ", ".join(f"{_q(field.column)} = %s" for field in columns)
-    values = [field.get_db_prep_save(fields[field.name], connection) for field in columns]
-    sql = (f"UPDATE {_q(meta.db_table)} SET {assignments} WHERE {where}"
-           f" RETURNING {', '.join(_q(meta.get_field(name).column) for name in returning)}")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*values, *params])
-        return cursor.fetchone()
+    values = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in fields.items()]
+    found = rows(_update_sql(connection.vendor, tuple(fields), by_token, returning), [*values, *params])
+    return found[0] if found else None
+
+
+@functools.cache
+def _update_sql(vendor: str, names: tuple[str, ...], by_token: bool, returning: tuple[str, ...]) -> str:
+    """The heartbeat's UPDATE for one shape (the fields it sets, how it finds the device),
+    built once: building it cost more than the database running it."""
+    q, meta, credentials = connection.ops.quote_name, Device._meta, DeviceCredential._meta
+
+    def column(name):
+        return q(meta.get_field(name).column)
+
+    if by_token:
+        where = (f"{column('id')} = (SELECT {q(credentials.get_field('device').column)}"
+                 f" FROM {q(credentials.db_table)} WHERE {q(credentials.get_field('token_hash').column)} = %s"
+                 f" AND {q(credentials.get_field('revoked_at').column)} IS NULL)"
+                 f" AND {column('status')} NOT IN ({', '.join(['%s'] * len(SILENCED))})")
+    else:
+        where = f"{column('id')} = %s"
+    assignments = ", ".join(f"{column(name)} = %s" for name in names)
+    return (f"UPDATE {q(meta.db_table)} SET {assignments} WHERE {where}"
+            f" RETURNING {', '.join(column(name) for name in returning)}")

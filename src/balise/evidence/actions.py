@@ -7,6 +7,7 @@ once that record is written. Staff reach only cases of their own associations.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 from pathlib import Path
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -24,7 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from balise.alerts.models import Alert
 from balise.associations.models import Membership
 from balise.associations.scoping import association_ids
-from balise.db import for_update
+from balise.db import for_update, rows
 from balise_evidence import bag, crypto, hint, intake, ledger, tsa, verifier
 from balise_evidence.canonical import b64e
 
@@ -149,14 +150,33 @@ def _device_key(device) -> DeviceKey:
     return key
 
 
-def recording_hint(device, duress_client_ids: list[str]) -> str | None:
+def recording_hint(device_id: int, duress_client_ids: list[str]) -> str | None:
     """The alerts the device must go on recording and tracking although it was told they
     are closed (cancelled under duress, not yet closed by the association), sealed to its
-    evidence key (balise_evidence.hint); None for a device without one."""
-    key = DeviceKey.objects.filter(device=device, revoked_at__isnull=True).only("public_key_pem").first()
-    if key is None:
+    evidence key (balise_evidence.hint); None for a device without one. Every heartbeat
+    asks: its key is read by one statement built once, and loaded once per process."""
+    found = rows(_device_key_sql(connection.vendor), [device_id])
+    if not found:
         return None
-    return hint.seal(crypto.load_device_public_key(key.public_key_pem), duress_client_ids)
+    return hint.seal(_public_key(found[0][0]), duress_client_ids)
+
+
+@functools.cache
+def _device_key_sql(vendor: str) -> str:
+    q, meta = connection.ops.quote_name, DeviceKey._meta
+
+    def column(name):
+        return q(meta.get_field(name).column)
+
+    # (the device's live key, as _device_key finds it: the first registered)
+    return (f"SELECT {column('public_key_pem')} FROM {q(meta.db_table)} WHERE {column('device')} = %s"
+            f" AND {column('revoked_at')} IS NULL ORDER BY {column('id')} LIMIT 1")
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key(pem: str):
+    # (keyed by the key itself: a device's new key is a new entry, a revoked one is no longer asked for)
+    return crypto.load_device_public_key(pem)
 
 
 def _open_case(device, device_key: DeviceKey, header: dict) -> Case:
