@@ -147,10 +147,11 @@ def _databases() -> dict:
                 "max_size": env_int("BALISE_DB_POOL_MAX", 20),
                 "timeout": env_float("BALISE_DB_POOL_TIMEOUT", 10.0),
             }
-        if db["ENGINE"] == "django.db.backends.postgresql":
+        if db["ENGINE"] == "django.db.backends.postgresql" and env_bool("BALISE_DB_PREPARE", True):
             # Django turns psycopg's prepared statements off (None); any number turns them
             # back on for balise.db.rows, which prepares the hot paths' few statements. The
             # ORM's own cursors bind on the client and are never prepared, whatever this says.
+            # Off (BALISE_DB_PREPARE=0) behind a pooler that cannot keep them (PgBouncer < 1.21).
             db.setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
     else:
         db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "balise.sqlite3")}
