@@ -6,9 +6,9 @@ heartbeat, so one process held some 150 a second, when a region's devices beat 1
 a second before any alert. Here a well-formed heartbeat with a valid token is parsed and
 checked with the device API's own parser and schema, and answered by the view's own
 function (`heartbeat_answer`: one UPDATE that also checks the token, two SELECTs) on a
-thread of its own that keeps its database connection, rendered by ninja's encoder. A press (POST /api/v1/alerts) the same way,
-with the view's `alert_answer`: the alert path paid the same few milliseconds of
-machinery on top of its own work.
+thread that keeps its database connection, rendered by ninja's encoder. A press (POST
+/api/v1/alerts) the same way, with the view's `alert_answer`: the alert path paid the
+same few milliseconds of machinery on top of its own work.
 
 Everything else (a malformed body, an unknown token, a database error, any other path)
 goes to Django untouched, so that every refusal is the device API's usual answer."""
@@ -107,8 +107,10 @@ def _alert(token: str, payload) -> tuple[int, bytes, bytes] | None:
 # the next: opening one cost more than the heartbeat itself (SQLite: the file and its
 # pragmas; PostgreSQL: the pool's checkout and its health check). Measured with
 # bench/heartbeat_capacity.py: 4.3 ms of CPU per heartbeat on SQLite before, 1.1 after;
-# 1.7-2.0 ms on PostgreSQL before, 1.2-1.3 after. Not the loop's default executor: asyncio runs its work outside the request's
-# context, so that Django's connection here is the thread's, not the request's.
+# 1.7-2.0 ms on PostgreSQL before, 1.2-1.3 after. run_in_executor, unlike sync_to_async,
+# does not carry the request's context into the thread: Django's connection (kept per
+# context) is then the thread's, not the request's. A pool of their own, so that the
+# connections kept are these threads' and no others.
 _THREADS = ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="balise-device")
 
 
