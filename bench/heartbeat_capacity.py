@@ -84,6 +84,9 @@ def main() -> int:
     return 0
 
 
+AB_COUNTS = {"Complete requests": "complete", "Failed requests": "failed", "Non-2xx responses": "non_2xx"}
+
+
 def run_ab(tokens: list[str], concurrency: int, requests: int, body: Path, url: str, scratch: Path):
     """One ab per token at once, REQUESTS and CONCURRENCY shared between them: the counts
     summed, the seconds from the first start to the last end, every request's time (ms)."""
@@ -105,9 +108,8 @@ def run_ab(tokens: list[str], concurrency: int, requests: int, body: Path, url: 
     for path, out in outputs:
         for line in out.splitlines():
             key, _, value = line.partition(":")
-            name = {"Complete requests": "complete", "Failed requests": "failed", "Non-2xx responses": "non_2xx"}
-            if key.strip() in name:
-                counts[name[key.strip()]] += int(value.split()[0])
+            if key.strip() in AB_COUNTS:
+                counts[AB_COUNTS[key.strip()]] += int(value.split()[0])
         # ab -g: a header, then one tab-separated line per request; ttime (ms) is the 5th column
         times += [int(row.split("\t")[4]) for row in path.read_text().splitlines()[1:] if row.count("\t") >= 5]
     return counts, seconds, sorted(times)

@@ -15,6 +15,13 @@ def for_update(queryset, *, skip_locked: bool = False):
     return queryset.select_for_update(skip_locked=skip_locked, no_key=True, of=("self",))
 
 
+def column(meta, name: str) -> str:
+    """The quoted column of field NAME of a model (its _meta), for the hot paths' SQL."""
+    from django.db import connection
+
+    return connection.ops.quote_name(meta.get_field(name).column)
+
+
 def rows(sql: str, params) -> list[tuple]:
     """The rows of SQL (raw, %s placeholders), a statement of the hot paths run again and
     again (heartbeats, presses). On PostgreSQL it is prepared on its connection the first

@@ -26,7 +26,7 @@ from balise.api.schemas import (
     HeartbeatIn,
     HeartbeatOut,
 )
-from balise.db import rows
+from balise.db import column, rows
 from balise.devices.actions import record_heartbeat
 from balise.evidence.actions import recording_hint
 from balise.supervision.reports import report_incidents
@@ -228,9 +228,6 @@ def _open_alerts(beat) -> list[tuple[uuid.UUID, str, str, bool]]:
 def _open_alerts_sql(vendor: str) -> str:
     q = connection.ops.quote_name
     alert, joined = Alert._meta, JoinedPress._meta
-
-    def column(meta, name):
-        return q(meta.get_field(name).column)
 
     def open_of(device: str) -> str:  # (the alert is `a`; DEVICE the column naming the device)
         return f"{device} = %s AND a.{column(alert, 'person')} = %s AND a.{column(alert, 'state')} IN (%s, %s)"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.utils import timezone
 
-from balise.db import for_update, rows
+from balise.db import column, for_update, rows
 from balise.devices.models import Device, DeviceCredential, hash_token
 
 
@@ -145,18 +145,14 @@ def _update_device(fields: dict, params: list, *, by_token: bool = False, return
 def _update_sql(vendor: str, names: tuple[str, ...], by_token: bool, returning: tuple[str, ...]) -> str:
     """The heartbeat's UPDATE for one shape (the fields it sets, how it finds the device),
     built once: building it cost more than the database running it."""
-    q, meta, credentials = connection.ops.quote_name, Device._meta, DeviceCredential._meta
-
-    def column(name):
-        return q(meta.get_field(name).column)
-
+    q, device, credential = connection.ops.quote_name, Device._meta, DeviceCredential._meta
     if by_token:
-        where = (f"{column('id')} = (SELECT {q(credentials.get_field('device').column)}"
-                 f" FROM {q(credentials.db_table)} WHERE {q(credentials.get_field('token_hash').column)} = %s"
-                 f" AND {q(credentials.get_field('revoked_at').column)} IS NULL)"
-                 f" AND {column('status')} NOT IN ({', '.join(['%s'] * len(SILENCED))})")
+        where = (f"{column(device, 'id')} = (SELECT {column(credential, 'device')}"
+                 f" FROM {q(credential.db_table)} WHERE {column(credential, 'token_hash')} = %s"
+                 f" AND {column(credential, 'revoked_at')} IS NULL)"
+                 f" AND {column(device, 'status')} NOT IN ({', '.join(['%s'] * len(SILENCED))})")
     else:
-        where = f"{column('id')} = %s"
-    assignments = ", ".join(f"{column(name)} = %s" for name in names)
-    return (f"UPDATE {q(meta.db_table)} SET {assignments} WHERE {where}"
-            f" RETURNING {', '.join(column(name) for name in returning)}")
+        where = f"{column(device, 'id')} = %s"
+    assignments = ", ".join(f"{column(device, name)} = %s" for name in names)
+    return (f"UPDATE {q(device.db_table)} SET {assignments} WHERE {where}"
+            f" RETURNING {', '.join(column(device, name) for name in returning)}")

@@ -143,8 +143,13 @@ def _append_log(case: Case, body: dict, kind: str, record: Record | None) -> Log
     return row
 
 
+def _live_keys(device):
+    """The device's evidence keys not revoked, the first registered first: the first is its key."""
+    return DeviceKey.objects.filter(device=device, revoked_at__isnull=True).order_by("id")
+
+
 def _device_key(device) -> DeviceKey:
-    key = DeviceKey.objects.filter(device=device, revoked_at__isnull=True).first()
+    key = _live_keys(device).first()
     if key is None:
         raise EvidenceError("no_device_key", _("register the device's evidence key first"), 409, "header.device_key")
     return key
@@ -161,16 +166,16 @@ def recording_hint(device_id: int, duress_client_ids: list[str]) -> str | None:
     return hint.seal(_public_key(found[0][0]), duress_client_ids)
 
 
+# A stand-in for the device, compiled into _device_key_sql's statement.
+_DEVICE = -730_199_993
+
+
 @functools.cache
 def _device_key_sql(vendor: str) -> str:
-    q, meta = connection.ops.quote_name, DeviceKey._meta
-
-    def column(name):
-        return q(meta.get_field(name).column)
-
-    # (the device's live key, as _device_key finds it: the first registered)
-    return (f"SELECT {column('public_key_pem')} FROM {q(meta.db_table)} WHERE {column('device')} = %s"
-            f" AND {column('revoked_at')} IS NULL ORDER BY {column('id')} LIMIT 1")
+    """The PEM of the device's key (_live_keys), compiled by the ORM once per database."""
+    sql, params = _live_keys(_DEVICE).values_list("public_key_pem")[:1].query.sql_with_params()
+    assert list(params) == [_DEVICE], "the stand-in is the statement's one parameter"
+    return sql
 
 
 @functools.lru_cache(maxsize=4096)
