@@ -63,8 +63,7 @@ class Rig:
         return [m for m in rows if all(getattr(m, k) == v for k, v in filters.items())]
 
     def close(self) -> None:
-        self.dispatcher.pool.shutdown(wait=True)
-        self.dispatcher.periodic.close()
+        self.dispatcher.close()
 
 
 def deliveries(alert: Alert, **filters):

@@ -274,6 +274,5 @@ def test_a_webhook_gateway_gets_the_call_url_and_must_sign_what_it_reports(clien
         assert signed_post(client, path, {"digits": "1"}, as_json=True, secret=SECRET).json() == {"result": "acknowledged"}
         assert Alert.objects.get(pk=alert.pk).state == Alert.State.ACKNOWLEDGED
     finally:
-        dispatcher.pool.shutdown(wait=True)
-        dispatcher.periodic.close()
+        dispatcher.close()
         sink.close()

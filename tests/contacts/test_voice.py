@@ -127,8 +127,7 @@ def test_console_calls_report_their_outcome_to_the_webhook(live_server, settings
         assert [(r["to"], r["outcome"]) for r in calls] == [(c1, "no_answer"), (c2, "answered"), (c3, "pressed_1")]
         assert all(json.dumps(r) for r in calls)
     finally:
-        dispatcher.pool.shutdown(wait=True)
-        dispatcher.periodic.close()
+        dispatcher.close()
 
 
 def test_a_simulated_call_report_is_retried_with_the_same_signed_request(monkeypatch, settings):

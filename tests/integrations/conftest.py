@@ -20,5 +20,4 @@ def console(tmp_path):
     dispatcher = Dispatcher(name="flic-test", providers=[provider], workers=4)
     dispatcher.outbox_path = outbox
     yield dispatcher
-    dispatcher.pool.shutdown(wait=True)
-    dispatcher.periodic.close()
+    dispatcher.close()

@@ -46,8 +46,7 @@ def test_undelivered_goes_through_the_next_provider_once_then_the_plan_alone_goe
         assert not Delivery.objects.filter(replaces=again).exists()
         assert Delivery.objects.filter(alert=alert, replaces__isnull=False).count() == 1
     finally:
-        dispatcher.pool.shutdown(wait=True)
-        dispatcher.contact_messages.close()
+        dispatcher.close()
 
 
 def test_a_resend_is_not_written_once_the_alert_is_over(settings):
@@ -64,8 +63,7 @@ def test_a_resend_is_not_written_once_the_alert_is_over(settings):
         assert carrier_status(str(d.pk), status="undelivered") == "recorded"
         assert not Delivery.objects.filter(replaces=d).exists()
     finally:
-        dispatcher.pool.shutdown(wait=True)
-        dispatcher.contact_messages.close()
+        dispatcher.close()
 
 
 def test_the_first_final_receipt_is_the_message_s(settings):
@@ -90,5 +88,4 @@ def test_the_first_final_receipt_is_the_message_s(settings):
         assert undelivered.carrier_state == "undelivered"
         assert Delivery.objects.filter(replaces=undelivered).count() == 1
     finally:
-        dispatcher.pool.shutdown(wait=True)
-        dispatcher.contact_messages.close()
+        dispatcher.close()

@@ -306,7 +306,6 @@ def test_alert_sms_go_out_by_smpp_receipts_reach_deliveries_and_failures_go_to_t
         smsc.network.send_mo(world.contacts[0].phone, NUMBER, "OK")
         wait_for(lambda: Alert.objects.get(pk=alert.pk).state == Alert.State.ACKNOWLEDGED, what="the acknowledgement")
     finally:
-        dispatcher.pool.shutdown(wait=True)
-        dispatcher.contact_messages.close()
+        dispatcher.close()
         for p in providers:
             p.close()

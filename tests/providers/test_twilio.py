@@ -42,8 +42,7 @@ def send_alert(twilio_settings, kind: str = "emergency", contacts: int = 2):
         alert = raise_alert(world, kind)
         drain(dispatcher)
     finally:
-        dispatcher.pool.shutdown(wait=True)
-        dispatcher.periodic.close()
+        dispatcher.close()
         provider.close()
     return world, alert
 

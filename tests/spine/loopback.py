@@ -67,6 +67,8 @@ class Hit:
     body: dict
     reply: Reply
     answered: bool = False  # the answer was written (the client may have gone by then)
+    raw: bytes = b""  # the body as it came
+    headers: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -96,7 +98,7 @@ class Sink:
                 with sink.lock:
                     n = len(sink.hits)
                     reply = sink.script(n, key, body)
-                    hit = Hit(n, key, body, reply)
+                    hit = Hit(n, key, body, reply, raw=raw, headers=dict(self.headers.items()))
                     sink.hits.append(hit)
                     sink.lock.notify_all()
                 if reply.hold:

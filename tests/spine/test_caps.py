@@ -279,7 +279,6 @@ def test_raising_an_alert_stays_a_few_statements(world):
     resolve_alert(raise_alert(world.device))  # the buckets exist, as they do in steady state
     device = type(world.device).objects.select_related("holder", "association").get(pk=world.device.pk)
     here = Dispatcher(name="here", providers=[RecordingProvider()], workers=1)
-    here.pool.shutdown()
     here.accepting = True
     wakeup.local_dispatcher = here
     try:

@@ -6,6 +6,7 @@ Everything is real: subprocesses, signals, HTTP on loopback, the test database."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
@@ -260,9 +261,9 @@ def test_a_dispatcher_whose_beat_is_late_does_not_send_what_was_taken_over(world
     job = late._job(row, None)
     Delivery.objects.filter(pk=row.pk).update(state="sending", lease_owner="the-taker")
     late.beat_at = dj_timezone.now() - timedelta(seconds=settings.DISPATCH_TAKEOVER_SECONDS)
-    late._send(job)
+    asyncio.run(late._send(job))
     assert provider.sent == [] and late.outcomes.get_nowait().error == "lease taken over before sending"
     Delivery.objects.filter(pk=row.pk).update(lease_owner="late")
-    late._send(job)
+    asyncio.run(late._send(job))
     assert [m.key for m in provider.sent] == [str(row.pk)]
-    late.pool.shutdown()
+    late.close()

@@ -79,7 +79,7 @@ def test_deliveries_are_leased_in_the_alerts_transaction_and_sent_at_once(world)
 def test_a_hand_over_lost_with_its_process_is_claimed_when_the_lease_expires(world, settings, caplog):
     settings.DISPATCH_LEASE_SECONDS = 0.5
     gone = Dispatcher(name="gone", providers=[RecordingProvider()], workers=1)
-    gone.pool.shutdown()  # the process dies between the commit and the sends: its loop never runs again
+    # (the process dies between the commit and the sends: its loop never runs again)
     gone.accepting = True
     wakeup.local_dispatcher = gone
     try:

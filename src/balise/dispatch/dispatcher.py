@@ -6,7 +6,8 @@ messages to providers, in parallel, without ever losing one.
 - On PostgreSQL any number of dispatchers share the work (FOR UPDATE SKIP LOCKED); on
   SQLite claims are serialised by IMMEDIATE transactions.
 - Database writes happen on the dispatcher's own thread, in batches; provider calls run
-  on a thread pool, so a slow provider never holds a database transaction.
+  on an event loop of their own (balise.dispatch.sendloop), so a slow provider never
+  holds a database transaction.
 - Escalation timers and deliveries carry the alert's epoch: once an alert is
   acknowledged or cancelled, what was written before is fenced off.
 - One bad row never stops the others (poison isolation): building a message, firing a
@@ -22,6 +23,7 @@ messages to providers, in parallel, without ever losing one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import queue
@@ -30,7 +32,6 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +45,7 @@ from django.utils import timezone
 from balise.alerts.models import Alert, AlertEvent, LocationFix
 from balise.db import for_update
 from balise.dispatch import extra_timers, health, leases, outbox, periodic, wakeup
+from balise.dispatch.sendloop import SendLoop
 from balise.dispatch.messages import UNDELIVERABLE, prepare_links, render
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from balise.dispatch.plans import Send, plan_for
@@ -119,8 +121,9 @@ def backoff_seconds(attempts: int, retry_after: float | None = None) -> float:
     return ceiling / 2 + random.random() * ceiling / 2
 
 
-def send_with_failover(providers: list[Provider], job: Job) -> Outcome:
-    """Try each provider in order; the first that takes the message wins."""
+async def deliver(providers: list[Provider], job: Job) -> Outcome:
+    """Try each provider in order; the first that takes the message wins. On the send
+    loop (balise.dispatch.sendloop)."""
     errors = []
     retry_after = None
     for provider in providers:
@@ -128,13 +131,14 @@ def send_with_failover(providers: list[Provider], job: Job) -> Outcome:
             continue  # (avoid: the providers a carrier already failed, see balise.dispatch.carrier)
         started = time.time()
         try:
-            result = provider.send(job.message)
+            result = await provider.send_async(job.message)
         except PermanentError as exc:
             return Outcome(job, ok=False, provider=provider.name, permanent=True,
                            error=clean(f"{provider.name}: {exc}"))
         except AmbiguousError as exc:
             # It may have been taken: ask before sending it elsewhere (balise.providers.failover).
-            taken = was_taken(provider, job.message, started)
+            # (a lookup is a blocking call: on a worker thread)
+            taken = await asyncio.get_running_loop().run_in_executor(None, was_taken, provider, job.message, started)
             if taken is not None:
                 return Outcome(job, ok=True, provider=provider.name, provider_ref=clean(taken.provider_ref, 200))
             errors.append(f"{provider.name}: {exc}")
@@ -153,12 +157,25 @@ def send_with_failover(providers: list[Provider], job: Job) -> Outcome:
                    retry_after=retry_after)
 
 
+def send_with_failover(providers: list[Provider], job: Job) -> Outcome:
+    """`deliver` for a caller with no event loop (commands, tests)."""
+
+    async def once() -> Outcome:
+        try:
+            return await deliver(providers, job)
+        finally:
+            for provider in providers:
+                await provider.aclose()
+
+    return asyncio.run(once())
+
+
 class Dispatcher:
     def __init__(self, *, name: str | None = None, providers: list[Provider] | None = None, workers: int | None = None):
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.providers = providers if providers is not None else build_providers()
         self.workers = workers or settings.DISPATCH_WORKERS
-        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="balise-send")
+        self.sender = SendLoop(self.workers)
         self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self.handed: queue.SimpleQueue[list[Delivery]] = queue.SimpleQueue()  # see take
         self.in_flight: set[uuid.UUID] = set()
@@ -230,7 +247,7 @@ class Dispatcher:
 
     def close(self) -> None:
         """For a dispatcher driven by tick() (tests): wait for its sends and periodic jobs."""
-        self.pool.shutdown(wait=True)
+        self.sender.close(self.providers)
         self.periodic.close()
 
     @property
@@ -259,7 +276,7 @@ class Dispatcher:
             self._backlog = limit <= 0 or claimed >= limit
         for job in jobs:
             self.in_flight.add(job.delivery_id)
-            self.pool.submit(self._send, job)
+            self.sender.submit(self._send(job))
         done = self._step("outcomes", self.drain_outcomes, 0)
         self._step("periodic", self.periodic.tick)  # (technical alarms: balise.supervision)
         now = time.monotonic()
@@ -315,13 +332,14 @@ class Dispatcher:
         log.error("dispatcher %s: %s failed%s (%s)", self.name, what, f" on {row}" if row else "",
                   type(exc).__name__, exc_info=exc)
 
-    def _send(self, job: Job) -> None:
+    async def _send(self, job: Job) -> None:
         try:
-            if not self._still_leased(job):
+            if self._lease_in_doubt() and not await asyncio.get_running_loop().run_in_executor(
+                    None, self._still_leased, job):
                 log.warning("delivery %s was taken over before it was sent; not sent here", job.delivery_id)
                 outcome = Outcome(job, ok=False, error="lease taken over before sending")  # ignored: not ours
             else:
-                outcome = send_with_failover(self.providers, job)
+                outcome = await deliver(self.providers, job)
         except BaseException as exc:  # never leave a job without an outcome
             outcome = Outcome(job, ok=False, error=f"dispatcher error: {type(exc).__name__}")
         self.outcomes.put(outcome)  # recorded in batches by the loop (see OUTCOME_BATCH_SECONDS)
@@ -333,7 +351,7 @@ class Dispatcher:
             self.beater.join(30)
         if wakeup.local_dispatcher is self:
             wakeup.local_dispatcher = None
-        self.pool.shutdown(wait=True)
+        self.sender.close(self.providers)
         self.periodic.close()
         try:
             self.drain_outcomes()
@@ -487,7 +505,7 @@ class Dispatcher:
             return 0
         for job in jobs:
             self.in_flight.add(job.delivery_id)
-            self.pool.submit(self._send, job)
+            self.sender.submit(self._send(job))
         return len(rows)
 
     @staticmethod
@@ -773,15 +791,19 @@ class Dispatcher:
             outbox.wake_dispatchers()
         return 1
 
-    def _still_leased(self, job: Job) -> bool:
-        """Whether JOB may still be sent here. Others take over the leases of a dispatcher
-        whose recorded beat is older than DISPATCH_TAKEOVER_SECONDS; when this one's is
-        nearly that old (a starved beat thread, a beat stuck on a lock), the lease is read
-        again before sending, so that a takeover does not make the same message go twice.
-        Any doubt sends: a message twice is better than none."""
+    def _lease_in_doubt(self) -> bool:
+        """Others take over the leases of a dispatcher whose recorded beat is older than
+        DISPATCH_TAKEOVER_SECONDS: whether this one's is nearly that old (a starved beat
+        thread, a beat stuck on a lock). The leases of one that never beat are not taken
+        over."""
         beat_at = self.beat_at
-        if beat_at is None or (timezone.now() - beat_at).total_seconds() < settings.DISPATCH_TAKEOVER_SECONDS - 1:
-            return True  # (the leases of a dispatcher that never beat are not taken over)
+        return beat_at is not None and (
+            (timezone.now() - beat_at).total_seconds() >= settings.DISPATCH_TAKEOVER_SECONDS - 1)
+
+    def _still_leased(self, job: Job) -> bool:
+        """Whether JOB, its lease in doubt, may still be sent here: the lease is read again
+        before sending, so that a takeover does not make the same message go twice. Any
+        doubt sends: a message twice is better than none. On a worker thread."""
         try:
             return Delivery.objects.filter(id=job.delivery_id, lease_owner=self.name).exists()
         except Exception:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 
@@ -51,6 +52,15 @@ class Provider:
 
     def send(self, message: OutgoingMessage) -> SendResult:  # pragma: no cover - interface
         raise NotImplementedError
+
+    async def send_async(self, message: OutgoingMessage) -> SendResult:
+        """`send` for the dispatcher's event loop (balise.dispatch.sendloop). A provider
+        with an asynchronous client overrides it; by default the blocking `send` runs on
+        one of the loop's worker threads."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.send, message)
+
+    async def aclose(self) -> None:
+        """Close what `send_async` opened on the running loop (called on that loop)."""
 
     def lookup(self, message: OutgoingMessage, since: float) -> SendResult | None:
         """After an AmbiguousError on MESSAGE (first tried at Unix time SINCE): did this

@@ -130,19 +130,36 @@ class Guarded(Provider):
             log.error("provider %s failed %d times in a row: skipped for %.0f s", self.name, h.consecutive_failures,
                       self.open_seconds)
 
-    def send(self, message: OutgoingMessage) -> SendResult:
+    def _admit_or_skip(self) -> None:
         if not self._admit():
             raise UnavailableError(f"{self.name} skipped: it failed repeatedly (circuit open)")
+
+    def _record_failure(self, exc: Exception) -> None:
+        # (a refusal of one recipient is the provider working)
+        self._record(isinstance(exc, PermanentError), f"{type(exc).__name__}: {exc}")
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        self._admit_or_skip()
         try:
             result = self.inner.send(message)
-        except PermanentError:
-            self._record(True)
-            raise
         except Exception as exc:
-            self._record(False, f"{type(exc).__name__}: {exc}")
+            self._record_failure(exc)
             raise
         self._record(True)
         return result
+
+    async def send_async(self, message: OutgoingMessage) -> SendResult:
+        self._admit_or_skip()
+        try:
+            result = await self.inner.send_async(message)
+        except Exception as exc:
+            self._record_failure(exc)
+            raise
+        self._record(True)
+        return result
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
     def lookup(self, message: OutgoingMessage, since: float) -> SendResult | None:
         return self.inner.lookup(message, since)
