@@ -13,6 +13,7 @@ owner that has no heartbeat row at all is left until its lease expires.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import datetime, timedelta
 
@@ -20,7 +21,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Case, CharField, F, Q, Value, When
 
-from balise.db import for_update
+from balise.db import column, for_update, rows
 
 log = logging.getLogger(__name__)
 
@@ -92,24 +93,54 @@ def outcome_fields(outcome, attempts: int, now: datetime) -> tuple[str, dict]:
 def record_outcomes(model, owner: str, outcomes: list, now: datetime) -> dict:
     """Writes each outcome (row id, attempts, outcome) on its row if OWNER still holds
     it; call it inside a transaction. Returns {row id: "sent" | "failed" | "retry"} for
-    the rows written. Sends that went out, nearly all of them, take one statement."""
-    ids = [row_id for row_id, _, _ in outcomes]
-    rows = model.objects.filter(id__in=ids, lease_owner=owner, state=SENDING)
-    if connection.features.has_select_for_update:
-        rows = for_update(rows)
-    still_held = set(rows.values_list("id", flat=True))
+    the rows written. Sends that went out, nearly all of them, take one statement per
+    provider: on PostgreSQL one prepared UPDATE that checks the lease itself."""
+    results = [(row_id, *outcome_fields(outcome, attempts, now), outcome) for row_id, attempts, outcome in outcomes]
+    checked_by_update = connection.vendor == "postgresql"
+    to_check = [row_id for row_id, result, _, _ in results if not (checked_by_update and result == "sent")]
+    still_held = set()
+    if to_check:
+        rows = model.objects.filter(id__in=to_check, lease_owner=owner, state=SENDING)
+        if connection.features.has_select_for_update:
+            rows = for_update(rows)
+        still_held = set(rows.values_list("id", flat=True))
     written: dict = {}
     sent: dict[str, tuple[dict, list]] = {}  # provider -> (fields, [(row id, provider ref)])
-    for row_id, attempts, outcome in outcomes:
-        if row_id not in still_held:
-            continue
-        result, fields = outcome_fields(outcome, attempts, now)
-        written[row_id] = result
+    for row_id, result, fields, outcome in results:
         if result == "sent":  # the same fields for a provider's sends, but their references
             sent.setdefault(outcome.provider, (fields, []))[1].append((row_id, outcome.provider_ref))
-        else:
+        elif row_id in still_held:
             model.objects.filter(id=row_id).update(**fields)
+            written[row_id] = result
     for fields, group in sent.values():
-        refs = Case(*[When(id=row_id, then=Value(ref)) for row_id, ref in group], output_field=CharField())
-        model.objects.filter(id__in=[row_id for row_id, _ in group]).update(**dict(fields, provider_ref=refs))
+        if checked_by_update:
+            written.update(dict.fromkeys(_write_sent(model, owner, fields, group), "sent"))
+            continue
+        group = [(row_id, ref) for row_id, ref in group if row_id in still_held]
+        if group:
+            refs = Case(*[When(id=row_id, then=Value(ref)) for row_id, ref in group], output_field=CharField())
+            model.objects.filter(id__in=[row_id for row_id, _ in group]).update(**dict(fields, provider_ref=refs))
+            written.update(dict.fromkeys((row_id for row_id, _ in group), "sent"))
     return written
+
+
+def _write_sent(model, owner: str, fields: dict, group: list) -> list:
+    """PostgreSQL: FIELDS and each row's provider reference written on the rows of GROUP
+    ((row id, reference)) still leased to OWNER, in one statement of one shape whatever
+    the batch's size (so prepared once: balise.db.rows); the ids written."""
+    names = sorted(name for name in fields if name != "provider_ref")
+    ids, refs = zip(*group)
+    return [row_id for (row_id,) in rows(_sent_sql(model, tuple(names)), [
+        *(fields[name] for name in names), list(ids), list(refs), owner, SENDING])]
+
+
+@functools.cache
+def _sent_sql(model, names: tuple[str, ...]) -> str:
+    meta = model._meta
+    table = connection.ops.quote_name(meta.db_table)
+    key = column(meta, "id")
+    sets = ", ".join(f"{column(meta, name)} = %s" for name in names)
+    return (f"UPDATE {table} SET {sets}, {column(meta, 'provider_ref')} = sent.ref "
+            f"FROM unnest(%s::uuid[], %s::text[]) AS sent(id, ref) "
+            f"WHERE {table}.{key} = sent.id AND {table}.{column(meta, 'lease_owner')} = %s "
+            f"AND {table}.{column(meta, 'state')} = %s RETURNING {table}.{key}")
