@@ -40,6 +40,7 @@ from django.db.models import F, FloatField, Value
 from django.db.models.functions import Least
 
 from balise.alerts.models import AlertBudget
+from balise.db import rows
 
 # Unix time in seconds; tests replace it (an injected clock, no sleeps).
 clock = time.time
@@ -83,10 +84,8 @@ def _take_sql(vendor: str) -> str:
 def _take_from(key: str, budget: tuple[float, float], now: float) -> bool:
     burst, per_hour = budget
     level = [burst, now, per_hour / 3600]
-    with connection.cursor() as cursor:
-        cursor.execute(_take_sql(connection.vendor),
-                       [key, burst - 1, now, *level, now, *level, burst - 1e-6, *level])
-        return cursor.fetchone() is not None
+    # (prepared on PostgreSQL: balise.db.rows)
+    return bool(rows(_take_sql(connection.vendor), [key, burst - 1, now, *level, now, *level, burst - 1e-6, *level]))
 
 
 def _start_episode(key: str, now: float) -> bool:
