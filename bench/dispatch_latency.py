@@ -177,7 +177,9 @@ async def send_alerts(bases: list[str], tokens: list[str], rate: float, count: i
     """Open loop: alert i leaves at i / RATE, whatever the server's answers."""
     import httpx
 
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    # An idle connection is dropped before uvicorn's 5 s keep-alive ends: at equal times,
+    # a request sent on a connection the server was closing got no answer (ReadError).
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
 
         async def one(i: int) -> None:
@@ -229,7 +231,7 @@ async def send_heartbeats(bases: list[str], tokens: list[str], rate: float, coun
     """Open loop of heartbeats (as a station sends them), each timed from send to answer."""
     import httpx
 
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=2.0)
     # At most 256 requests in httpx at once: its connection pool rescans every queued request
     # at each step (thousands queued stalled the client itself, not the server). A request
     # that waits here is timed from when it was due, so the wait counts in its latency.
@@ -403,9 +405,10 @@ def main() -> int:
                 print_heartbeat_step(*beats[-1])
             else:
                 first = sum(counts[:n])
-                cpu = cpu_seconds([p.pid for p in procs])
+                cpu, db_cpu = cpu_seconds([p.pid for p in procs]), postgres_cpu_seconds()
                 steps.append(alert_step(bases, tokens[first:first + counts[n]], rate, duration, args.drain))
                 steps[-1]["cpu"] = cpu_seconds([p.pid for p in procs]) - cpu
+                steps[-1]["db_cpu"] = postgres_cpu_seconds() - db_cpu if engine == "postgresql" else None
     finally:
         stop.set()
         arrivals = res_r.recv() if res_r.poll(30) else []
@@ -441,8 +444,11 @@ def main() -> int:
               f" duplicates {f['duplicates']}")
         print(f"sustained: {f['delivered_alerts'] / f['span']:.1f} alerts/s fully delivered"
               f" ({len(f['first_at']) / f['span']:.0f} messages/s), first send to last arrival {f['span']:.1f} s")
-        print(f"CPU of the Balise processes: {step['cpu'] / max(1, len(step['alerts'])) * 1000:.1f} ms per alert"
-              " (the database's own not counted)")
+        per_alert = 1000 / max(1, len(step["alerts"]))
+        print(f"CPU of the Balise processes: {step['cpu'] * per_alert:.1f} ms per alert"
+              + (f"; of this machine's PostgreSQL: {step['db_cpu'] * per_alert:.1f} ms" if step.get("db_cpu") is not None
+                 else " (SQLite's included: it runs inside them)" if engine == "sqlite"
+                 else " (the database's own not counted)"))
         print(f"latency from server receipt (alert created_at) to the sink:  {quantiles(f['server_lat'])}")
         print(f"latency from client send (upper bound) to the sink:          {quantiles(f['client_lat'])}")
     if len(rates) > 1:
@@ -475,6 +481,28 @@ def cpu_seconds(roots: list[int]) -> float:
                 tree.add(pid)
                 grown = True
     return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of this machine's PostgreSQL servers (every postmaster and its backends,
+    exited backends included): the database's share when it runs here, as on loopback.
+    Counts whatever else uses PostgreSQL meanwhile: take it on a quiet machine."""
+    comm, parents, ticks = {}, {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, rest = text.split("(", 1)[1].rsplit(")", 1)
+        fields = rest.split()
+        pid = int(stat.parent.name)
+        comm[pid], parents[pid] = name, int(fields[1])
+        # own time, and for a postmaster the time of the backends it has reaped
+        ticks[pid] = (int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14]))
+    masters = [pid for pid, name in comm.items() if name == "postgres" and comm.get(parents[pid]) != "postgres"]
+    backends = [pid for pid, name in comm.items() if name == "postgres" and pid not in masters]
+    total = sum(sum(ticks[pid]) for pid in masters) + sum(ticks[pid][0] for pid in backends)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def close_earlier_runs() -> int:
