@@ -45,10 +45,10 @@ from django.utils import timezone
 from balise.alerts.models import Alert, AlertEvent, LocationFix
 from balise.db import for_update
 from balise.dispatch import extra_timers, health, leases, outbox, periodic, wakeup
-from balise.dispatch.sendloop import SendLoop
 from balise.dispatch.messages import UNDELIVERABLE, prepare_links, render
 from balise.dispatch.models import Delivery, DispatcherBeat, EscalationTimer
 from balise.dispatch.plans import Send, plan_for
+from balise.dispatch.sendloop import SendLoop
 from balise.providers.base import (
     AmbiguousError,
     OutgoingMessage,
@@ -158,7 +158,7 @@ async def deliver(providers: list[Provider], job: Job) -> Outcome:
 
 
 def send_with_failover(providers: list[Provider], job: Job) -> Outcome:
-    """`deliver` for a caller with no event loop (commands, tests)."""
+    """`deliver` for a caller with no event loop of its own (tests)."""
 
     async def once() -> Outcome:
         try:
