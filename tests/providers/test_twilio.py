@@ -5,6 +5,7 @@ RequestValidator computes X-Twilio-Signature with the account's auth token)."""
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlencode, urlsplit
 
 import pytest
@@ -21,6 +22,7 @@ from tests.personas import make_world
 from tests.providers.conftest import FROM
 from tests.providers.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, INVALID_NUMBER
 from tests.spine.helpers import drain
+from tests.spine.loopback import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -179,6 +181,35 @@ def test_errors_are_typed_an_invalid_number_is_permanent_bad_credentials_fail_ov
         bad.check()
     assert good.check() == "account active"
     assert not standin.messages
+
+
+def on_a_loop(provider: TwilioProvider, m: OutgoingMessage):
+    """As the dispatcher sends: on an event loop, with the SDK's asynchronous client."""
+
+    async def once():
+        try:
+            return await provider.send_async(m)
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(once())
+
+
+@pytest.mark.parametrize("send", [on_a_loop, TwilioProvider.send], ids=["async", "blocking"])
+def test_both_ways_of_sending_read_twilio_s_answers_alike(twilio_settings, standin, send):
+    good = TwilioProvider(ACCOUNT_SID, AUTH_TOKEN, FROM, api_url=standin.url)
+    assert send(good, message("+33612345601")).provider_ref == standin.messages[-1]["sid"]
+    with pytest.raises(PermanentError, match="21211"):
+        send(good, message(INVALID_NUMBER))
+    with pytest.raises(UnavailableError, match="20003"):
+        send(TwilioProvider(ACCOUNT_SID, "wrong-token", FROM, api_url=standin.url), message("+33612345601"))
+    standin.refuse_creates = 1
+    with pytest.raises(UnavailableError, match="503"):
+        send(good, message("+33612345602"))
+    with pytest.raises(UnavailableError, match="unreachable"):
+        send(TwilioProvider(ACCOUNT_SID, AUTH_TOKEN, FROM, api_url=f"http://127.0.0.1:{free_port()}"),
+             message("+33612345603"))
+    assert len(standin.messages) == 1
 
 
 class FakeClock:

@@ -14,18 +14,24 @@
 - After a timeout that may have left the message at Twilio, `lookup` lists the recent
   messages (or calls) to the same number from the same number and matches the one sent:
   only when it is not there does the dispatcher try the next provider.
+- The dispatcher sends on its event loop with the SDK's asynchronous client (aiohttp,
+  `send_async`); `send`, `lookup` and `check` use its blocking one. The asynchronous
+  client applies no time limit of its own: each request is bounded here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
+import aiohttp
 from requests import exceptions as rq
 from twilio.base.exceptions import TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -44,6 +50,7 @@ from balise.providers.base import (
 log = logging.getLogger(__name__)
 # The SDK logs each request's query (phone numbers) at INFO: only its warnings, here.
 logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+logging.getLogger("twilio.async_http_client").setLevel(logging.WARNING)
 
 # Seconds a call rings before Twilio gives up (no-answer).
 RING_SECONDS = 30
@@ -61,15 +68,20 @@ class Pacer:
         self.next_slot = float("-inf")
         self.lock = threading.Lock()
 
-    def wait(self) -> float:
-        """Block until this caller may start; returns the seconds waited."""
+    def reserve(self) -> float:
+        """Take the next free slot; the seconds until it comes."""
         with self.lock:
             now = self.clock()
             slot = max(now, self.next_slot)
             self.next_slot = slot + self.interval
-        if slot > now:
-            self.sleep(slot - now)
         return slot - now
+
+    def wait(self) -> float:
+        """Block until this caller may start; returns the seconds waited."""
+        delay = self.reserve()
+        if delay > 0:
+            self.sleep(delay)
+        return delay
 
 
 def _refused_connection(exc: BaseException) -> bool:
@@ -93,9 +105,9 @@ def translate(exc: Exception, what: str) -> ProviderError:
         if status == 503:
             return UnavailableError(f"twilio unavailable (HTTP {status})")
         return AmbiguousError(f"twilio answered HTTP {status} (error {code})")
-    if _refused_connection(exc):
+    if _refused_connection(exc) or isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
         return UnavailableError(f"twilio unreachable: {type(exc).__name__}")
-    if isinstance(exc, rq.RequestException):
+    if isinstance(exc, (rq.RequestException, aiohttp.ClientError, asyncio.TimeoutError)):
         return AmbiguousError(f"twilio did not answer: {type(exc).__name__}")
     return UnavailableError(f"twilio client error: {type(exc).__name__}")
 
@@ -113,11 +125,25 @@ class TwilioProvider(Provider):
         self.account_sid = account_sid
         self.from_number = from_number
         self.site_url = site_url
-        self.client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
-        if api_url:
-            # The SDK builds every URL from its API domain's base_url (https://api.twilio.com).
-            self.client.api.base_url = api_url.rstrip("/")
+        self.auth_token, self.api_url, self.timeout = auth_token, api_url, timeout
+        self.client = self._client(TwilioHttpClient(timeout=timeout))
         self.pacer = pacer or Pacer(calls_per_second)
+        # The SDK's asynchronous client, one per event loop that sends (its session is the loop's).
+        self.async_clients: dict[asyncio.AbstractEventLoop, Client] = {}
+
+    def _client(self, http_client) -> Client:
+        client = Client(self.account_sid, self.auth_token, http_client=http_client)
+        if self.api_url:
+            # The SDK builds every URL from its API domain's base_url (https://api.twilio.com).
+            client.api.base_url = self.api_url.rstrip("/")
+        return client
+
+    def _async_client(self) -> Client:
+        loop = asyncio.get_running_loop()
+        client = self.async_clients.get(loop)
+        if client is None:
+            client = self.async_clients[loop] = self._client(AsyncTwilioHttpClient(timeout=self.timeout))
+        return client
 
     # -- URLs Twilio calls back -----------------------------------------------------
 
@@ -129,23 +155,45 @@ class TwilioProvider(Provider):
 
     # -- sending --------------------------------------------------------------------
 
+    def _create(self, message: OutgoingMessage) -> dict:
+        """The parameters of the message (or call) that MESSAGE is at Twilio."""
+        if message.channel == "sms":
+            return {"to": message.to, "from_": self.from_number, "body": message.text,
+                    "status_callback": self._status_url(message.key)}
+        callback = self._call_url(message.key)
+        return {"to": message.to, "from_": self.from_number, "url": f"{callback}/twiml", "method": "POST",
+                "status_callback": callback, "status_callback_method": "POST",
+                "status_callback_event": ["ringing", "completed"],
+                "machine_detection": "Enable", "timeout": RING_SECONDS}
+
     def send(self, message: OutgoingMessage) -> SendResult:
         try:
             if message.channel == "sms":
-                sent = self.client.messages.create(to=message.to, from_=self.from_number, body=message.text,
-                                                   status_callback=self._status_url(message.key))
+                sent = self.client.messages.create(**self._create(message))
             else:
                 self.pacer.wait()
-                callback = self._call_url(message.key)
-                sent = self.client.calls.create(
-                    to=message.to, from_=self.from_number, url=f"{callback}/twiml", method="POST",
-                    status_callback=callback, status_callback_method="POST",
-                    status_callback_event=["ringing", "completed"],
-                    machine_detection="Enable", timeout=RING_SECONDS,
-                )
+                sent = self.client.calls.create(**self._create(message))
         except Exception as exc:
             raise translate(exc, "message" if message.channel == "sms" else "call") from exc
         return SendResult(sent.sid or "")
+
+    async def send_async(self, message: OutgoingMessage) -> SendResult:
+        client = self._async_client()
+        try:
+            if message.channel == "sms":
+                create = client.messages.create_async(**self._create(message))
+            else:
+                await asyncio.sleep(self.pacer.reserve())
+                create = client.calls.create_async(**self._create(message))
+            sent = await asyncio.wait_for(create, self.timeout)
+        except Exception as exc:
+            raise translate(exc, "message" if message.channel == "sms" else "call") from exc
+        return SendResult(sent.sid or "")
+
+    async def aclose(self) -> None:
+        client = self.async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.http_client.close()
 
     def lookup(self, message: OutgoingMessage, since: float) -> SendResult | None:
         """The message (same destination, same text) or call (same destination) Twilio
