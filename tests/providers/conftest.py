@@ -1,9 +1,24 @@
+import asyncio
+
 import pytest
 
 from tests.providers.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, TwilioStandIn
 
 SITE = "http://testserver"  # what the Django test client serves: callbacks are posted there
 FROM = "+33757000000"
+
+
+def send_on_a_loop(provider, message):
+    """MESSAGE sent as the dispatcher sends it: on an event loop (the provider's send_async),
+    the loop's clients closed after."""
+
+    async def once():
+        try:
+            return await provider.send_async(message)
+        finally:
+            await provider.aclose()
+
+    return asyncio.run(once())
 
 
 @pytest.fixture

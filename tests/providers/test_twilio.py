@@ -5,7 +5,6 @@ RequestValidator computes X-Twilio-Signature with the account's auth token)."""
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import urlencode, urlsplit
 
 import pytest
@@ -19,7 +18,7 @@ from balise.providers.registry import build_providers
 from balise.providers.twilio import Pacer, TwilioProvider
 from tests.contacts.helpers import raise_alert
 from tests.personas import make_world
-from tests.providers.conftest import FROM
+from tests.providers.conftest import FROM, send_on_a_loop
 from tests.providers.twilio_standin import ACCOUNT_SID, AUTH_TOKEN, INVALID_NUMBER
 from tests.spine.helpers import drain
 from tests.spine.loopback import free_port
@@ -183,19 +182,7 @@ def test_errors_are_typed_an_invalid_number_is_permanent_bad_credentials_fail_ov
     assert not standin.messages
 
 
-def on_a_loop(provider: TwilioProvider, m: OutgoingMessage):
-    """As the dispatcher sends: on an event loop, with the SDK's asynchronous client."""
-
-    async def once():
-        try:
-            return await provider.send_async(m)
-        finally:
-            await provider.aclose()
-
-    return asyncio.run(once())
-
-
-@pytest.mark.parametrize("send", [on_a_loop, TwilioProvider.send], ids=["async", "blocking"])
+@pytest.mark.parametrize("send", [send_on_a_loop, TwilioProvider.send], ids=["async", "blocking"])
 def test_both_ways_of_sending_read_twilio_s_answers_alike(twilio_settings, standin, send):
     good = TwilioProvider(ACCOUNT_SID, AUTH_TOKEN, FROM, api_url=standin.url)
     assert send(good, message("+33612345601")).provider_ref == standin.messages[-1]["sid"]

@@ -4,7 +4,6 @@ commands). Each answer of the gateway means the same thing either way."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import uuid
@@ -19,6 +18,7 @@ from balise.providers.base import (
     UnavailableError,
 )
 from balise.providers.webhook import WebhookProvider
+from tests.providers.conftest import send_on_a_loop
 from tests.spine.loopback import Reply, Sink, free_port
 
 
@@ -31,17 +31,7 @@ def blocking(provider: WebhookProvider, m: OutgoingMessage):
     return provider.send(m)
 
 
-def on_a_loop(provider: WebhookProvider, m: OutgoingMessage):
-    async def once():
-        try:
-            return await provider.send_async(m)
-        finally:
-            await provider.aclose()
-
-    return asyncio.run(once())
-
-
-WAYS = pytest.mark.parametrize("send", [on_a_loop, blocking], ids=["async", "blocking"])
+WAYS = pytest.mark.parametrize("send", [send_on_a_loop, blocking], ids=["async", "blocking"])
 
 
 @pytest.fixture
