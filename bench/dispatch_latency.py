@@ -516,18 +516,17 @@ def close_earlier_runs() -> int:
     from balise.alerts.models import Alert
     from balise.dispatch.models import Delivery, EscalationTimer
 
-    bench = {"association__slug__startswith": "bench-"}
+    of_the_bench = {"alert__association__slug__startswith": "bench-"}
     with transaction.atomic():
         EscalationTimer.objects.filter(
-            alert__association__slug__startswith="bench-",
-            state__in=[EscalationTimer.State.PENDING, EscalationTimer.State.RUNNING],
+            state__in=[EscalationTimer.State.PENDING, EscalationTimer.State.RUNNING], **of_the_bench,
         ).update(state=EscalationTimer.State.STALE, lease_owner="", lease_until=None)
         Delivery.objects.filter(
-            alert__association__slug__startswith="bench-",
-            state__in=[Delivery.State.PENDING, Delivery.State.SENDING],
+            state__in=[Delivery.State.PENDING, Delivery.State.SENDING], **of_the_bench,
         ).update(state=Delivery.State.CANCELLED, lease_owner="", lease_until=None)
-        return Alert.objects.filter(state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED], **bench).update(
-            state=Alert.State.RESOLVED)
+        return Alert.objects.filter(
+            state__in=[Alert.State.OPEN, Alert.State.ACKNOWLEDGED], association__slug__startswith="bench-",
+        ).update(state=Alert.State.RESOLVED)
 
 
 def flush_database() -> None:

@@ -41,18 +41,16 @@ def rows(sql: str, params) -> list[tuple]:
     connection.validate_thread_sharing()
     with connection.wrap_database_errors:
         raw = _prepared_cursor()(connection.connection)
+    started = time.monotonic()
     with connection.make_cursor(raw) as cursor:
-        if not connection.queries_logged:
-            cursor.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
-        # Django's debug cursor logs the statement psycopg last sent, which a prepared one
-        # does not keep (None in the log): logged here as written, without its parameters.
-        started = time.monotonic()
         try:
             cursor.execute(sql, params)
             return cursor.fetchall() if cursor.description else []
         finally:
-            connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+            # Django's debug cursor logs the statement psycopg last sent, which a prepared
+            # one does not keep (None in the log): logged here as written, without its values.
+            if connection.queries_logged:
+                connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
 
 
 @functools.cache

@@ -1,6 +1,6 @@
 """The webhook provider against a real HTTP server on loopback, both ways it sends: on
-the dispatcher's event loop (aiohttp, `send_async`) and blocking (httpx, `send`, for
-commands). Each answer of the gateway means the same thing either way."""
+the dispatcher's event loop (`send_async`) and blocking (`send`, on a loop of its own).
+Each answer of the gateway means the same thing either way."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Where the dispatcher's sends run: one asyncio event loop on a thread of its own.
 
-A provider with an asynchronous client (the webhook's, on aiohttp) sends on the loop
-itself, any number at once on one thread; one with only a blocking client (Twilio's SDK,
-SMPP, the console) sends on the loop's worker threads, DISPATCH_WORKERS of them (see
+A provider with an asynchronous client (the webhook's and Twilio's, on aiohttp) sends on
+the loop itself, any number at once on one thread; one with only a blocking client (SMPP,
+the console) sends on the loop's worker threads, DISPATCH_WORKERS of them (see
 Provider.send_async). Measured on loopback (issue 16): a webhook request cost 0.6 ms of
 CPU with httpx on 32 threads, whose connection pool lock they queued on, and 0.1 ms on
 the loop with aiohttp.

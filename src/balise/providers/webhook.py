@@ -5,8 +5,8 @@ drop a re-send after a crash. With BALISE_WEBHOOK_SECRET set, the body is signed
 (X-Balise-Signature: hex HMAC-SHA256 of the body).
 
 The dispatcher sends on its event loop with aiohttp (`send_async`: many requests at once
-on one thread; about a sixth of the CPU of httpx on threads, issue 16); `send`, for
-commands and tests, sends with httpx. Both read the answer the same way (`_verdict`).
+on one thread; a sixth of the CPU of httpx on threads, issue 16); `send`, for a caller
+with no loop, runs the same on a loop of its own.
 
 A call carries its `callback_url`: the gateway reports the call's status and keypad
 presses there (form CallStatus/Digits or JSON {"status", "digits"}), and SMS replies to
@@ -21,7 +21,6 @@ import hmac
 import json
 
 import aiohttp
-import httpx
 
 from balise.providers import links
 from balise.providers.base import (
@@ -45,10 +44,6 @@ class WebhookProvider(Provider):
         self.secret = secret.encode()
         self.name = name
         self.timeout = timeout
-        self.client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
-        )
         # One aiohttp session per event loop that sends (a session belongs to its loop).
         self.sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
 
@@ -90,16 +85,13 @@ class WebhookProvider(Provider):
         raise UnavailableError(f"webhook answered HTTP {status}")
 
     def send(self, message: OutgoingMessage) -> SendResult:
-        body, headers = self._request(message)
-        try:
-            response = self.client.post(self.url, content=body, headers=headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise UnavailableError(f"webhook unreachable: {type(exc).__name__}") from exc
-        except httpx.TimeoutException as exc:
-            raise AmbiguousError(f"webhook timed out after sending: {type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            raise AmbiguousError(f"webhook transport error: {type(exc).__name__}") from exc
-        return self._verdict(response.status_code, response.headers, response.content)
+        async def once() -> SendResult:
+            try:
+                return await self.send_async(message)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(once())
 
     def _session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
@@ -130,6 +122,3 @@ class WebhookProvider(Provider):
         session = self.sessions.pop(asyncio.get_running_loop(), None)
         if session is not None:
             await session.close()
-
-    def close(self) -> None:
-        self.client.close()
